@@ -1,0 +1,520 @@
+//! The plan checker: column rules enforced on DataFusion's logical plan, before anything runs.
+//!
+//! Owns the lineage analysis: for every output column (and for every predicate, sort key, join
+//! key and window partition) it tracks which source columns flowed in and how — as row values,
+//! group keys, aggregate arguments, comparisons, join keys or pseudonyms — through projections,
+//! joins, unions, subqueries (scalar ones in SELECT too), CTEs, windows, CASE, casts and scalar
+//! functions. A query that would put a column to a use its rule does not allow is refused with
+//! the column, its level and the use. It also reports which aggregates touch restricted
+//! columns, so the host can enforce the group threshold on them. It must never allow what it
+//! does not understand: unknown plan nodes are refused, unknown functions keep row values raw.
+
+use std::collections::BTreeSet;
+
+use datafusion::common::{Column, DFSchema};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan, Operator};
+
+use super::{ColumnRule, Policy, Use};
+
+/// How a source column's values reach a point of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum How {
+    /// Row-level values (or functions of them).
+    Raw,
+    /// As group keys of an aggregate.
+    Group,
+    /// Inside a statistical aggregate.
+    Agg,
+    /// Only through a comparison (a predicate, a CASE condition, a sort key…).
+    Cmp,
+    /// As an equi-join key.
+    Join,
+    /// As its keyed pseudonym.
+    Pseudo,
+}
+
+impl How {
+    fn required(self) -> Use {
+        match self {
+            How::Raw => Use::Plaintext,
+            How::Group => Use::GroupBy,
+            How::Agg => Use::Aggregate,
+            How::Cmp => Use::Compare,
+            How::Join => Use::Join,
+            How::Pseudo => Use::Pseudonym,
+        }
+    }
+}
+
+/// A source column: (dataset, column).
+pub type Source = (String, String);
+
+/// What flowed into one value.
+pub type Lineage = BTreeSet<(Source, How)>;
+
+/// A refused query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// A column would be put to a use its rule does not allow.
+    #[error(
+        "policy violation: column `{dataset}.{column}` (level {level}) may not be used as {used_as} {context}; its rule allows {allowed}"
+    )]
+    Violation { dataset: String, column: String, level: String, used_as: Use, context: String, allowed: String },
+    /// A table without rules in the policy.
+    #[error("policy violation: dataset `{0}` is not classified by the policy, so none of its columns may be used")]
+    Unclassified(String),
+    /// A construct the checker does not analyse.
+    #[error("not supported under a policy: {0}")]
+    Unsupported(String),
+}
+
+/// Result of a successful check.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// Lineage of each output column.
+    pub outputs: Vec<Lineage>,
+}
+
+/// Statistical aggregates: their value summarises a group. Anything else (MIN, MAX, ARRAY_AGG,
+/// STRING_AGG, FIRST_VALUE, MEDIAN, percentiles…) can return a row's value and counts as raw.
+const STATISTICAL: &[&str] = &[
+    "count", "sum", "avg", "mean", "stddev", "stddev_pop", "stddev_samp", "var", "var_pop", "var_samp",
+    "variance", "var_population", "var_sample", "covar", "covar_pop", "covar_samp", "corr", "regr_slope",
+    "regr_intercept", "regr_count", "regr_r2", "regr_avgx", "regr_avgy", "regr_sxx", "regr_syy", "regr_sxy",
+    "approx_distinct",
+];
+
+fn map(l: &Lineage, f: impl Fn(How) -> How) -> Lineage {
+    l.iter().map(|(s, h)| (s.clone(), f(*h))).collect()
+}
+
+/// Values seen only through a comparison, a sort or a partition. Pseudonyms count as compared
+/// too: comparing with a known pseudonym would single out one subject.
+fn compared(l: &Lineage) -> Lineage {
+    map(l, |h| if matches!(h, How::Raw | How::Pseudo) { How::Cmp } else { h })
+}
+
+fn union(items: impl IntoIterator<Item = Lineage>) -> Lineage {
+    items.into_iter().flatten().collect()
+}
+
+/// Lineage of one plan's output, with the schema to resolve columns against.
+struct Scope<'p> {
+    schema: &'p DFSchema,
+    lineage: Vec<Lineage>,
+}
+
+/// The checker's walk over one plan.
+struct Walk<'a> {
+    policy: &'a Policy,
+    /// (lineage, where) of values that influence the result without being in it.
+    effects: Vec<(Lineage, String)>,
+}
+
+/// Checks `plan` against `policy`.
+pub fn check(policy: &Policy, plan: &LogicalPlan) -> Result<Checked, CheckError> {
+    let mut w = Walk { policy, effects: Vec::new() };
+    let outputs = w.plan(plan, &[])?;
+    let names: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
+    for (i, l) in outputs.iter().enumerate() {
+        let name = names.get(i).map(String::as_str).unwrap_or("?");
+        w.enforce(l, &format!("in output column `{name}`"))?;
+    }
+    for (l, place) in std::mem::take(&mut w.effects) {
+        w.enforce(&l, &place)?;
+    }
+    Ok(Checked { outputs })
+}
+
+/// What reaches an aggregate over `input` through `exprs` (its keys and arguments, unmapped),
+/// and everything that influenced the rows of `input` (predicates, join keys, sort keys).
+pub fn input_lineage(policy: &Policy, input: &LogicalPlan, exprs: &[&[Expr]]) -> Result<(Lineage, Lineage), CheckError> {
+    let mut w = Walk { policy, effects: Vec::new() };
+    let fields = w.plan(input, &[])?;
+    let schema = input.schema();
+    let mut l = Lineage::new();
+    for e in exprs.iter().flat_map(|x| x.iter()) {
+        for c in e.column_refs() {
+            let i = schema
+                .index_of_column(c)
+                .map_err(|_| CheckError::Unsupported(format!("cannot resolve column `{c}`")))?;
+            l.extend(fields.get(i).into_iter().flatten().cloned());
+        }
+    }
+    let effects = w.effects.into_iter().flat_map(|(l, _)| l).collect();
+    Ok((l, effects))
+}
+
+impl<'a> Walk<'a> {
+    fn rule(&self, (dataset, column): &Source) -> Result<&'a ColumnRule, CheckError> {
+        let rules = self.policy.dataset(dataset).ok_or_else(|| CheckError::Unclassified(dataset.clone()))?;
+        rules.columns.get(column).ok_or_else(|| CheckError::Violation {
+            dataset: dataset.clone(),
+            column: column.clone(),
+            level: "unclassified".into(),
+            used_as: Use::Plaintext,
+            context: "at all".into(),
+            allowed: "no use (the policy does not list the column)".into(),
+        })
+    }
+
+    fn enforce(&self, l: &Lineage, context: &str) -> Result<(), CheckError> {
+        for (src, how) in l {
+            let rule = self.rule(src)?;
+            let used_as = how.required();
+            if !rule.allows(used_as) {
+                let allowed = if rule.uses.is_empty() {
+                    "no use (denied)".to_owned()
+                } else {
+                    rule.uses.iter().map(|u| u.name()).collect::<Vec<_>>().join(", ")
+                };
+                return Err(CheckError::Violation {
+                    dataset: src.0.clone(),
+                    column: src.1.clone(),
+                    level: rule.level.clone(),
+                    used_as,
+                    context: context.to_owned(),
+                    allowed,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn effect(&mut self, l: Lineage, place: &str) {
+        if !l.is_empty() {
+            self.effects.push((l, place.to_owned()));
+        }
+    }
+
+    /// Lineage of each output field of `plan`; `outer` are the scopes of enclosing queries
+    /// (for correlated subqueries).
+    fn plan(&mut self, plan: &LogicalPlan, outer: &[Scope<'_>]) -> Result<Vec<Lineage>, CheckError> {
+        let width = plan.schema().fields().len();
+        let out = match plan {
+            LogicalPlan::TableScan(scan) => {
+                let dataset = scan.table_name.table().to_owned();
+                let rules = self.policy.dataset(&dataset).ok_or_else(|| CheckError::Unclassified(dataset.clone()))?;
+                for f in &scan.filters {
+                    let l = self.expr(f, plan.schema(), &vec![Lineage::new(); width], outer)?;
+                    self.effect(compared(&l), "in a pushed-down filter");
+                }
+                scan.projected_schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let how = match rules.columns.get(f.name()) {
+                            Some(r) if r.is_pseudonymized() => How::Pseudo,
+                            _ => How::Raw,
+                        };
+                        BTreeSet::from([((dataset.clone(), f.name().clone()), how)])
+                    })
+                    .collect()
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.plan(&p.input, outer)?;
+                let scope = Scope { schema: p.input.schema(), lineage: input };
+                p.expr.iter().map(|e| self.expr_in(e, &scope, outer)).collect::<Result<_, _>>()?
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.plan(&f.input, outer)?;
+                let scope = Scope { schema: f.input.schema(), lineage: input };
+                // The host's own group-threshold filter reveals nothing beyond its aggregate.
+                if !is_threshold_filter(&f.predicate) {
+                    let l = self.expr_in(&f.predicate, &scope, outer)?;
+                    self.effect(compared(&l), "in a WHERE/HAVING predicate");
+                }
+                scope.lineage
+            }
+            LogicalPlan::Sort(s) => {
+                let input = self.plan(&s.input, outer)?;
+                let scope = Scope { schema: s.input.schema(), lineage: input };
+                for e in &s.expr {
+                    let l = self.expr_in(&e.expr, &scope, outer)?;
+                    self.effect(compared(&l), "as an ORDER BY key");
+                }
+                scope.lineage
+            }
+            LogicalPlan::Limit(l) => self.plan(&l.input, outer)?,
+            LogicalPlan::SubqueryAlias(a) => self.plan(&a.input, outer)?,
+            LogicalPlan::Subquery(s) => self.plan(&s.subquery, outer)?,
+            LogicalPlan::Repartition(r) => self.plan(&r.input, outer)?,
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => vec![Lineage::new(); width],
+            LogicalPlan::Union(u) => {
+                let mut out = vec![Lineage::new(); width];
+                for input in &u.inputs {
+                    for (i, l) in self.plan(input, outer)?.into_iter().enumerate() {
+                        if let Some(slot) = out.get_mut(i) {
+                            slot.extend(l);
+                        }
+                    }
+                }
+                out
+            }
+            LogicalPlan::Distinct(Distinct::All(input)) => self.plan(input, outer)?,
+            LogicalPlan::Distinct(Distinct::On(d)) => {
+                let input = self.plan(&d.input, outer)?;
+                let scope = Scope { schema: d.input.schema(), lineage: input };
+                for e in &d.on_expr {
+                    let l = self.expr_in(e, &scope, outer)?;
+                    self.effect(compared(&l), "as a DISTINCT ON key");
+                }
+                for e in d.sort_expr.iter().flatten() {
+                    let l = self.expr_in(&e.expr, &scope, outer)?;
+                    self.effect(compared(&l), "as an ORDER BY key");
+                }
+                d.select_expr.iter().map(|e| self.expr_in(e, &scope, outer)).collect::<Result<_, _>>()?
+            }
+            LogicalPlan::Aggregate(a) => {
+                let input = self.plan(&a.input, outer)?;
+                let scope = Scope { schema: a.input.schema(), lineage: input };
+                let mut out = Vec::with_capacity(width);
+                for g in &a.group_expr {
+                    let keys: Vec<&Expr> = match g {
+                        Expr::GroupingSet(set) => set.distinct_expr(),
+                        other => vec![other],
+                    };
+                    for k in keys {
+                        out.push(map(&self.expr_in(k, &scope, outer)?, |h| if h == How::Raw { How::Group } else { h }));
+                    }
+                }
+                for e in &a.aggr_expr {
+                    out.push(self.expr_in(e, &scope, outer)?);
+                }
+                // Internal columns (e.g. the grouping id of grouping sets) carry nothing.
+                out.resize(width, Lineage::new());
+                out
+            }
+            LogicalPlan::Window(w) => {
+                let input = self.plan(&w.input, outer)?;
+                let scope = Scope { schema: w.input.schema(), lineage: input };
+                let mut out = scope.lineage.clone();
+                for e in &w.window_expr {
+                    out.push(self.expr_in(e, &scope, outer)?);
+                }
+                out.resize(width, Lineage::new());
+                out
+            }
+            LogicalPlan::Join(j) => {
+                let left = self.plan(&j.left, outer)?;
+                let right = self.plan(&j.right, outer)?;
+                let both = j.left.schema().join(j.right.schema()).map_err(|e| CheckError::Unsupported(e.to_string()))?;
+                let scope = Scope { schema: &both, lineage: left.iter().chain(&right).cloned().collect() };
+                let mut keys = Lineage::new();
+                for (l, r) in &j.on {
+                    let ll = self.expr_in(l, &scope, outer)?;
+                    let rl = self.expr_in(r, &scope, outer)?;
+                    keys.extend(map(&union([ll, rl]), |h| if matches!(h, How::Raw | How::Pseudo) { How::Join } else { h }));
+                }
+                self.effect(keys.clone(), "as a join key");
+                if let Some(f) = &j.filter {
+                    let l = self.expr_in(f, &scope, outer)?;
+                    self.effect(compared(&l), "in a join condition");
+                }
+                let mut out = match j.join_type {
+                    JoinType::LeftSemi | JoinType::LeftAnti => left,
+                    JoinType::RightSemi | JoinType::RightAnti => right,
+                    JoinType::LeftMark => {
+                        let mut l = left;
+                        l.push(keys);
+                        l
+                    }
+                    JoinType::RightMark => {
+                        let mut r = right;
+                        r.push(keys);
+                        r
+                    }
+                    _ => scope.lineage,
+                };
+                out.resize(width, Lineage::new());
+                out
+            }
+            LogicalPlan::Unnest(u) => {
+                // Each output may come from any input column: over-approximate.
+                let all = union(self.plan(&u.input, outer)?);
+                vec![all; width]
+            }
+            LogicalPlan::RecursiveQuery(_) => {
+                return Err(CheckError::Unsupported("recursive queries (WITH RECURSIVE)".into()));
+            }
+            other => {
+                return Err(CheckError::Unsupported(format!("plan node `{}`", other.display())));
+            }
+        };
+        if out.len() != width {
+            return Err(CheckError::Unsupported(format!(
+                "plan node `{}` has {} columns, lineage found {}",
+                plan.display(),
+                width,
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+
+    fn expr_in(&mut self, e: &Expr, scope: &Scope<'_>, outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+        self.expr(e, scope.schema, &scope.lineage, outer)
+    }
+
+    fn column(&self, c: &Column, schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+        if let Ok(i) = schema.index_of_column(c) {
+            return Ok(input.get(i).cloned().unwrap_or_default());
+        }
+        for s in outer.iter().rev() {
+            if let Ok(i) = s.schema.index_of_column(c) {
+                return Ok(s.lineage.get(i).cloned().unwrap_or_default());
+            }
+        }
+        Err(CheckError::Unsupported(format!("cannot resolve column `{c}`")))
+    }
+
+    fn subquery(&mut self, plan: &LogicalPlan, schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+        // The enclosing query's row is in scope for correlated references.
+        let here = Scope { schema, lineage: input.to_vec() };
+        let mut scopes: Vec<&Scope<'_>> = outer.iter().collect();
+        scopes.push(&here);
+        let owned: Vec<Scope<'_>> = scopes.into_iter().map(|s| Scope { schema: s.schema, lineage: s.lineage.clone() }).collect();
+        Ok(union(self.plan(plan, &owned)?))
+    }
+
+    fn exprs(&mut self, es: &[Expr], schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+        let mut l = Lineage::new();
+        for e in es {
+            l.extend(self.expr(e, schema, input, outer)?);
+        }
+        Ok(l)
+    }
+
+    /// Lineage of the value of `e` evaluated over rows of `schema` whose columns have `input`.
+    fn expr(&mut self, e: &Expr, schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+        let mut sub = |x: &Expr, w: &mut Self| w.expr(x, schema, input, outer);
+        Ok(match e {
+            Expr::Column(c) => self.column(c, schema, input, outer)?,
+            Expr::OuterReferenceColumn(_, c) => self.column(c, schema, input, outer)?,
+            Expr::Literal(..) | Expr::Placeholder(_) | Expr::ScalarVariable(..) => Lineage::new(),
+            Expr::Alias(a) => sub(&a.expr, self)?,
+            Expr::BinaryExpr(b) => {
+                let l = union([sub(&b.left, self)?, sub(&b.right, self)?]);
+                if is_comparison(b.op) { compared(&l) } else { l }
+            }
+            Expr::Like(l) | Expr::SimilarTo(l) => compared(&union([sub(&l.expr, self)?, sub(&l.pattern, self)?])),
+            Expr::IsNull(x)
+            | Expr::IsNotNull(x)
+            | Expr::IsTrue(x)
+            | Expr::IsFalse(x)
+            | Expr::IsUnknown(x)
+            | Expr::IsNotTrue(x)
+            | Expr::IsNotFalse(x)
+            | Expr::IsNotUnknown(x) => compared(&sub(x, self)?),
+            Expr::Not(x) | Expr::Negative(x) => sub(x, self)?,
+            Expr::Between(b) => compared(&union([sub(&b.expr, self)?, sub(&b.low, self)?, sub(&b.high, self)?])),
+            Expr::InList(i) => {
+                let mut l = sub(&i.expr, self)?;
+                l.extend(self.exprs(&i.list, schema, input, outer)?);
+                compared(&l)
+            }
+            Expr::Cast(c) => sub(&c.expr, self)?,
+            Expr::TryCast(c) => sub(&c.expr, self)?,
+            Expr::Case(c) => {
+                let mut l = Lineage::new();
+                if let Some(base) = &c.expr {
+                    l.extend(compared(&sub(base, self)?));
+                }
+                for (when, then) in &c.when_then_expr {
+                    l.extend(compared(&sub(when, self)?));
+                    l.extend(sub(then, self)?);
+                }
+                if let Some(x) = &c.else_expr {
+                    l.extend(sub(x, self)?);
+                }
+                l
+            }
+            Expr::ScalarFunction(f) => self.exprs(&f.args, schema, input, outer)?,
+            Expr::AggregateFunction(a) => {
+                let args = self.exprs(&a.params.args, schema, input, outer)?;
+                let name = a.func.name().to_ascii_lowercase();
+                let mut l = if STATISTICAL.contains(&name.as_str()) {
+                    map(&args, |h| if h == How::Raw { How::Agg } else { h })
+                } else {
+                    args
+                };
+                if let Some(f) = &a.params.filter {
+                    l.extend(compared(&sub(f, self)?));
+                }
+                for s in &a.params.order_by {
+                    l.extend(compared(&sub(&s.expr, self)?));
+                }
+                l
+            }
+            Expr::WindowFunction(w) => {
+                // Window results are per row: arguments stay row-level.
+                let mut l = self.exprs(&w.params.args, schema, input, outer)?;
+                for p in &w.params.partition_by {
+                    l.extend(compared(&sub(p, self)?));
+                }
+                for s in &w.params.order_by {
+                    l.extend(compared(&sub(&s.expr, self)?));
+                }
+                if let Some(f) = &w.params.filter {
+                    l.extend(compared(&sub(f, self)?));
+                }
+                l
+            }
+            Expr::ScalarSubquery(s) => self.subquery(&s.subquery, schema, input, outer)?,
+            Expr::Exists(x) => compared(&self.subquery(&x.subquery.subquery, schema, input, outer)?),
+            Expr::InSubquery(x) => {
+                let mut l = sub(&x.expr, self)?;
+                l.extend(self.subquery(&x.subquery.subquery, schema, input, outer)?);
+                compared(&l)
+            }
+            Expr::SetComparison(x) => {
+                let mut l = sub(&x.expr, self)?;
+                l.extend(self.subquery(&x.subquery.subquery, schema, input, outer)?);
+                compared(&l)
+            }
+            other => {
+                // Anything else: the union of its children, row values kept raw (conservative).
+                let mut l = Lineage::new();
+                let mut failed = None;
+                let _ = other.apply_children(|child| {
+                    match self.expr(child, schema, input, outer) {
+                        Ok(x) => l.extend(x),
+                        Err(e) => failed = Some(e),
+                    }
+                    Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                l
+            }
+        })
+    }
+}
+
+fn is_threshold_filter(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarFunction(f) if f.func.name() == super::functions::THRESHOLD_NAME)
+}
+
+fn is_comparison(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+            | Operator::RegexMatch
+            | Operator::RegexIMatch
+            | Operator::RegexNotMatch
+            | Operator::RegexNotIMatch
+            | Operator::LikeMatch
+            | Operator::ILikeMatch
+            | Operator::NotLikeMatch
+            | Operator::NotILikeMatch
+    )
+}

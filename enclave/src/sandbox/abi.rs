@@ -1,0 +1,494 @@
+//! The `enclave_v1` host ABI: the only functions a guest can call.
+//!
+//! Owns the per-job host state (parameters, open queries, outputs, logs, the seeded random
+//! stream, the logical clock) and the host side of every import. Each function checks the
+//! wall-clock deadline, treats every pointer and length as hostile (see `guest_mem`), bounds what
+//! it allocates, and turns limit breaches into traps that name the limit. It must never give the
+//! guest anything outside this list, and never panic on guest input. `docs/abi.md` is the
+//! contract; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+use wasmtime::{Caller, Linker, ResourceLimiter};
+
+use super::guest_mem::{bad_call, read_bytes, read_prefix, read_str, write_bytes};
+use crate::error::{JobError, Limit};
+use crate::limits::Limits;
+use crate::outputs::Output;
+use crate::query::{JobSession, QueryError, classify_exec_error};
+
+/// Namespace of every import.
+pub const MODULE: &str = "enclave_v1";
+
+/// Error codes returned (as negative values) to the guest.
+pub mod code {
+    /// Not found.
+    pub const NOT_FOUND: i64 = -1;
+    /// Refused (policy, statement kind, table not granted, bad SQL).
+    pub const REFUSED: i64 = -2;
+    /// Failed while running.
+    pub const FAILED: i64 = -3;
+    /// Unknown or closed handle.
+    pub const BAD_HANDLE: i64 = -4;
+    /// Malformed argument (bad name, kind, length or IPC).
+    pub const BAD_ARGUMENT: i64 = -5;
+    /// Too many handles open.
+    pub const TOO_MANY: i64 = -6;
+}
+
+/// Largest parameter key accepted.
+const MAX_KEY: usize = 256;
+/// Largest output name read (names are checked further by `outputs::check_name`).
+const MAX_NAME: usize = 256;
+/// Largest single log line kept; longer lines are truncated (and still charged in full).
+const MAX_LOG_LINE: usize = 16 << 10;
+/// Largest guest failure message kept.
+const MAX_FAIL: usize = 4 << 10;
+/// Largest random request in one call.
+const MAX_RANDOM: usize = 1 << 20;
+
+/// The signature of each import: (name, params, results) in Wasm value types.
+pub const IMPORTS: &[(&str, &[wasmtime::ValType], &[wasmtime::ValType])] = {
+    use wasmtime::ValType::{I32, I64};
+    &[
+        ("param", &[I32, I32, I32, I32], &[I64]),
+        ("query_open", &[I32, I32], &[I64]),
+        ("query_next", &[I32], &[I64]),
+        ("query_read", &[I32, I32, I32], &[I32]),
+        ("query_close", &[I32], &[I32]),
+        ("query_suppressed", &[I32], &[I64]),
+        ("output", &[I32, I32, I32, I32, I32], &[I32]),
+        ("log", &[I32, I32], &[]),
+        ("random", &[I32, I32], &[]),
+        ("clock", &[], &[I64]),
+        ("fail", &[I32, I32], &[]),
+        ("last_error", &[I32, I32], &[I32]),
+    ]
+};
+
+/// Memory and table growth limiter that records the peak and names the limit when reached.
+#[derive(Debug)]
+pub struct JobLimiter {
+    memory_cap: u64,
+    table_cap: u64,
+    /// Largest linear memory size granted, in bytes.
+    pub memory_peak: u64,
+}
+
+impl ResourceLimiter for JobLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.memory_cap {
+            return Err(wasmtime::Error::new(JobError::limit(Limit::Memory, desired, self.memory_cap)));
+        }
+        self.memory_peak = self.memory_peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.table_cap {
+            return Err(wasmtime::Error::new(JobError::limit(Limit::TableElements, desired, self.table_cap)));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+    fn tables(&self) -> usize {
+        1
+    }
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+/// One open query: the engine's stream and the IPC writer producing the guest's messages.
+struct OpenQuery {
+    stream: SendableRecordBatchStream,
+    suppressed: Arc<AtomicU64>,
+    /// Index of this query's record in `query_log`.
+    record: usize,
+    writer: Option<StreamWriter<Vec<u8>>>,
+    /// The message announced by `query_next`, waiting for `query_read`.
+    pending: Option<Vec<u8>>,
+    done: bool,
+}
+
+/// A recorded host-call result, for the job report (and, later, the replay transcript).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueryRecord {
+    /// The SQL text.
+    pub sql: String,
+    /// Batches streamed to the guest.
+    pub batches: u64,
+    /// Rows streamed to the guest.
+    pub rows: u64,
+    /// IPC bytes streamed to the guest.
+    pub bytes: u64,
+    /// Groups the threshold suppressed.
+    pub suppressed_groups: u64,
+    /// Error returned to the guest, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything the host keeps for one running job.
+pub struct HostState {
+    pub(super) limiter: JobLimiter,
+    limits: Limits,
+    params: BTreeMap<String, String>,
+    session: Option<Arc<JobSession>>,
+    runtime: tokio::runtime::Handle,
+    queries: Vec<Option<OpenQuery>>,
+    /// Outputs emitted so far.
+    pub outputs: Vec<Output>,
+    output_bytes: u64,
+    /// Log lines written so far.
+    pub logs: Vec<String>,
+    log_bytes: u64,
+    rng: blake3::OutputReader,
+    clock_ms: i64,
+    last_error: String,
+    /// First error a host call returned to the guest (used to classify a later failure).
+    pub first_host_error: Option<JobError>,
+    /// Failure message reported by the guest.
+    pub guest_failure: Option<String>,
+    /// Queries run, in order.
+    pub query_log: Vec<QueryRecord>,
+    deadline: Instant,
+    started: Instant,
+}
+
+impl HostState {
+    /// State for a job with these limits, parameters, query session, seed and clock.
+    pub fn new(
+        limits: Limits,
+        params: BTreeMap<String, String>,
+        session: Option<Arc<JobSession>>,
+        runtime: tokio::runtime::Handle,
+        seed: [u8; 32],
+        clock_ms: i64,
+    ) -> Self {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(limits.wall_clock_ms);
+        HostState {
+            limiter: JobLimiter { memory_cap: limits.memory_bytes, table_cap: limits.table_elements, memory_peak: 0 },
+            limits,
+            params,
+            session,
+            runtime,
+            queries: Vec::new(),
+            outputs: Vec::new(),
+            output_bytes: 0,
+            logs: Vec::new(),
+            log_bytes: 0,
+            rng: blake3::Hasher::new_keyed(&seed).finalize_xof(),
+            clock_ms,
+            last_error: String::new(),
+            first_host_error: None,
+            guest_failure: None,
+            query_log: Vec::new(),
+            deadline,
+            started,
+        }
+    }
+
+    /// Milliseconds since the job started.
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The wall-clock trap, if the deadline has passed.
+    fn check_deadline(&self) -> wasmtime::Result<()> {
+        if Instant::now() >= self.deadline {
+            return Err(wall_clock_error(self.started, self.limits.wall_clock_ms));
+        }
+        Ok(())
+    }
+
+    /// Records an error for the guest and returns its code.
+    fn refuse(&mut self, code: i64, err: JobError) -> i64 {
+        self.last_error = err.message.clone();
+        if self.first_host_error.is_none() {
+            self.first_host_error = Some(err);
+        }
+        code
+    }
+
+    fn handle(&mut self, call: &str, h: i32) -> wasmtime::Result<&mut OpenQuery> {
+        usize::try_from(h)
+            .ok()
+            .and_then(|i| self.queries.get_mut(i))
+            .and_then(Option::as_mut)
+            .ok_or_else(|| bad_call(call, &format!("unknown or closed query handle {h}")))
+    }
+
+    fn open_query(&mut self, sql: String) -> wasmtime::Result<i64> {
+        let open = self.queries.iter().filter(|q| q.is_some()).count() as u64;
+        if open >= self.limits.open_queries {
+            let e = JobError::limit(Limit::OpenQueries, open + 1, self.limits.open_queries);
+            return Ok(self.refuse(code::TOO_MANY, e));
+        }
+        let Some(session) = self.session.clone() else {
+            let e = QueryError::Refused("this job has no datasets: queries are not available".into());
+            return Ok(self.refuse(code::REFUSED, e.to_job_error()));
+        };
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let opened = self.runtime.block_on(async { tokio::time::timeout(remaining, session.open(&sql)).await });
+        let stream = match opened {
+            Err(_) => return Err(wall_clock_error(self.started, self.limits.wall_clock_ms)),
+            Ok(Err(e)) => {
+                let code = match e {
+                    QueryError::Refused(_) | QueryError::Policy(_) | QueryError::Sql(_) | QueryError::TooLong { .. } => {
+                        code::REFUSED
+                    }
+                    _ => code::FAILED,
+                };
+                self.query_log.push(QueryRecord { sql, batches: 0, rows: 0, bytes: 0, suppressed_groups: 0, error: Some(e.to_string()) });
+                return Ok(self.refuse(code, e.to_job_error()));
+            }
+            Ok(Ok(s)) => s,
+        };
+        let (stream, suppressed) = (stream.stream, stream.suppressed);
+        let schema = stream.schema();
+        let writer = match StreamWriter::try_new(Vec::new(), &schema) {
+            Ok(w) => w,
+            Err(e) => return Err(wasmtime::Error::new(JobError::internal(format!("IPC writer: {e}")))),
+        };
+        self.query_log.push(QueryRecord { sql, batches: 0, rows: 0, bytes: 0, suppressed_groups: 0, error: None });
+        let q = OpenQuery { stream, suppressed, record: self.query_log.len() - 1, writer: Some(writer), pending: None, done: false };
+        let slot = match self.queries.iter().position(Option::is_none) {
+            Some(i) => {
+                self.queries[i] = Some(q);
+                i
+            }
+            None => {
+                self.queries.push(Some(q));
+                self.queries.len() - 1
+            }
+        };
+        Ok(slot as i64)
+    }
+
+    /// Produces the next IPC message of query `h`: schema first, then one per batch, then EOS.
+    fn next_message(&mut self, h: i32) -> wasmtime::Result<i64> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        let memory_limit = self.limits.query_memory_bytes;
+        let runtime = self.runtime.clone();
+        let (started, wall_cap) = (self.started, self.limits.wall_clock_ms);
+        let q = self.handle("query_next", h)?;
+        if let Some(w) = q.writer.as_mut() {
+            let buffered = std::mem::take(w.get_mut());
+            if !buffered.is_empty() {
+                let n = buffered.len() as i64;
+                q.pending = Some(buffered);
+                return Ok(n);
+            }
+        }
+        if q.done {
+            q.pending = None;
+            return Ok(0);
+        }
+        let next = runtime.block_on(async { tokio::time::timeout(remaining, q.stream.next()).await });
+        let step = match next {
+            Err(_) => return Err(wall_clock_error(started, wall_cap)),
+            Ok(step) => step,
+        };
+        let Some(w) = q.writer.as_mut() else {
+            return Err(wasmtime::Error::new(JobError::internal("query writer missing")));
+        };
+        let ipc = |e: datafusion::arrow::error::ArrowError| wasmtime::Error::new(JobError::internal(format!("IPC encoding: {e}")));
+        let (rows, failed) = match step {
+            Some(Ok(batch)) => {
+                w.write(&batch).map_err(ipc)?;
+                (batch.num_rows() as u64, None)
+            }
+            Some(Err(e)) => {
+                q.done = true;
+                (0, Some(classify_exec_error(memory_limit)(e)))
+            }
+            None => {
+                w.finish().map_err(ipc)?;
+                q.done = true;
+                (0, None)
+            }
+        };
+        let msg = std::mem::take(w.get_mut());
+        let n = msg.len() as i64;
+        q.pending = if msg.is_empty() { None } else { Some(msg) };
+        let (record, suppressed) = (q.record, q.suppressed.load(Ordering::Relaxed));
+        if let Some(e) = failed {
+            if let Some(rec) = self.query_log.get_mut(record) {
+                rec.error = Some(e.to_string());
+            }
+            return Ok(self.refuse(code::FAILED, e.to_job_error()));
+        }
+        if let Some(rec) = self.query_log.get_mut(record) {
+            rec.suppressed_groups = suppressed;
+            rec.rows += rows;
+            rec.batches += u64::from(rows > 0);
+            rec.bytes += n as u64;
+        }
+        Ok(n)
+    }
+
+    fn add_output(&mut self, name: String, kind: i32, bytes: Vec<u8>) -> wasmtime::Result<i32> {
+        let count = self.outputs.len() as u64 + 1;
+        if count > self.limits.outputs {
+            return Err(wasmtime::Error::new(JobError::limit(Limit::Outputs, count, self.limits.outputs)));
+        }
+        if self.outputs.iter().any(|o| o.name == name) {
+            let e = JobError::new(crate::error::ErrorKind::InvalidOutput, format!("output `{name}` was already emitted"));
+            return Ok(self.refuse(code::BAD_ARGUMENT, e) as i32);
+        }
+        match Output::from_guest(&name, kind, &bytes) {
+            Ok(out) => {
+                self.outputs.push(out);
+                Ok(0)
+            }
+            Err(why) => {
+                let e = JobError::new(crate::error::ErrorKind::InvalidOutput, format!("output `{}`: {why}", name.escape_debug()));
+                Ok(self.refuse(code::BAD_ARGUMENT, e) as i32)
+            }
+        }
+    }
+}
+
+/// The trap for a job past its wall-clock deadline.
+fn wall_clock_error(started: Instant, cap_ms: u64) -> wasmtime::Error {
+    let used = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    wasmtime::Error::new(JobError::limit(Limit::WallClock, used, cap_ms))
+}
+
+/// Registers every `enclave_v1` function in `linker`.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(MODULE, "param", |mut c: Caller<'_, HostState>, kp: i32, kl: i32, bp: i32, bc: i32| -> wasmtime::Result<i64> {
+        c.data().check_deadline()?;
+        let key = read_str(&mut c, "param", kp, kl, MAX_KEY)?;
+        let Some(value) = c.data().params.get(&key).cloned() else {
+            return Ok(code::NOT_FOUND);
+        };
+        if value.len() <= bc as u32 as usize {
+            write_bytes(&mut c, "param", bp, bc, value.as_bytes())?;
+        }
+        Ok(value.len() as i64)
+    })?;
+
+    linker.func_wrap(MODULE, "query_open", |mut c: Caller<'_, HostState>, sp: i32, sl: i32| -> wasmtime::Result<i64> {
+        c.data().check_deadline()?;
+        let cap = c.data().limits.sql_bytes;
+        let len = sl as u32 as u64;
+        if len > cap {
+            let e = QueryError::TooLong { len, limit: cap };
+            return Ok(c.data_mut().refuse(code::REFUSED, e.to_job_error()));
+        }
+        let sql = read_str(&mut c, "query_open", sp, sl, cap as usize)?;
+        c.data_mut().open_query(sql)
+    })?;
+
+    linker.func_wrap(MODULE, "query_next", |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i64> {
+        c.data().check_deadline()?;
+        c.data_mut().next_message(h)
+    })?;
+
+    linker.func_wrap(MODULE, "query_read", |mut c: Caller<'_, HostState>, h: i32, bp: i32, bl: i32| -> wasmtime::Result<i32> {
+        c.data().check_deadline()?;
+        let msg = c
+            .data_mut()
+            .handle("query_read", h)?
+            .pending
+            .take()
+            .ok_or_else(|| bad_call("query_read", "no message is pending (call query_next first)"))?;
+        if msg.len() != bl as u32 as usize {
+            return Err(bad_call("query_read", &format!("buffer length {} differs from the announced {}", bl as u32, msg.len())));
+        }
+        write_bytes(&mut c, "query_read", bp, bl, &msg)?;
+        Ok(0)
+    })?;
+
+    linker.func_wrap(MODULE, "query_close", |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i32> {
+        let state = c.data_mut();
+        match usize::try_from(h).ok().and_then(|i| state.queries.get_mut(i)) {
+            Some(slot @ Some(_)) => {
+                *slot = None;
+                Ok(0)
+            }
+            _ => Ok(code::BAD_HANDLE as i32),
+        }
+    })?;
+
+    linker.func_wrap(MODULE, "query_suppressed", |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i64> {
+        let q = c.data_mut().handle("query_suppressed", h)?;
+        Ok(i64::try_from(q.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+    })?;
+
+    linker.func_wrap(
+        MODULE,
+        "output",
+        |mut c: Caller<'_, HostState>, np: i32, nl: i32, kind: i32, dp: i32, dl: i32| -> wasmtime::Result<i32> {
+            c.data().check_deadline()?;
+            let state = c.data();
+            let used = state.output_bytes.saturating_add(dl as u32 as u64);
+            if used > state.limits.output_bytes {
+                return Err(wasmtime::Error::new(JobError::limit(Limit::OutputBytes, used, state.limits.output_bytes)));
+            }
+            let name = String::from_utf8_lossy(&read_bytes(&mut c, "output", np, nl, MAX_NAME)?).into_owned();
+            let bytes = read_bytes(&mut c, "output", dp, dl, usize::MAX)?;
+            c.data_mut().output_bytes = used;
+            c.data_mut().add_output(name, kind, bytes)
+        },
+    )?;
+
+    linker.func_wrap(MODULE, "log", |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
+        c.data().check_deadline()?;
+        let len = l as u32 as u64;
+        let state = c.data();
+        let used = state.log_bytes.saturating_add(len);
+        if used > state.limits.log_bytes {
+            return Err(wasmtime::Error::new(JobError::limit(Limit::LogBytes, used, state.limits.log_bytes)));
+        }
+        let bytes = read_prefix(&mut c, "log", p, l, MAX_LOG_LINE)?;
+        let state = c.data_mut();
+        state.log_bytes = used;
+        state.logs.push(String::from_utf8_lossy(&bytes).into_owned());
+        Ok(())
+    })?;
+
+    linker.func_wrap(MODULE, "random", |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
+        c.data().check_deadline()?;
+        let n = l as u32 as usize;
+        if n > MAX_RANDOM {
+            return Err(bad_call("random", &format!("at most {MAX_RANDOM} bytes per call")));
+        }
+        let mut buf = vec![0u8; n];
+        c.data_mut().rng.fill(&mut buf);
+        write_bytes(&mut c, "random", p, l, &buf)
+    })?;
+
+    linker.func_wrap(MODULE, "clock", |c: Caller<'_, HostState>| -> wasmtime::Result<i64> {
+        c.data().check_deadline()?;
+        Ok(c.data().clock_ms)
+    })?;
+
+    linker.func_wrap(MODULE, "fail", |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
+        let bytes = read_prefix(&mut c, "fail", p, l, MAX_FAIL)?;
+        c.data_mut().guest_failure = Some(String::from_utf8_lossy(&bytes).into_owned());
+        Ok(())
+    })?;
+
+    linker.func_wrap(MODULE, "last_error", |mut c: Caller<'_, HostState>, bp: i32, bc: i32| -> wasmtime::Result<i32> {
+        let msg = c.data().last_error.clone();
+        let n = msg.len().min(bc as u32 as usize);
+        write_bytes(&mut c, "last_error", bp, n as i32, &msg.as_bytes()[..n])?;
+        Ok(msg.len() as i32)
+    })?;
+    Ok(())
+}

@@ -169,8 +169,14 @@ pub fn query(sql: &str) -> Result<Query> {
         first: None,
         done: false,
     };
-    // The first message carries the schema.
-    q.first = q.pump()?;
+    // The first message carries the schema; the decoder completes it when the next bytes
+    // arrive, so pull until the schema is known (keeping a batch that came with it).
+    while q.decoder.schema().is_none() && !q.done {
+        if let Some(b) = q.pump()? {
+            q.first = Some(b);
+            break;
+        }
+    }
     Ok(q)
 }
 

@@ -45,9 +45,9 @@ impl Faker {
     /// A plausible Chinese name.
     pub fn name(&mut self) -> String {
         let mut s = String::from(*self.rng.pick(SURNAMES));
-        s.push_str(self.rng.pick(GIVEN));
+        s.push_str(self.rng.pick::<&str>(GIVEN));
         if self.rng.below(2) == 0 {
-            s.push_str(self.rng.pick(GIVEN));
+            s.push_str(self.rng.pick::<&str>(GIVEN));
         }
         s
     }

@@ -76,9 +76,9 @@ impl Residents {
         let resident_id = format!("{body}{}", resident_id_check_digit(&body).unwrap_or('0'));
         let name = {
             let mut s = String::from(*r.pick(SURNAMES));
-            s.push_str(r.pick(GIVEN));
+            s.push_str(r.pick::<&str>(GIVEN));
             if r.below(100) < 70 {
-                s.push_str(r.pick(GIVEN));
+                s.push_str(r.pick::<&str>(GIVEN));
             }
             s
         };

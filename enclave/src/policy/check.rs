@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use datafusion::common::{Column, DFSchema};
 use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan, Operator};
 
 use super::{ColumnRule, Policy, Use};
@@ -118,8 +119,14 @@ pub fn check(policy: &Policy, plan: &LogicalPlan) -> Result<Checked, CheckError>
     let outputs = w.plan(plan, &[])?;
     let names: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
     for (i, l) in outputs.iter().enumerate() {
-        let name = names.get(i).map(String::as_str).unwrap_or("?");
-        w.enforce(l, &format!("in output column `{name}`"))?;
+        // Name the column when it is a plain name; an expression's text could quote the SQL.
+        let place = match names.get(i) {
+            Some(n) if n.len() <= 64 && n.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                format!("in output column `{n}`")
+            }
+            _ => format!("in output column {}", i + 1),
+        };
+        w.enforce(l, &place)?;
     }
     for (l, place) in std::mem::take(&mut w.effects) {
         w.enforce(&l, &place)?;
@@ -307,11 +314,23 @@ impl<'a> Walk<'a> {
                     let rl = self.expr_in(r, &scope, outer)?;
                     keys.extend(map(&union([ll, rl]), |h| if matches!(h, How::Raw | How::Pseudo) { How::Join } else { h }));
                 }
-                self.effect(keys.clone(), "as a join key");
                 if let Some(f) = &j.filter {
-                    let l = self.expr_in(f, &scope, outer)?;
-                    self.effect(compared(&l), "in a join condition");
+                    // `ON a.x = b.y` arrives as a filter before optimization: equalities between
+                    // the two sides are join keys, everything else is a comparison.
+                    for conjunct in split_conjunction(f) {
+                        match is_equijoin(conjunct, j.left.schema(), j.right.schema()) {
+                            Some((a, b)) => {
+                                let l = union([self.expr_in(a, &scope, outer)?, self.expr_in(b, &scope, outer)?]);
+                                keys.extend(map(&l, |h| if matches!(h, How::Raw | How::Pseudo) { How::Join } else { h }));
+                            }
+                            None => {
+                                let l = self.expr_in(conjunct, &scope, outer)?;
+                                self.effect(compared(&l), "in a join condition");
+                            }
+                        }
+                    }
                 }
+                self.effect(keys.clone(), "as a join key");
                 let mut out = match j.join_type {
                     JoinType::LeftSemi | JoinType::LeftAnti => left,
                     JoinType::RightSemi | JoinType::RightAnti => right,
@@ -388,7 +407,7 @@ impl<'a> Walk<'a> {
 
     /// Lineage of the value of `e` evaluated over rows of `schema` whose columns have `input`.
     fn expr(&mut self, e: &Expr, schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
-        let mut sub = |x: &Expr, w: &mut Self| w.expr(x, schema, input, outer);
+        let sub = |x: &Expr, w: &mut Self| w.expr(x, schema, input, outer);
         Ok(match e {
             Expr::Column(c) => self.column(c, schema, input, outer)?,
             Expr::OuterReferenceColumn(_, c) => self.column(c, schema, input, outer)?,
@@ -490,6 +509,30 @@ impl<'a> Walk<'a> {
                 l
             }
         })
+    }
+}
+
+/// `a = b` with `a` only from one side of a join and `b` only from the other: `(a, b)`.
+fn is_equijoin<'e>(e: &'e Expr, left: &DFSchema, right: &DFSchema) -> Option<(&'e Expr, &'e Expr)> {
+    let Expr::BinaryExpr(b) = e else { return None };
+    if b.op != Operator::Eq {
+        return None;
+    }
+    let side = |x: &Expr| {
+        let refs = x.column_refs();
+        if refs.is_empty() {
+            None
+        } else if refs.iter().all(|c| left.has_column(c)) {
+            Some(0)
+        } else if refs.iter().all(|c| right.has_column(c)) {
+            Some(1)
+        } else {
+            None
+        }
+    };
+    match (side(&b.left), side(&b.right)) {
+        (Some(l), Some(r)) if l != r => Some((&b.left, &b.right)),
+        _ => None,
     }
 }
 

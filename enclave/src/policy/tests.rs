@@ -102,9 +102,13 @@ fn allowed_uses_pass() {
 }
 
 fn violation(r: Result<(), CheckError>, column: &str, used_as: Use) -> String {
-    match r {
-        Err(CheckError::Violation { column: c, used_as: u, ref level, .. }) if c == column && u == used_as => {
-            let msg = r.unwrap_err().to_string();
+    let e = match r {
+        Err(e) => e,
+        Ok(()) => panic!("expected `{column}` refused as {used_as}, it passed"),
+    };
+    match &e {
+        CheckError::Violation { column: c, used_as: u, level, .. } if c == column && *u == used_as => {
+            let msg = e.to_string();
             assert!(msg.contains(level.as_str()) && msg.contains(used_as.name()), "{msg}");
             msg
         }
@@ -134,7 +138,7 @@ fn escape_attempts_are_refused() {
             ("SELECT concat(district, phone) AS k, COUNT(*) FROM residents GROUP BY k", "phone", Use::GroupBy),
             ("SELECT district, SUM(income) OVER (PARTITION BY resident_id) FROM residents", "income", Use::Plaintext),
             ("SELECT district, COUNT(*) OVER (PARTITION BY resident_id) FROM residents", "resident_id", Use::Compare),
-            ("SELECT v.diagnosis, r.income FROM hospital_visits v JOIN residents r ON v.resident_id = r.resident_id", "income", Use::Plaintext),
+            ("SELECT v.hospital, r.income FROM hospital_visits v JOIN residents r ON v.resident_id = r.resident_id", "income", Use::Plaintext),
             ("SELECT district FROM residents UNION ALL SELECT phone FROM residents", "phone", Use::Plaintext),
             ("SELECT district, (SELECT MAX(income) FROM residents) AS m FROM residents", "income", Use::Plaintext),
             ("SELECT district, (SELECT r2.income FROM residents r2 WHERE r2.age = r.age LIMIT 1) FROM residents r", "income", Use::Plaintext),

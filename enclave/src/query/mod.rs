@@ -153,6 +153,13 @@ pub struct Governance {
     pub pseudonym_key: [u8; 32],
 }
 
+impl std::fmt::Debug for Governance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("Governance").field("datasets", &self.policy.datasets.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
 /// A job's query session: only the granted tables exist in it.
 pub struct JobSession {
     ctx: SessionContext,

@@ -449,14 +449,12 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
     linker.func_wrap(MODULE, "log", |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
         c.data().check_deadline()?;
-        let len = l as u32 as u64;
-        let state = c.data();
-        let used = state.log_bytes.saturating_add(len);
+        let bytes = read_prefix(&mut c, "log", p, l, MAX_LOG_LINE)?;
+        let state = c.data_mut();
+        let used = state.log_bytes.saturating_add(u64::from(l as u32));
         if used > state.limits.log_bytes {
             return Err(wasmtime::Error::new(JobError::limit(Limit::LogBytes, used, state.limits.log_bytes)));
         }
-        let bytes = read_prefix(&mut c, "log", p, l, MAX_LOG_LINE)?;
-        let state = c.data_mut();
         state.log_bytes = used;
         state.logs.push(String::from_utf8_lossy(&bytes).into_owned());
         Ok(())

@@ -151,7 +151,7 @@ impl Sandbox {
             .max_wasm_stack(limits.wasm_stack_bytes)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
-            .wasm_threads(false)
+
             .wasm_shared_everything_threads(false)
             .wasm_memory64(false)
             .wasm_multi_memory(false)
@@ -359,7 +359,10 @@ fn classify(e: wasmtime::Error, state: &HostState, fuel_used: u64, limits: &Limi
         // A failure after a refused or failed host call is classified by what the host refused.
         if let Some(host) = &state.first_host_error {
             let mut err = host.clone();
-            err.message = format!("{}{}", host.message, guest_said);
+            // Add what the guest said unless it only repeats the host's message.
+            if !state.guest_failure.as_deref().is_some_and(|g| g.contains(&host.message)) {
+                err.message = format!("{}{}", host.message, guest_said);
+            }
             return err;
         }
         let msg = state.guest_failure.clone().unwrap_or_else(|| format!("enclave_run returned status {status}"));

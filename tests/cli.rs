@@ -6,9 +6,18 @@ use enclave_tests::*;
 use serde_json::Value;
 
 fn run_json(args: &[&str]) -> (bool, Value) {
-    let out = Command::new(enclave_bin()).args(args).arg("--json").arg("--no-cache").output().unwrap();
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let out = Command::new(enclave_bin())
+        .args(args)
+        .arg("--json")
+        .arg("--no-cache")
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     (out.status.success(), doc)
 }
 
@@ -16,8 +25,17 @@ fn run_json(args: &[&str]) -> (bool, Value) {
 fn run_json_report_has_the_documented_fields() {
     let module = example("sql-report");
     let table = format!("residents={}", residents(3000).display());
-    let sql = "sql=SELECT district, COUNT(*) AS n FROM residents GROUP BY district ORDER BY district";
-    let (ok, doc) = run_json(&["run", "--module", module.to_str().unwrap(), "--table", &table, "--param", sql]);
+    let sql =
+        "sql=SELECT district, COUNT(*) AS n FROM residents GROUP BY district ORDER BY district";
+    let (ok, doc) = run_json(&[
+        "run",
+        "--module",
+        module.to_str().unwrap(),
+        "--table",
+        &table,
+        "--param",
+        sql,
+    ]);
     assert!(ok, "{doc}");
     assert_eq!(doc["status"], "ok");
     assert_eq!(doc["job_id"].as_str().unwrap().len(), 16);
@@ -32,7 +50,15 @@ fn run_json_report_has_the_documented_fields() {
     assert_eq!(out["data"].as_array().unwrap().len(), 9);
     assert!(out["data"][0]["n"].as_i64().unwrap() > 0);
     // The same run again: the same output digest.
-    let (_, again) = run_json(&["run", "--module", module.to_str().unwrap(), "--table", &table, "--param", sql]);
+    let (_, again) = run_json(&[
+        "run",
+        "--module",
+        module.to_str().unwrap(),
+        "--table",
+        &table,
+        "--param",
+        sql,
+    ]);
     assert_eq!(again["outputs"][0]["blake3"], out["blake3"]);
 }
 
@@ -41,14 +67,32 @@ fn run_json_reports_errors_with_kind_and_nonzero_exit() {
     let module = example("sql-report");
     let m = module.to_str().unwrap();
     let table = format!("residents={}", residents(3000).display());
-    let (ok, doc) = run_json(&["run", "--module", m, "--table", &table, "--param", "sql=COPY residents TO '/tmp/x.csv'"]);
+    let (ok, doc) = run_json(&[
+        "run",
+        "--module",
+        m,
+        "--table",
+        &table,
+        "--param",
+        "sql=COPY residents TO '/tmp/x.csv'",
+    ]);
     assert!(!ok);
     assert_eq!(doc["status"], "error");
     assert_eq!(doc["error"]["kind"], "sql_refused");
     assert!(doc["error"]["message"].as_str().unwrap().contains("COPY"));
     assert_eq!(doc["outputs"].as_array().unwrap().len(), 0);
 
-    let (ok, doc) = run_json(&["run", "--module", m, "--table", &table, "--param", "sql=SELECT 1", "--fuel", "1000"]);
+    let (ok, doc) = run_json(&[
+        "run",
+        "--module",
+        m,
+        "--table",
+        &table,
+        "--param",
+        "sql=SELECT 1",
+        "--fuel",
+        "1000",
+    ]);
     assert!(!ok);
     assert_eq!(doc["error"]["kind"], "limit_exceeded");
     assert_eq!(doc["error"]["limit"], "fuel");
@@ -67,13 +111,29 @@ fn human_report_and_datagen() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.parquet");
     let out = Command::new(enclave_bin())
-        .args(["datagen", "traffic_records", "--rows", "2000", "--seed", "5", "--out"])
+        .args([
+            "datagen",
+            "traffic_records",
+            "--rows",
+            "2000",
+            "--seed",
+            "5",
+            "--out",
+        ])
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(file.exists());
-    let out = Command::new(enclave_bin()).args(["datagen", "nope", "--rows", "1", "--out"]).arg(&file).output().unwrap();
+    let out = Command::new(enclave_bin())
+        .args(["datagen", "nope", "--rows", "1", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown table"));
 
@@ -89,7 +149,10 @@ fn human_report_and_datagen() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains(": ok"), "{text}");
-    assert!(text.contains("vehicle_type") && text.contains("小型汽车"), "{text}");
+    assert!(
+        text.contains("vehicle_type") && text.contains("小型汽车"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -103,39 +166,77 @@ fn policy_refusal_and_sample_from_the_cli() {
     let run = |sql: &str| {
         let out = Command::new(enclave_bin())
             .env("XDG_DATA_HOME", home.path())
-            .args(["run", "--json", "--no-cache", "--module", m, "--table", &table, "--policy", p, "--param"])
+            .args([
+                "run",
+                "--json",
+                "--no-cache",
+                "--module",
+                m,
+                "--table",
+                &table,
+                "--policy",
+                p,
+                "--param",
+            ])
             .arg(format!("sql={sql}"))
             .output()
             .unwrap();
-        (out.status.success(), serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        (
+            out.status.success(),
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        )
     };
     let (ok, doc) = run("SELECT name, income FROM residents");
     assert!(!ok);
     assert_eq!(doc["status"], "error");
     assert_eq!(doc["error"]["kind"], "policy_violation");
     let msg = doc["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("residents.") && msg.contains("L4") || msg.contains("L3"), "{msg}");
-    let (ok, doc) = run("SELECT district, COUNT(*) AS n, AVG(income) AS m FROM residents GROUP BY district");
+    assert!(
+        msg.contains("residents.") && msg.contains("L4") || msg.contains("L3"),
+        "{msg}"
+    );
+    let (ok, doc) =
+        run("SELECT district, COUNT(*) AS n, AVG(income) AS m FROM residents GROUP BY district");
     assert!(ok, "{doc}");
     assert_eq!(doc["outputs"][0]["rows"], 9);
     // A dataset the policy does not classify is not granted.
     let out = Command::new(enclave_bin())
         .env("XDG_DATA_HOME", home.path())
-        .args(["run", "--json", "--no-cache", "--module", m, "--policy", p, "--table"])
+        .args([
+            "run",
+            "--json",
+            "--no-cache",
+            "--module",
+            m,
+            "--policy",
+            p,
+            "--table",
+        ])
         .arg(format!("secrets={}", residents(3000).display()))
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["error"]["kind"], "invalid_input");
-    assert!(doc["error"]["message"].as_str().unwrap().contains("not granted"));
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not granted")
+    );
 
     let sample = home.path().join("sample.parquet");
     let out = Command::new(enclave_bin())
-        .args(["sample", "--table", &table, "--policy", p, "--rows", "500", "--seed", "3", "--out"])
+        .args([
+            "sample", "--table", &table, "--policy", p, "--rows", "500", "--seed", "3", "--out",
+        ])
         .arg(&sample)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("income: Noise"));
     // The developer's loop: run the module on the sample without a policy.
     let (ok, doc) = run_json(&[

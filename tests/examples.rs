@@ -21,23 +21,38 @@ fn every_example_module_has_only_abi_imports() {
 fn sql_report_emits_the_query_result() {
     let r = run_example(
         "sql-report",
-        &[("sql", "SELECT age_band, COUNT(*) AS n, SUM(income) AS total FROM residents GROUP BY age_band ORDER BY age_band")],
+        &[(
+            "sql",
+            "SELECT age_band, COUNT(*) AS n, SUM(income) AS total FROM residents GROUP BY age_band ORDER BY age_band",
+        )],
         5000,
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
     let out = &r.outputs[0];
-    assert_eq!((out.name.as_str(), out.kind), ("result", enclave::outputs::OutputKind::Aggregate));
+    assert_eq!(
+        (out.name.as_str(), out.kind),
+        ("result", enclave::outputs::OutputKind::Aggregate)
+    );
     let rows = out.rows_json().unwrap();
-    assert_eq!(rows.iter().map(|v| v["n"].as_i64().unwrap()).sum::<i64>(), 5000);
+    assert_eq!(
+        rows.iter().map(|v| v["n"].as_i64().unwrap()).sum::<i64>(),
+        5000
+    );
     assert!(r.logs.iter().any(|l| l.contains("result rows")));
 }
 
 #[test]
 fn sql_report_surfaces_refusals() {
     for (sql, kind) in [
-        ("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'", ErrorKind::SqlRefused),
+        (
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'",
+            ErrorKind::SqlRefused,
+        ),
         ("SELECT * FROM 'file.parquet'", ErrorKind::SqlRefused),
-        ("SET datafusion.execution.batch_size = 1", ErrorKind::SqlRefused),
+        (
+            "SET datafusion.execution.batch_size = 1",
+            ErrorKind::SqlRefused,
+        ),
         ("INSERT INTO residents VALUES (1)", ErrorKind::SqlRefused),
         ("SELECT * FROM hospital_visits", ErrorKind::SqlRefused),
     ] {
@@ -48,7 +63,11 @@ fn sql_report_surfaces_refusals() {
     }
     let r = run_example("sql-report", &[], 1000);
     assert_eq!(err(&r).kind, ErrorKind::GuestFailed);
-    assert!(err(&r).message.contains("parameter `sql`"), "{}", err(&r).message);
+    assert!(
+        err(&r).message.contains("parameter `sql`"),
+        "{}",
+        err(&r).message
+    );
 }
 
 #[test]
@@ -57,7 +76,12 @@ fn income_by_district_gives_nine_districts() {
     assert!(r.result.is_ok(), "{:?}", r.result);
     let rows = r.outputs[0].rows_json().unwrap();
     assert_eq!(rows.len(), 9);
-    assert_eq!(rows.iter().map(|v| v["residents"].as_i64().unwrap()).sum::<i64>(), 20_000);
+    assert_eq!(
+        rows.iter()
+            .map(|v| v["residents"].as_i64().unwrap())
+            .sum::<i64>(),
+        20_000
+    );
     for row in &rows {
         let mean = row["mean_income"].as_f64().unwrap();
         assert!(mean > 10_000.0 && mean < 200_000.0, "{row}");
@@ -71,24 +95,48 @@ fn linear_model_fits_the_income_curve() {
     let out = &r.outputs[0];
     assert_eq!(out.kind, enclave::outputs::OutputKind::Model);
     let rows = out.rows_json().unwrap();
-    let coef = |t: &str| rows.iter().find(|v| v["term"] == t).unwrap()["coefficient"].as_f64().unwrap();
-    assert!(coef("age") > 0.0, "income rises with age early on: {rows:?}");
+    let coef = |t: &str| {
+        rows.iter().find(|v| v["term"] == t).unwrap()["coefficient"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        coef("age") > 0.0,
+        "income rises with age early on: {rows:?}"
+    );
     assert!(coef("age_sq") < 0.0, "and falls later: {rows:?}");
-    assert_eq!(r.queries[0].rows, 50_000, "all rows streamed into the guest");
+    assert_eq!(
+        r.queries[0].rows, 50_000,
+        "all rows streamed into the guest"
+    );
 }
 
 #[test]
 fn same_module_same_data_same_bytes() {
     for (name, params) in [
-        ("sql-report", vec![("sql", "SELECT district, AVG(income) AS m FROM residents GROUP BY district ORDER BY district")]),
+        (
+            "sql-report",
+            vec![(
+                "sql",
+                "SELECT district, AVG(income) AS m FROM residents GROUP BY district ORDER BY district",
+            )],
+        ),
         ("income-by-district", vec![]),
         ("linear-model", vec![]),
     ] {
         let a = run_example(name, &params, 30_000);
         let b = run_example(name, &params, 30_000);
         assert!(a.result.is_ok() && b.result.is_ok(), "{name}");
-        let digests = |r: &enclave::JobReport| r.outputs.iter().map(|o| o.blake3.clone()).collect::<Vec<_>>();
+        let digests = |r: &enclave::JobReport| {
+            r.outputs
+                .iter()
+                .map(|o| o.blake3.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(digests(&a), digests(&b), "{name} is not deterministic");
-        assert_eq!(a.fuel_used, b.fuel_used, "{name}: fuel is deterministic too");
+        assert_eq!(
+            a.fuel_used, b.fuel_used,
+            "{name}: fuel is deterministic too"
+        );
     }
 }

@@ -20,18 +20,35 @@ fn sql_report(sql: &str, datasets: Vec<Dataset>, app: &str) -> enclave::JobRepor
 
 fn read(path: &std::path::Path) -> RecordBatch {
     let f = std::fs::File::open(path).unwrap();
-    let r = ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let r = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
     let batches: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
     datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 #[test]
 fn restricted_columns_are_refused_through_the_sandbox() {
-    let r = sql_report("SELECT district, income FROM residents", vec![residents_ds(2000)], "app");
+    let r = sql_report(
+        "SELECT district, income FROM residents",
+        vec![residents_ds(2000)],
+        "app",
+    );
     let e = err(&r);
     assert_eq!(e.kind, ErrorKind::PolicyViolation, "{e:?}");
-    assert!(e.message.contains("residents.income") && e.message.contains("L3") && e.message.contains("plaintext"), "{}", e.message);
-    let r = sql_report("SELECT district, AVG(income) AS m FROM residents GROUP BY district ORDER BY district", vec![residents_ds(2000)], "app");
+    assert!(
+        e.message.contains("residents.income")
+            && e.message.contains("L3")
+            && e.message.contains("plaintext"),
+        "{}",
+        e.message
+    );
+    let r = sql_report(
+        "SELECT district, AVG(income) AS m FROM residents GROUP BY district ORDER BY district",
+        vec![residents_ds(2000)],
+        "app",
+    );
     assert!(r.result.is_ok(), "{:?}", r.result);
     assert_eq!(r.outputs[0].rows, 9);
 }
@@ -66,11 +83,16 @@ fn visits_fixture(dir: &std::path::Path) -> Dataset {
         })
         .collect();
     let nullable = Arc::new(Schema::new(
-        schema.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
     ));
     let batch = RecordBatch::try_new(nullable.clone(), cols).unwrap();
     let path = dir.join("visits.parquet");
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), nullable, None).unwrap();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), nullable, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     Dataset::new("hospital_visits", path).unwrap()
@@ -87,11 +109,18 @@ fn group_threshold_counts_subjects_not_rows() {
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
     let rows = r.outputs[0].rows_json().unwrap();
-    let shown: Vec<&str> = rows.iter().map(|v| v["diagnosis"].as_str().unwrap()).collect();
+    let shown: Vec<&str> = rows
+        .iter()
+        .map(|v| v["diagnosis"].as_str().unwrap())
+        .collect();
     // A has 30 rows but 3 subjects: suppressed. D has 9 subjects: suppressed. C has exactly k.
     assert_eq!(shown, vec!["B", "C"]);
     assert_eq!(r.queries[0].suppressed_groups, 2);
-    assert!(r.logs.iter().any(|l| l.contains("2 groups suppressed")), "{:?}", r.logs);
+    assert!(
+        r.logs.iter().any(|l| l.contains("2 groups suppressed")),
+        "{:?}",
+        r.logs
+    );
     // Through a CTE that drops the subject column, the host threads it back in.
     let r = sql_report(
         "WITH t AS (SELECT diagnosis FROM hospital_visits) SELECT diagnosis, COUNT(*) AS n FROM t GROUP BY diagnosis",
@@ -119,8 +148,12 @@ fn pseudonyms_are_stable_within_and_differ_across_applications() {
     let b = sql_report(q, vec![residents_ds(2000)], "app-2");
     assert!(a1.result.is_ok(), "{:?}", a1.result);
     let ids = |r: &enclave::JobReport| -> Vec<String> {
-        let mut v: Vec<String> =
-            r.outputs[0].rows_json().unwrap().iter().map(|v| v["resident_id"].as_str().unwrap().to_owned()).collect();
+        let mut v: Vec<String> = r.outputs[0]
+            .rows_json()
+            .unwrap()
+            .iter()
+            .map(|v| v["resident_id"].as_str().unwrap().to_owned())
+            .collect();
         v.sort();
         v
     };
@@ -137,11 +170,19 @@ fn pseudonyms_are_stable_within_and_differ_across_applications() {
     let r = sql_report(
         "SELECT r.district, COUNT(*) AS visits FROM residents r JOIN hospital_visits v ON r.resident_id = v.resident_id \
          GROUP BY r.district ORDER BY r.district",
-        vec![residents_ds(2000), Dataset::new("hospital_visits", &visits).unwrap()],
+        vec![
+            residents_ds(2000),
+            Dataset::new("hospital_visits", &visits).unwrap(),
+        ],
         "app-1",
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
-    let total: i64 = r.outputs[0].rows_json().unwrap().iter().map(|v| v["visits"].as_i64().unwrap()).sum();
+    let total: i64 = r.outputs[0]
+        .rows_json()
+        .unwrap()
+        .iter()
+        .map(|v| v["visits"].as_i64().unwrap())
+        .sum();
     assert!(total > 4000, "joined visits: {total}");
 }
 
@@ -159,16 +200,61 @@ fn samples_keep_schema_hide_values_and_keep_marginals() {
     assert_eq!(sample.num_rows(), 2000);
     // No real L3/L4 value of the source is present.
     for col in ["resident_id", "name", "phone"] {
-        let real: HashSet<&str> = source.column_by_name(col).unwrap().as_string::<i32>().iter().flatten().collect();
+        let real: HashSet<&str> = source
+            .column_by_name(col)
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
         let fake = sample.column_by_name(col).unwrap().as_string::<i32>();
-        assert!(fake.iter().flatten().all(|v| !real.contains(v)), "{col} leaks");
+        assert!(
+            fake.iter().flatten().all(|v| !real.contains(v)),
+            "{col} leaks"
+        );
     }
-    let real: HashSet<i64> = source.column_by_name("income").unwrap().as_primitive::<Int64Type>().iter().flatten().collect();
-    assert!(sample.column_by_name("income").unwrap().as_primitive::<Int64Type>().iter().flatten().all(|v| !real.contains(&v)));
-    let real: HashSet<i32> = source.column_by_name("birth_date").unwrap().as_primitive::<Date32Type>().iter().flatten().collect();
-    assert!(sample.column_by_name("birth_date").unwrap().as_primitive::<Date32Type>().iter().flatten().all(|v| !real.contains(&v)));
-    let ids = sample.column_by_name("resident_id").unwrap().as_string::<i32>();
-    assert!(ids.iter().flatten().all(enclave::datagen::is_valid_resident_id), "fakes are format-valid");
+    let real: HashSet<i64> = source
+        .column_by_name("income")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .iter()
+        .flatten()
+        .collect();
+    assert!(
+        sample
+            .column_by_name("income")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .all(|v| !real.contains(&v))
+    );
+    let real: HashSet<i32> = source
+        .column_by_name("birth_date")
+        .unwrap()
+        .as_primitive::<Date32Type>()
+        .iter()
+        .flatten()
+        .collect();
+    assert!(
+        sample
+            .column_by_name("birth_date")
+            .unwrap()
+            .as_primitive::<Date32Type>()
+            .iter()
+            .flatten()
+            .all(|v| !real.contains(&v))
+    );
+    let ids = sample
+        .column_by_name("resident_id")
+        .unwrap()
+        .as_string::<i32>();
+    assert!(
+        ids.iter()
+            .flatten()
+            .all(enclave::datagen::is_valid_resident_id),
+        "fakes are format-valid"
+    );
     // Marginals of kept (district) and shuffled (sex) columns are preserved.
     let share = |b: &RecordBatch, col: &str| -> BTreeMap<String, f64> {
         let a = b.column_by_name(col).unwrap().as_string::<i32>();
@@ -182,7 +268,10 @@ fn samples_keep_schema_hide_values_and_keep_marginals() {
         let (a, b) = (share(&source, col), share(&sample, col));
         for (k, p) in &a {
             let q = b.get(k).copied().unwrap_or(0.0);
-            assert!((p - q).abs() < 0.04, "{col}={k}: source {p:.3}, sample {q:.3}");
+            assert!(
+                (p - q).abs() < 0.04,
+                "{col}={k}: source {p:.3}, sample {q:.3}"
+            );
         }
     }
     // A full-size sample keeps the exact multiset of kept and shuffled columns.
@@ -191,8 +280,15 @@ fn samples_keep_schema_hide_values_and_keep_marginals() {
     let full = read(&full);
     for col in ["district", "sex", "age"] {
         let sorted = |b: &RecordBatch| {
-            let c = datafusion::arrow::compute::cast(b.column_by_name(col).unwrap(), &DataType::Utf8).unwrap();
-            let mut v: Vec<String> = c.as_string::<i32>().iter().flatten().map(str::to_owned).collect();
+            let c =
+                datafusion::arrow::compute::cast(b.column_by_name(col).unwrap(), &DataType::Utf8)
+                    .unwrap();
+            let mut v: Vec<String> = c
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect();
             v.sort();
             v
         };

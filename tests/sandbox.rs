@@ -7,7 +7,11 @@ use enclave_tests::*;
 fn still_healthy(sb: &Sandbox) {
     let ok = wat_file("ok.wat");
     let r = sb.run(&ok, spec(&ok, &[], vec![]));
-    assert!(r.result.is_ok(), "the host is unhealthy after a hostile job: {:?}", r.result);
+    assert!(
+        r.result.is_ok(),
+        "the host is unhealthy after a hostile job: {:?}",
+        r.result
+    );
 }
 
 fn run_hostile(sb: &Sandbox, text: &str) -> enclave::JobReport {
@@ -19,8 +23,16 @@ fn run_hostile(sb: &Sandbox, text: &str) -> enclave::JobReport {
 
 fn expect_limit(r: &enclave::JobReport, limit: Limit) {
     let e = err(r);
-    assert_eq!((e.kind, e.limit), (ErrorKind::LimitExceeded, Some(limit)), "{e:?}");
-    assert!(e.message.contains(limit.name()), "message must name the limit: {}", e.message);
+    assert_eq!(
+        (e.kind, e.limit),
+        (ErrorKind::LimitExceeded, Some(limit)),
+        "{e:?}"
+    );
+    assert!(
+        e.message.contains(limit.name()),
+        "message must name the limit: {}",
+        e.message
+    );
 }
 
 #[test]
@@ -58,7 +70,11 @@ fn wall_clock_watchdog_stops_a_job_with_fuel_to_spare() {
     s.limits.wall_clock_ms = 300;
     let r = sb.run(&m, s);
     expect_limit(&r, Limit::WallClock);
-    assert!(r.wall_ms < 5_000, "the watchdog fired late: {} ms", r.wall_ms);
+    assert!(
+        r.wall_ms < 5_000,
+        "the watchdog fired late: {} ms",
+        r.wall_ms
+    );
     still_healthy(&sb);
 }
 
@@ -73,7 +89,11 @@ fn memory_bomb_hits_the_memory_cap() {
                (loop (drop (memory.grow (i32.const 16))) (br 0)) i32.const 0))"#,
     );
     expect_limit(&r, Limit::Memory);
-    assert!(err(&r).message.contains(&(64u64 << 20).to_string()), "{}", err(&r).message);
+    assert!(
+        err(&r).message.contains(&(64u64 << 20).to_string()),
+        "{}",
+        err(&r).message
+    );
     // Declares 2 GiB up front: refused at instantiation.
     let r = run_hostile(
         &sb,
@@ -191,23 +211,44 @@ fn wasi_import_is_refused_before_instantiation() {
     );
     let e = err(&r);
     assert_eq!(e.kind, ErrorKind::ForbiddenImport);
-    assert!(e.message.contains("wasi_snapshot_preview1.fd_write"), "{}", e.message);
-    assert_eq!(r.fuel_used, 0, "nothing may run before the imports are checked");
+    assert!(
+        e.message.contains("wasi_snapshot_preview1.fd_write"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        r.fuel_used, 0,
+        "nothing may run before the imports are checked"
+    );
 }
 
 #[test]
 fn unknown_and_mistyped_imports_are_refused() {
     let sb = sandbox();
     for (import, needle) in [
-        (r#"(import "enclave_v1" "open_file" (func (param i32 i32) (result i32)))"#, "enclave_v1.open_file"),
-        (r#"(import "env" "system" (func (param i32) (result i32)))"#, "env.system"),
-        (r#"(import "enclave_v1" "log" (func (param i64 i64)))"#, "signature"),
-        (r#"(import "enclave_v1" "table" (table 1 funcref))"#, "non-function"),
+        (
+            r#"(import "enclave_v1" "open_file" (func (param i32 i32) (result i32)))"#,
+            "enclave_v1.open_file",
+        ),
+        (
+            r#"(import "env" "system" (func (param i32) (result i32)))"#,
+            "env.system",
+        ),
+        (
+            r#"(import "enclave_v1" "log" (func (param i64 i64)))"#,
+            "signature",
+        ),
+        (
+            r#"(import "enclave_v1" "table" (table 1 funcref))"#,
+            "non-function",
+        ),
         (r#"(import "env" "g" (global i32))"#, "env.g"),
     ] {
         let r = run_hostile(
             &sb,
-            &format!(r#"(module {import} (memory (export "memory") 1) (func (export "enclave_run") (result i32) i32.const 0))"#),
+            &format!(
+                r#"(module {import} (memory (export "memory") 1) (func (export "enclave_run") (result i32) i32.const 0))"#
+            ),
         );
         let e = err(&r);
         assert_eq!(e.kind, ErrorKind::ForbiddenImport, "{import}");
@@ -219,17 +260,40 @@ fn unknown_and_mistyped_imports_are_refused() {
 fn disallowed_features_and_bad_shapes_are_refused() {
     let sb = sandbox();
     for (text, kind) in [
-        (r#"(module (memory (export "memory") 1 1 shared) (func (export "enclave_run") (result i32) i32.const 0))"#, ErrorKind::InvalidModule),
-        (r#"(module (memory (export "memory") i64 1) (func (export "enclave_run") (result i32) i32.const 0))"#, ErrorKind::InvalidModule),
-        (r#"(module (memory (export "memory") 1) (memory 1) (func (export "enclave_run") (result i32) i32.const 0))"#, ErrorKind::InvalidModule),
-        (r#"(module (func (export "enclave_run") (result i32) i32.const 0))"#, ErrorKind::MissingExport),
-        (r#"(module (memory (export "memory") 1))"#, ErrorKind::MissingExport),
-        (r#"(module (memory (export "memory") 1) (func (export "enclave_run") (param i32) (result i32) i32.const 0))"#, ErrorKind::MissingExport),
+        (
+            r#"(module (memory (export "memory") 1 1 shared) (func (export "enclave_run") (result i32) i32.const 0))"#,
+            ErrorKind::InvalidModule,
+        ),
+        (
+            r#"(module (memory (export "memory") i64 1) (func (export "enclave_run") (result i32) i32.const 0))"#,
+            ErrorKind::InvalidModule,
+        ),
+        (
+            r#"(module (memory (export "memory") 1) (memory 1) (func (export "enclave_run") (result i32) i32.const 0))"#,
+            ErrorKind::InvalidModule,
+        ),
+        (
+            r#"(module (func (export "enclave_run") (result i32) i32.const 0))"#,
+            ErrorKind::MissingExport,
+        ),
+        (
+            r#"(module (memory (export "memory") 1))"#,
+            ErrorKind::MissingExport,
+        ),
+        (
+            r#"(module (memory (export "memory") 1) (func (export "enclave_run") (param i32) (result i32) i32.const 0))"#,
+            ErrorKind::MissingExport,
+        ),
     ] {
         let r = run_hostile(&sb, text);
         assert_eq!(err(&r).kind, kind, "{text}: {:?}", err(&r));
     }
-    for bytes in [&b"not wasm"[..], &[], b"\0asm\x0d\0\x01\0", b"\0asm\x01\0\0\0\xff\xff"] {
+    for bytes in [
+        &b"not wasm"[..],
+        &[],
+        b"\0asm\x0d\0\x01\0",
+        b"\0asm\x01\0\0\0\xff\xff",
+    ] {
         let r = sb.run(bytes, spec(bytes, &[], vec![]));
         assert_eq!(err(&r).kind, ErrorKind::InvalidModule, "{bytes:?}");
     }
@@ -239,14 +303,21 @@ fn disallowed_features_and_bad_shapes_are_refused() {
 #[test]
 fn traps_and_guest_failures_are_reported() {
     let sb = sandbox();
-    let r = run_hostile(&sb, r#"(module (memory (export "memory") 1) (func (export "enclave_run") (result i32) unreachable))"#);
+    let r = run_hostile(
+        &sb,
+        r#"(module (memory (export "memory") 1) (func (export "enclave_run") (result i32) unreachable))"#,
+    );
     assert_eq!(err(&r).kind, ErrorKind::Trap);
     let r = run_hostile(
         &sb,
         r#"(module (memory (export "memory") 1) (func (export "enclave_run") (result i32) (i32.load (i32.const 70000))))"#,
     );
     assert_eq!(err(&r).kind, ErrorKind::Trap);
-    assert!(err(&r).message.contains("out of bounds"), "{}", err(&r).message);
+    assert!(
+        err(&r).message.contains("out of bounds"),
+        "{}",
+        err(&r).message
+    );
     let r = run_hostile(
         &sb,
         r#"(module (import "enclave_v1" "fail" (func $fail (param i32 i32)))
@@ -288,9 +359,16 @@ fn abi_module_in_wat_runs_a_query_and_emits_its_result() {
 fn cached_modules_start_again_without_recompiling() {
     let dir = tempfile::tempdir().unwrap();
     let m = wat_file("ok.wat");
-    let sb = Sandbox::new(enclave::EngineLimits::default(), Some(dir.path().to_path_buf())).unwrap();
+    let sb = Sandbox::new(
+        enclave::EngineLimits::default(),
+        Some(dir.path().to_path_buf()),
+    )
+    .unwrap();
     assert!(sb.run(&m, spec(&m, &[], vec![])).result.is_ok());
-    let artifacts: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let artifacts: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(artifacts.len(), 2, "artifact and checksum: {artifacts:?}");
     // A new sandbox loads the artifact; a corrupted artifact is ignored, not run.
     drop(sb);
@@ -303,6 +381,10 @@ fn cached_modules_start_again_without_recompiling() {
             std::fs::write(&p, bytes).unwrap();
         }
     }
-    let sb = Sandbox::new(enclave::EngineLimits::default(), Some(dir.path().to_path_buf())).unwrap();
+    let sb = Sandbox::new(
+        enclave::EngineLimits::default(),
+        Some(dir.path().to_path_buf()),
+    )
+    .unwrap();
     assert!(sb.run(&m, spec(&m, &[], vec![])).result.is_ok());
 }

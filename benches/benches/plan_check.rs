@@ -21,11 +21,17 @@ const JOIN5: &str = "SELECT r.district, v.diagnosis, COUNT(*) AS n, AVG(v.cost) 
     GROUP BY r.district, v.diagnosis";
 
 fn plan_check(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let ctx = SessionContext::new();
     for t in enclave::datagen::TABLES {
         let schema = enclave::datagen::schema_of(t).unwrap();
-        ctx.register_table(*t, Arc::new(MemTable::try_new(schema, vec![vec![]]).unwrap())).unwrap();
+        ctx.register_table(
+            *t,
+            Arc::new(MemTable::try_new(schema, vec![vec![]]).unwrap()),
+        )
+        .unwrap();
     }
     let policy = default_policy();
     for (name, sql) in [("simple", SIMPLE), ("5-way join", JOIN5)] {
@@ -33,7 +39,9 @@ fn plan_check(c: &mut Criterion) {
         c.bench_function(&format!("plan SQL ({name})"), |b| {
             b.iter(|| rt.block_on(ctx.state().create_logical_plan(sql)).unwrap())
         });
-        c.bench_function(&format!("policy check ({name})"), |b| b.iter(|| check::check(&policy, &plan).unwrap()));
+        c.bench_function(&format!("policy check ({name})"), |b| {
+            b.iter(|| check::check(&policy, &plan).unwrap())
+        });
         c.bench_function(&format!("threshold rewrite ({name})"), |b| {
             b.iter(|| threshold::enforce(&policy, plan.clone()).unwrap())
         });

@@ -21,7 +21,10 @@ const OLS_SQL: &str = "SELECT CAST(age AS DOUBLE) AS age, CAST(age * age AS DOUB
                        CAST(income AS DOUBLE) AS income FROM residents";
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -39,10 +42,19 @@ fn main() {
     let path = bench_residents(rows);
     let ds = || vec![Dataset::new("residents", &path).unwrap()];
     let sb = sandbox();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let native_ctx = || async {
         let ctx = SessionContext::new();
-        ctx.register_parquet("residents", path.to_str().unwrap(), ParquetReadOptions::default()).await.unwrap();
+        ctx.register_parquet(
+            "residents",
+            path.to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
         ctx
     };
 
@@ -55,7 +67,14 @@ fn main() {
     });
     let native_agg = time_runs(runs, || {
         rt.block_on(async {
-            let batches = native_ctx().await.sql(GROUP_BY).await.unwrap().collect().await.unwrap();
+            let batches = native_ctx()
+                .await
+                .sql(GROUP_BY)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
             assert!(!batches.is_empty());
         })
     });
@@ -73,25 +92,58 @@ fn main() {
     let mut native_coef = Vec::new();
     let native_ols = time_runs(runs, || {
         native_coef = rt.block_on(async {
-            let mut stream = native_ctx().await.sql(OLS_SQL).await.unwrap().execute_stream().await.unwrap();
+            let mut stream = native_ctx()
+                .await
+                .sql(OLS_SQL)
+                .await
+                .unwrap()
+                .execute_stream()
+                .await
+                .unwrap();
             let mut model = ols::Ols::new(2);
             while let Some(b) = stream.next().await {
                 let b = b.unwrap();
-                let cols: Vec<&[f64]> =
-                    b.columns().iter().map(|c| c.as_primitive::<Float64Type>().values().as_ref()).collect();
+                let cols: Vec<&[f64]> = b
+                    .columns()
+                    .iter()
+                    .map(|c| c.as_primitive::<Float64Type>().values().as_ref())
+                    .collect();
                 model.add_columns(&cols[..2], cols[2]).unwrap();
             }
             model.solve().unwrap()
         });
     });
 
-    let (ea, na, eo, no) = (median(&enclave_agg), median(&native_agg), median(&enclave_ols), median(&native_ols));
-    println!("rows: {rows}, runs: {runs} (median), cores: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let (ea, na, eo, no) = (
+        median(&enclave_agg),
+        median(&native_agg),
+        median(&enclave_ols),
+        median(&native_ols),
+    );
+    println!(
+        "rows: {rows}, runs: {runs} (median), cores: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     println!("| benchmark | Enclave (ms) | native (ms) | ratio |");
     println!("|---|---:|---:|---:|");
-    println!("| sql-report GROUP BY vs DataFusion | {:.1} | {:.1} | {:.3} |", ms(ea), ms(na), ea.as_secs_f64() / na.as_secs_f64());
-    println!("| linear-model OLS vs native OLS | {:.1} | {:.1} | {:.3} |", ms(eo), ms(no), eo.as_secs_f64() / no.as_secs_f64());
-    println!("rows/s streamed into the guest (linear-model): {:.2} M", rows as f64 / eo.as_secs_f64() / 1e6);
+    println!(
+        "| sql-report GROUP BY vs DataFusion | {:.1} | {:.1} | {:.3} |",
+        ms(ea),
+        ms(na),
+        ea.as_secs_f64() / na.as_secs_f64()
+    );
+    println!(
+        "| linear-model OLS vs native OLS | {:.1} | {:.1} | {:.3} |",
+        ms(eo),
+        ms(no),
+        eo.as_secs_f64() / no.as_secs_f64()
+    );
+    println!(
+        "rows/s streamed into the guest (linear-model): {:.2} M",
+        rows as f64 / eo.as_secs_f64() / 1e6
+    );
     println!("guest coefficients: {guest_coef}");
     println!("native coefficients: {native_coef:?}");
 }

@@ -144,7 +144,11 @@ pub struct JobError {
 impl JobError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        JobError { kind, limit: None, message: message.into() }
+        JobError {
+            kind,
+            limit: None,
+            message: message.into(),
+        }
     }
 
     /// A limit reached: `used` of `cap`.
@@ -154,7 +158,10 @@ impl JobError {
         JobError {
             kind: ErrorKind::LimitExceeded,
             limit: Some(limit),
-            message: format!("{} limit reached: used {used}{sep}{unit} of {cap}{sep}{unit} allowed", limit.name()),
+            message: format!(
+                "{} limit reached: used {used}{sep}{unit} of {cap}{sep}{unit} allowed",
+                limit.name()
+            ),
         }
     }
 
@@ -172,9 +179,15 @@ mod tests {
     fn limit_message_names_limit_and_usage() {
         let e = JobError::limit(Limit::Fuel, 1000, 1000);
         assert_eq!(e.kind, ErrorKind::LimitExceeded);
-        assert_eq!(e.message, "fuel limit reached: used 1000 units of 1000 units allowed");
+        assert_eq!(
+            e.message,
+            "fuel limit reached: used 1000 units of 1000 units allowed"
+        );
         let e = JobError::limit(Limit::Outputs, 65, 64);
-        assert_eq!(e.message, "output count limit reached: used 65 of 64 allowed");
+        assert_eq!(
+            e.message,
+            "output count limit reached: used 65 of 64 allowed"
+        );
     }
 
     #[test]

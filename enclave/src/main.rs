@@ -11,7 +11,11 @@ use enclave::runner::{LocalRun, report_human, report_json, setup_error_json};
 use enclave::{EngineLimits, Limits, Sandbox};
 
 #[derive(Parser)]
-#[command(name = "enclave", version, about = "Enclave: secure data-enclave runtime for public data under authorized operation")]
+#[command(
+    name = "enclave",
+    version,
+    about = "Enclave: secure data-enclave runtime for public data under authorized operation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -145,14 +149,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(q) = args.query_memory_mib {
         limits.query_memory_bytes = q.saturating_mul(1 << 20);
     }
-    let cache = if args.no_cache { None } else { args.cache_dir.or_else(default_cache_dir) };
+    let cache = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.or_else(default_cache_dir)
+    };
     let engine_limits = EngineLimits::default();
     if limits.memory_bytes > engine_limits.max_memory_bytes {
-        anyhow::bail!("--memory-mib: at most {} MiB", engine_limits.max_memory_bytes >> 20);
+        anyhow::bail!(
+            "--memory-mib: at most {} MiB",
+            engine_limits.max_memory_bytes >> 20
+        );
     }
     let sandbox = Sandbox::new(engine_limits, cache).map_err(|e| anyhow::anyhow!(e.message))?;
     let domain_secret = match &args.policy {
-        Some(_) => enclave::runner::local_domain_secret(&data_dir()).map_err(|e| anyhow::anyhow!(e.message))?,
+        Some(_) => enclave::runner::local_domain_secret(&data_dir())
+            .map_err(|e| anyhow::anyhow!(e.message))?,
         None => [0; 32],
     };
     let local = LocalRun {
@@ -182,26 +194,39 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", report_human(&report));
     }
-    Ok(if report.result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn datagen(args: DatagenArgs) -> anyhow::Result<ExitCode> {
     let bar = if std::io::stderr().is_terminal() && args.rows >= 1_000_000 {
         let b = indicatif::ProgressBar::new(args.rows);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {human_pos}/{human_len} rows [{bar:40}] {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos}/{human_len} rows [{bar:40}] {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Some(b)
     } else {
         None
     };
     let started = std::time::Instant::now();
-    let n = enclave::datagen::generate(&args.table, args.rows, args.seed, args.population, &args.out, |done| {
-        if let Some(b) = &bar {
-            b.set_position(done);
-        }
-    })
+    let n = enclave::datagen::generate(
+        &args.table,
+        args.rows,
+        args.seed,
+        args.population,
+        &args.out,
+        |done| {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        },
+    )
     .with_context(|| format!("generating {}", args.table))?;
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -217,10 +242,23 @@ fn datagen(args: DatagenArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
-    let (name, file) = enclave::runner::split_pair(&args.table, "--table").map_err(|e| anyhow::anyhow!(e.message))?;
+    let (name, file) = enclave::runner::split_pair(&args.table, "--table")
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     let policy = enclave::policy::Policy::load(&args.policy)?;
-    let s = enclave::sample::sample(&policy, &name, std::path::Path::new(&file), args.rows, args.seed, &args.out)?;
-    eprintln!("wrote {} of {} rows of `{name}` to {}", s.rows, s.source_rows, args.out.display());
+    let s = enclave::sample::sample(
+        &policy,
+        &name,
+        std::path::Path::new(&file),
+        args.rows,
+        args.seed,
+        &args.out,
+    )?;
+    eprintln!(
+        "wrote {} of {} rows of `{name}` to {}",
+        s.rows,
+        s.source_rows,
+        args.out.display()
+    );
     for (column, t) in s.treatments {
         eprintln!("  {column}: {t:?}");
     }

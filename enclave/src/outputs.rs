@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::StreamDecoder;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::ipc::{MessageHeader, root_as_message};
-use datafusion::arrow::buffer::Buffer;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
@@ -64,11 +64,16 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(['.', '-'])
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
-        Err("output names are 1-64 characters of [A-Za-z0-9_.-], not starting with `.` or `-`".into())
+        Err(
+            "output names are 1-64 characters of [A-Za-z0-9_.-], not starting with `.` or `-`"
+                .into(),
+        )
     }
 }
 
@@ -93,14 +98,24 @@ fn check_messages(bytes: &[u8]) -> Result<(), String> {
             pos += 4;
         }
         if len == 0 {
-            return if pos == bytes.len() { Ok(()) } else { Err("bytes after the end-of-stream marker".into()) };
+            return if pos == bytes.len() {
+                Ok(())
+            } else {
+                Err("bytes after the end-of-stream marker".into())
+            };
         }
-        let end = pos.checked_add(len as usize).filter(|e| *e <= bytes.len()).ok_or("truncated IPC message")?;
-        let message = root_as_message(&bytes[pos..end]).map_err(|_| "malformed IPC message header".to_string())?;
+        let end = pos
+            .checked_add(len as usize)
+            .filter(|e| *e <= bytes.len())
+            .ok_or("truncated IPC message")?;
+        let message = root_as_message(&bytes[pos..end])
+            .map_err(|_| "malformed IPC message header".to_string())?;
         let body = usize::try_from(message.bodyLength()).map_err(|_| "negative IPC body length")?;
         let compressed = match message.header_type() {
             MessageHeader::Schema => false,
-            MessageHeader::RecordBatch => message.header_as_record_batch().is_some_and(|b| b.compression().is_some()),
+            MessageHeader::RecordBatch => message
+                .header_as_record_batch()
+                .is_some_and(|b| b.compression().is_some()),
             MessageHeader::DictionaryBatch => message
                 .header_as_dictionary_batch()
                 .and_then(|d| d.data())
@@ -110,7 +125,10 @@ fn check_messages(bytes: &[u8]) -> Result<(), String> {
         if compressed {
             return Err("compressed IPC bodies are not accepted".into());
         }
-        pos = end.checked_add(body).filter(|e| *e <= bytes.len()).ok_or("truncated IPC body")?;
+        pos = end
+            .checked_add(body)
+            .filter(|e| *e <= bytes.len())
+            .ok_or("truncated IPC body")?;
     }
 }
 
@@ -120,11 +138,16 @@ fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
     let mut buffer = Buffer::from(bytes.to_vec());
     let mut batches = Vec::new();
     while !buffer.is_empty() {
-        if let Some(b) = decoder.decode(&mut buffer).map_err(|e| format!("invalid Arrow IPC stream: {e}"))? {
+        if let Some(b) = decoder
+            .decode(&mut buffer)
+            .map_err(|e| format!("invalid Arrow IPC stream: {e}"))?
+        {
             batches.push(b);
         }
     }
-    decoder.finish().map_err(|e| format!("invalid Arrow IPC stream: {e}"))?;
+    decoder
+        .finish()
+        .map_err(|e| format!("invalid Arrow IPC stream: {e}"))?;
     let schema = decoder.schema().ok_or("the IPC stream has no schema")?;
     Ok((schema, batches))
 }
@@ -144,7 +167,8 @@ impl Output {
     /// with the encoding, never the data.
     pub fn from_guest(name: &str, kind: i32, bytes: &[u8]) -> Result<Output, String> {
         check_name(name)?;
-        let kind = OutputKind::from_code(kind).ok_or_else(|| format!("unknown output kind code {kind}"))?;
+        let kind = OutputKind::from_code(kind)
+            .ok_or_else(|| format!("unknown output kind code {kind}"))?;
         // Decoding untrusted flatbuffers must not take the host down, whatever the bytes.
         let decoded = std::panic::catch_unwind(|| decode(bytes))
             .map_err(|_| "the Arrow IPC stream could not be decoded".to_string())??;
@@ -153,11 +177,24 @@ impl Output {
     }
 
     /// An output from decoded batches.
-    pub fn new(name: &str, kind: OutputKind, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Output, String> {
+    pub fn new(
+        name: &str,
+        kind: OutputKind,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Output, String> {
         let canonical = canonical_ipc(&schema, &batches)?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         let blake3 = blake3::hash(&canonical).to_hex().to_string();
-        Ok(Output { name: name.to_owned(), kind, schema, batches, rows, canonical: Arc::new(canonical), blake3 })
+        Ok(Output {
+            name: name.to_owned(),
+            kind,
+            schema,
+            batches,
+            rows,
+            canonical: Arc::new(canonical),
+            blake3,
+        })
     }
 
     /// The rows as JSON objects (column name → value).
@@ -199,8 +236,8 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::arrow::ipc::writer::IpcWriteOptions;
     use datafusion::arrow::ipc::CompressionType;
+    use datafusion::arrow::ipc::writer::IpcWriteOptions;
 
     fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -209,7 +246,10 @@ mod tests {
         ]));
         RecordBatch::try_new(
             schema,
-            vec![Arc::new(StringArray::from(vec!["亭湖区", "盐都区"])), Arc::new(Int64Array::from(vec![12, 30]))],
+            vec![
+                Arc::new(StringArray::from(vec!["亭湖区", "盐都区"])),
+                Arc::new(Int64Array::from(vec![12, 30])),
+            ],
         )
         .unwrap()
     }
@@ -231,7 +271,10 @@ mod tests {
         assert_eq!(rows[0]["district"], "亭湖区");
         // Same data, different encoding (no EOS marker): same canonical digest.
         let no_eos = &bytes[..bytes.len() - 8];
-        assert_eq!(Output::from_guest("result", 0, no_eos).unwrap().blake3, out.blake3);
+        assert_eq!(
+            Output::from_guest("result", 0, no_eos).unwrap().blake3,
+            out.blake3
+        );
     }
 
     #[test]
@@ -240,7 +283,11 @@ mod tests {
         assert!(Output::from_guest("", 0, &bytes).is_err());
         assert!(Output::from_guest("../x", 0, &bytes).is_err());
         assert!(Output::from_guest(&"a".repeat(65), 0, &bytes).is_err());
-        assert!(Output::from_guest("ok", 7, &bytes).unwrap_err().contains("kind"));
+        assert!(
+            Output::from_guest("ok", 7, &bytes)
+                .unwrap_err()
+                .contains("kind")
+        );
         assert!(Output::from_guest("ok", 0, b"garbage!").is_err());
         assert!(Output::from_guest("ok", 0, &[]).is_err());
         let mut trailing = bytes.clone();
@@ -253,7 +300,9 @@ mod tests {
     #[test]
     fn refuses_compressed_bodies() {
         let b = batch();
-        let opts = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).unwrap();
+        let opts = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .unwrap();
         let mut w = StreamWriter::try_new_with_options(Vec::new(), &b.schema(), opts).unwrap();
         w.write(&b).unwrap();
         w.finish().unwrap();

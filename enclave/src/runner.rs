@@ -21,7 +21,13 @@ use crate::sandbox::{JobReport, JobSpec, Sandbox};
 pub fn split_pair(arg: &str, what: &str) -> Result<(String, String), JobError> {
     match arg.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(JobError::new(ErrorKind::InvalidInput, format!("{what} `{}` is not of the form NAME=VALUE", arg.escape_debug()))),
+        _ => Err(JobError::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{what} `{}` is not of the form NAME=VALUE",
+                arg.escape_debug()
+            ),
+        )),
     }
 }
 
@@ -52,13 +58,16 @@ impl LocalRun {
     /// Reads the module and resolves tables and parameters into a job spec.
     pub fn to_job(&self) -> Result<(Vec<u8>, JobSpec), JobError> {
         let module = std::fs::read(&self.module).map_err(|e| {
-            JobError::new(ErrorKind::InvalidInput, format!("cannot read module {}: {e}", self.module.display()))
+            JobError::new(
+                ErrorKind::InvalidInput,
+                format!("cannot read module {}: {e}", self.module.display()),
+            )
         })?;
         let policy = match &self.policy {
             None => None,
-            Some(p) => Some(Arc::new(
-                Policy::load(p).map_err(|e| JobError::new(ErrorKind::InvalidInput, format!("policy: {e}")))?,
-            )),
+            Some(p) => Some(Arc::new(Policy::load(p).map_err(|e| {
+                JobError::new(ErrorKind::InvalidInput, format!("policy: {e}"))
+            })?)),
         };
         let mut datasets = Vec::new();
         for t in &self.tables {
@@ -67,7 +76,10 @@ impl LocalRun {
                 if !p.grants(&name) {
                     return Err(JobError::new(
                         ErrorKind::InvalidInput,
-                        format!("dataset `{name}` is not granted by policy {}", path.display()),
+                        format!(
+                            "dataset `{name}` is not granted by policy {}",
+                            path.display()
+                        ),
                     ));
                 }
             }
@@ -77,7 +89,10 @@ impl LocalRun {
         for p in &self.params {
             let (k, v) = split_pair(p, "--param")?;
             if params.insert(k.clone(), v).is_some() {
-                return Err(JobError::new(ErrorKind::InvalidInput, format!("--param `{k}` is given twice")));
+                return Err(JobError::new(
+                    ErrorKind::InvalidInput,
+                    format!("--param `{k}` is given twice"),
+                ));
             }
         }
         let mut spec = JobSpec::new(&blake3::hash(&module), params, datasets);
@@ -107,8 +122,9 @@ pub fn local_domain_secret(dir: &Path) -> Result<[u8; 32], JobError> {
     let path = dir.join("domain.key");
     let io = |e: std::io::Error| JobError::internal(format!("domain key {}: {e}", path.display()));
     match std::fs::read(&path) {
-        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
-            .map_err(|_| JobError::internal(format!("domain key {} is not 32 bytes", path.display()))),
+        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+            JobError::internal(format!("domain key {} is not 32 bytes", path.display()))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
@@ -119,7 +135,9 @@ pub fn local_domain_secret(dir: &Path) -> Result<[u8; 32], JobError> {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             use std::io::Write;
-            opts.open(&path).and_then(|mut f| f.write_all(&key)).map_err(io)?;
+            opts.open(&path)
+                .and_then(|mut f| f.write_all(&key))
+                .map_err(io)?;
             Ok(key)
         }
         Err(e) => Err(io(e)),
@@ -127,13 +145,19 @@ pub fn local_domain_secret(dir: &Path) -> Result<[u8; 32], JobError> {
 }
 
 fn parse_seed(hex: &str) -> Result<[u8; 32], JobError> {
-    let bad = || JobError::new(ErrorKind::InvalidInput, "--seed must be 64 hexadecimal digits");
+    let bad = || {
+        JobError::new(
+            ErrorKind::InvalidInput,
+            "--seed must be 64 hexadecimal digits",
+        )
+    };
     if hex.len() != 64 {
         return Err(bad());
     }
     let mut seed = [0u8; 32];
     for (i, b) in seed.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
     }
     Ok(seed)
 }
@@ -206,10 +230,23 @@ pub fn report_human(r: &JobReport) -> String {
         let _ = writeln!(s, "  error: {}", e.message);
     }
     for q in &r.queries {
-        let _ = writeln!(s, "  query: {} row(s) in {} batch(es){}", q.rows, q.batches, q.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default());
+        let _ = writeln!(
+            s,
+            "  query: {} row(s) in {} batch(es){}",
+            q.rows,
+            q.batches,
+            q.error
+                .as_deref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default()
+        );
     }
     for o in &r.outputs {
-        let _ = writeln!(s, "\noutput `{}` ({:?}, {} rows, blake3 {})", o.name, o.kind, o.rows, o.blake3);
+        let _ = writeln!(
+            s,
+            "\noutput `{}` ({:?}, {} rows, blake3 {})",
+            o.name, o.kind, o.rows, o.blake3
+        );
         match datafusion::arrow::util::pretty::pretty_format_batches(&o.batches) {
             Ok(t) => {
                 let _ = writeln!(s, "{t}");
@@ -234,10 +271,21 @@ mod tests {
 
     #[test]
     fn pairs_and_seeds() {
-        assert_eq!(split_pair("a=b=c", "--param").unwrap(), ("a".into(), "b=c".into()));
-        assert_eq!(split_pair("a=", "--param").unwrap(), ("a".into(), "".into()));
+        assert_eq!(
+            split_pair("a=b=c", "--param").unwrap(),
+            ("a".into(), "b=c".into())
+        );
+        assert_eq!(
+            split_pair("a=", "--param").unwrap(),
+            ("a".into(), "".into())
+        );
         assert!(split_pair("=b", "--param").is_err());
-        assert!(split_pair("ab", "--table").unwrap_err().message.contains("--table"));
+        assert!(
+            split_pair("ab", "--table")
+                .unwrap_err()
+                .message
+                .contains("--table")
+        );
         assert_eq!(parse_seed(&"ab".repeat(32)).unwrap(), [0xab; 32]);
         assert!(parse_seed("zz").is_err());
         assert!(parse_seed(&"g".repeat(64)).is_err());

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    UInt64Array,
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, UInt64Array,
 };
 use datafusion::arrow::compute::{concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -42,7 +42,9 @@ pub enum Treatment {
 pub fn treatment(rule: Option<&ColumnRule>) -> Treatment {
     match rule {
         Some(r) if r.is_open() => Treatment::Keep,
-        Some(r) if r.uses.contains(&Use::GroupBy) || r.uses.contains(&Use::Compare) => Treatment::Shuffle,
+        Some(r) if r.uses.contains(&Use::GroupBy) || r.uses.contains(&Use::Compare) => {
+            Treatment::Shuffle
+        }
         Some(r) if r.uses.contains(&Use::Aggregate) && r.format.is_none() => Treatment::Noise,
         _ => Treatment::Fake,
     }
@@ -57,7 +59,9 @@ pub enum SampleError {
     Read { path: String, why: String },
     #[error("cannot write {path}: {why}")]
     Write { path: String, why: String },
-    #[error("column `{column}` ({kind}) cannot be desensitized: no value outside the source's values could be generated")]
+    #[error(
+        "column `{column}` ({kind}) cannot be desensitized: no value outside the source's values could be generated"
+    )]
     Exhausted { column: String, kind: String },
     #[error("--rows must be at least 1")]
     Rows,
@@ -83,7 +87,10 @@ struct Bloom {
 impl Bloom {
     fn new(items: u64) -> Self {
         let m = (items.max(64) * 10).next_power_of_two();
-        Bloom { bits: vec![0; (m / 64) as usize], k: 7 }
+        Bloom {
+            bits: vec![0; (m / 64) as usize],
+            k: 7,
+        }
     }
     fn hashes(&self, bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
         let h = blake3::hash(bytes);
@@ -100,7 +107,8 @@ impl Bloom {
         }
     }
     fn contains(&self, bytes: &[u8]) -> bool {
-        self.hashes(bytes).all(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
+        self.hashes(bytes)
+            .all(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
     }
 }
 
@@ -117,32 +125,59 @@ fn choose(rng: &mut Rng, total: u64, n: u64) -> Vec<u64> {
 }
 
 fn read_err(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> SampleError + '_ {
-    move |e| SampleError::Read { path: path.display().to_string(), why: e.to_string() }
+    move |e| SampleError::Read {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    }
 }
 
 /// Writes a sample of `rows` rows of dataset `name` (file `input`) to `out`.
-pub fn sample(policy: &Policy, name: &str, input: &Path, rows: u64, seed: u64, out: &Path) -> Result<SampleSummary, SampleError> {
+pub fn sample(
+    policy: &Policy,
+    name: &str,
+    input: &Path,
+    rows: u64,
+    seed: u64,
+    out: &Path,
+) -> Result<SampleSummary, SampleError> {
     if rows == 0 {
         return Err(SampleError::Rows);
     }
-    let rules = policy.dataset(name).ok_or_else(|| SampleError::Unclassified(name.to_owned()))?;
+    let rules = policy
+        .dataset(name)
+        .ok_or_else(|| SampleError::Unclassified(name.to_owned()))?;
     let rerr = read_err(input);
     let file = File::open(input).map_err(|e| rerr(&e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| rerr(&e))?;
     let total = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let schema: SchemaRef = Arc::clone(builder.schema());
-    let reader = builder.with_batch_size(65_536).build().map_err(|e| rerr(&e))?;
+    let reader = builder
+        .with_batch_size(65_536)
+        .build()
+        .map_err(|e| rerr(&e))?;
     let n = rows.min(total);
     let mut rng = Rng::for_row(seed, 0x5a4d_504c, 0);
     let picked = choose(&mut rng, total, n);
 
-    let treatments: Vec<Treatment> = schema.fields().iter().map(|f| treatment(rules.columns.get(f.name()))).collect();
-    let guarded: Vec<bool> = treatments.iter().map(|t| matches!(t, Treatment::Noise | Treatment::Fake)).collect();
-    let mut blooms: Vec<Option<Bloom>> = guarded.iter().map(|g| g.then(|| Bloom::new(total))).collect();
+    let treatments: Vec<Treatment> = schema
+        .fields()
+        .iter()
+        .map(|f| treatment(rules.columns.get(f.name())))
+        .collect();
+    let guarded: Vec<bool> = treatments
+        .iter()
+        .map(|t| matches!(t, Treatment::Noise | Treatment::Fake))
+        .collect();
+    let mut blooms: Vec<Option<Bloom>> = guarded
+        .iter()
+        .map(|g| g.then(|| Bloom::new(total)))
+        .collect();
     let converters: Vec<RowConverter> = schema
         .fields()
         .iter()
-        .map(|f| RowConverter::new(vec![SortField::new(f.data_type().clone())]).map_err(|e| rerr(&e)))
+        .map(|f| {
+            RowConverter::new(vec![SortField::new(f.data_type().clone())]).map_err(|e| rerr(&e))
+        })
         .collect::<Result<_, _>>()?;
 
     let mut parts = Vec::new();
@@ -151,7 +186,9 @@ pub fn sample(policy: &Policy, name: &str, input: &Path, rows: u64, seed: u64, o
         let batch = batch.map_err(|e| rerr(&e))?;
         for (c, bloom) in blooms.iter_mut().enumerate() {
             if let Some(b) = bloom {
-                let rows = converters[c].convert_columns(&[Arc::clone(batch.column(c))]).map_err(|e| rerr(&e))?;
+                let rows = converters[c]
+                    .convert_columns(&[Arc::clone(batch.column(c))])
+                    .map_err(|e| rerr(&e))?;
                 for i in 0..batch.num_rows() {
                     if batch.column(c).is_valid(i) {
                         b.insert(rows.row(i).as_ref());
@@ -167,7 +204,12 @@ pub fn sample(policy: &Policy, name: &str, input: &Path, rows: u64, seed: u64, o
         }
         if !idx.is_empty() {
             let idx = UInt64Array::from(idx);
-            let cols = batch.columns().iter().map(|c| take(c, &idx, None)).collect::<Result<Vec<_>, _>>().map_err(|e| rerr(&e))?;
+            let cols = batch
+                .columns()
+                .iter()
+                .map(|c| take(c, &idx, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| rerr(&e))?;
             parts.push(RecordBatch::try_new(Arc::clone(&schema), cols).map_err(|e| rerr(&e))?);
         }
         offset = end;
@@ -191,16 +233,29 @@ pub fn sample(policy: &Policy, name: &str, input: &Path, rows: u64, seed: u64, o
             Treatment::Noise | Treatment::Fake => {
                 let bloom = blooms[c].as_ref();
                 let seen = |a: &ArrayRef| -> Result<bool, SampleError> {
-                    let r = converters[c].convert_columns(&[Arc::clone(a)]).map_err(|e| rerr(&e))?;
+                    let r = converters[c]
+                        .convert_columns(&[Arc::clone(a)])
+                        .map_err(|e| rerr(&e))?;
                     Ok(bloom.is_some_and(|b| b.contains(r.row(0).as_ref())))
                 };
-                desensitize(col, field.name(), field.is_nullable(), treatments[c], format, &mut faker, seen)?
+                desensitize(
+                    col,
+                    field.name(),
+                    field.is_nullable(),
+                    treatments[c],
+                    format,
+                    &mut faker,
+                    seen,
+                )?
             }
         };
         columns.push(treated);
     }
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| rerr(&e))?;
-    let werr = |e: &dyn std::fmt::Display| SampleError::Write { path: out.display().to_string(), why: e.to_string() };
+    let werr = |e: &dyn std::fmt::Display| SampleError::Write {
+        path: out.display().to_string(),
+        why: e.to_string(),
+    };
     let tmp = out.with_extension("parquet.partial");
     let f = File::create(&tmp).map_err(|e| werr(&e))?;
     let mut w = ArrowWriter::try_new(f, Arc::clone(&schema), None).map_err(|e| werr(&e))?;
@@ -210,7 +265,12 @@ pub fn sample(policy: &Policy, name: &str, input: &Path, rows: u64, seed: u64, o
     Ok(SampleSummary {
         source_rows: total,
         rows: n,
-        treatments: schema.fields().iter().map(|f| f.name().clone()).zip(treatments).collect(),
+        treatments: schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .zip(treatments)
+            .collect(),
     })
 }
 
@@ -224,7 +284,10 @@ fn desensitize(
     faker: &mut Faker,
     seen: impl Fn(&ArrayRef) -> Result<bool, SampleError>,
 ) -> Result<ArrayRef, SampleError> {
-    let exhausted = || SampleError::Exhausted { column: name.to_owned(), kind: col.data_type().to_string() };
+    let exhausted = || SampleError::Exhausted {
+        column: name.to_owned(),
+        kind: col.data_type().to_string(),
+    };
     let mut out: Vec<Option<ArrayRef>> = Vec::with_capacity(col.len());
     for i in 0..col.len() {
         if col.is_null(i) {
@@ -259,7 +322,10 @@ fn assemble(dt: &DataType, values: Vec<Option<ArrayRef>>) -> Option<ArrayRef> {
         ($arr:ty) => {{
             let v: $arr = values
                 .iter()
-                .map(|a| a.as_ref().and_then(|a| a.as_any().downcast_ref::<$arr>().map(|x| x.value(0))))
+                .map(|a| {
+                    a.as_ref()
+                        .and_then(|a| a.as_any().downcast_ref::<$arr>().map(|x| x.value(0)))
+                })
                 .collect();
             Some(Arc::new(v) as ArrayRef)
         }};
@@ -268,7 +334,13 @@ fn assemble(dt: &DataType, values: Vec<Option<ArrayRef>>) -> Option<ArrayRef> {
         DataType::Utf8 => {
             let v: StringArray = values
                 .iter()
-                .map(|a| a.as_ref().and_then(|a| a.as_any().downcast_ref::<StringArray>().map(|x| x.value(0).to_owned())))
+                .map(|a| {
+                    a.as_ref().and_then(|a| {
+                        a.as_any()
+                            .downcast_ref::<StringArray>()
+                            .map(|x| x.value(0).to_owned())
+                    })
+                })
                 .collect();
             Some(Arc::new(v))
         }
@@ -279,7 +351,13 @@ fn assemble(dt: &DataType, values: Vec<Option<ArrayRef>>) -> Option<ArrayRef> {
         DataType::Boolean => {
             let v: BooleanArray = values
                 .iter()
-                .map(|a| a.as_ref().and_then(|a| a.as_any().downcast_ref::<BooleanArray>().map(|x| x.value(0))))
+                .map(|a| {
+                    a.as_ref().and_then(|a| {
+                        a.as_any()
+                            .downcast_ref::<BooleanArray>()
+                            .map(|x| x.value(0))
+                    })
+                })
                 .collect();
             Some(Arc::new(v))
         }

@@ -263,7 +263,11 @@ pub fn query_all(sql: &str) -> Result<Vec<RecordBatch>> {
 pub fn emit(name: &str, kind: OutputKind, batches: &[RecordBatch]) -> Result<()> {
     let schema = match batches.first() {
         Some(b) => b.schema(),
-        None => return Err(Error::Job("emit needs at least one batch (it carries the schema)".into())),
+        None => {
+            return Err(Error::Job(
+                "emit needs at least one batch (it carries the schema)".into(),
+            ));
+        }
     };
     emit_with_schema(name, kind, &schema, batches)
 }
@@ -282,7 +286,15 @@ pub fn emit_with_schema(
     w.finish()?;
     let bytes = w.into_inner()?;
     // SAFETY: name and bytes are valid for their lengths.
-    let rc = unsafe { sys::output(name.as_ptr(), name.len(), kind as i32, bytes.as_ptr(), bytes.len()) };
+    let rc = unsafe {
+        sys::output(
+            name.as_ptr(),
+            name.len(),
+            kind as i32,
+            bytes.as_ptr(),
+            bytes.len(),
+        )
+    };
     if rc < 0 {
         return Err(host_error(i64::from(rc)));
     }

@@ -10,12 +10,17 @@ use enclave::{EngineLimits, JobReport, JobSpec, Limits, Sandbox};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The cargo target directory.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// The example guests.
@@ -28,14 +33,26 @@ pub fn example(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(root()).args(["build", "--quiet", "--profile", "wasm", "--target", "wasm32-unknown-unknown"]);
+        cmd.current_dir(root()).args([
+            "build",
+            "--quiet",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+        ]);
         for e in EXAMPLES {
             cmd.args(["-p", e]);
         }
         let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "building the example guests failed (is the wasm32-unknown-unknown target installed?)");
+        assert!(
+            status.success(),
+            "building the example guests failed (is the wasm32-unknown-unknown target installed?)"
+        );
     });
-    let path = target_dir().join("wasm32-unknown-unknown/wasm").join(format!("{}.wasm", name.replace('-', "_")));
+    let path = target_dir()
+        .join("wasm32-unknown-unknown/wasm")
+        .join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.exists(), "{} missing", path.display());
     path
 }
@@ -71,7 +88,10 @@ pub fn wat_file(name: &str) -> Vec<u8> {
 
 /// A job spec over `datasets` with `params`.
 pub fn spec(module: &[u8], params: &[(&str, &str)], datasets: Vec<Dataset>) -> JobSpec {
-    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     JobSpec::new(&blake3::hash(module), params, datasets)
 }
 
@@ -116,7 +136,10 @@ pub fn enclave_bin() -> PathBuf {
 
 /// The shipped default policy.
 pub fn default_policy() -> std::sync::Arc<enclave::policy::Policy> {
-    std::sync::Arc::new(enclave::policy::Policy::load(&root().join("policies/default.toml")).expect("default policy"))
+    std::sync::Arc::new(
+        enclave::policy::Policy::load(&root().join("policies/default.toml"))
+            .expect("default policy"),
+    )
 }
 
 /// Governance under the default policy for application `app`.

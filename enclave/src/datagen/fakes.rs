@@ -25,7 +25,9 @@ pub struct Faker {
 impl Faker {
     /// A faker for `seed`.
     pub fn new(seed: u64) -> Self {
-        Faker { rng: Rng::for_row(seed, 0xfa4e, 0) }
+        Faker {
+            rng: Rng::for_row(seed, 0xfa4e, 0),
+        }
     }
 
     /// An 18-digit resident ID with a valid check digit.
@@ -39,7 +41,11 @@ impl Faker {
 
     /// A plausible mobile number.
     pub fn phone(&mut self) -> String {
-        format!("{}{:08}", self.rng.pick(PHONE_PREFIXES), self.rng.below(100_000_000))
+        format!(
+            "{}{:08}",
+            self.rng.pick(PHONE_PREFIXES),
+            self.rng.below(100_000_000)
+        )
     }
 
     /// A plausible Chinese name.
@@ -64,11 +70,18 @@ impl Faker {
 
     fn token(&mut self, len: usize) -> String {
         const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        (0..len.max(1)).map(|_| char::from(*self.rng.pick(CHARS))).collect()
+        (0..len.max(1))
+            .map(|_| char::from(*self.rng.pick(CHARS)))
+            .collect()
     }
 
     /// A fake value of type `dt` (and `format`, if given) for the one-value array `original`.
-    pub fn fake(&mut self, dt: &DataType, format: Option<Format>, original: &ArrayRef) -> Option<ArrayRef> {
+    pub fn fake(
+        &mut self,
+        dt: &DataType,
+        format: Option<Format>,
+        original: &ArrayRef,
+    ) -> Option<ArrayRef> {
         if let Some(f) = format {
             let s = match f {
                 Format::ResidentId => self.resident_id(),
@@ -76,19 +89,28 @@ impl Faker {
                 Format::Name => self.name(),
                 Format::Plate => self.plate(),
             };
-            return (dt == &DataType::Utf8).then(|| Arc::new(StringArray::from(vec![s])) as ArrayRef);
+            return (dt == &DataType::Utf8)
+                .then(|| Arc::new(StringArray::from(vec![s])) as ArrayRef);
         }
         let r = &mut self.rng;
         Some(match dt {
             DataType::Utf8 => {
-                let len = original.as_any().downcast_ref::<StringArray>().map(|a| a.value(0).chars().count()).unwrap_or(8);
+                let len = original
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .map(|a| a.value(0).chars().count())
+                    .unwrap_or(8);
                 let t = self.token(len);
                 Arc::new(StringArray::from(vec![t]))
             }
             DataType::Int64 => Arc::new(Int64Array::from(vec![r.below(1_000_000) as i64])),
             DataType::Int32 => Arc::new(Int32Array::from(vec![r.below(100_000) as i32])),
-            DataType::Float64 => Arc::new(Float64Array::from(vec![(r.unit() * 1e5 * 100.0).round() / 100.0])),
-            DataType::Date32 => Arc::new(Date32Array::from(vec![REFERENCE_DAY - r.below(80 * 365) as i32])),
+            DataType::Float64 => Arc::new(Float64Array::from(vec![
+                (r.unit() * 1e5 * 100.0).round() / 100.0,
+            ])),
+            DataType::Date32 => Arc::new(Date32Array::from(vec![
+                REFERENCE_DAY - r.below(80 * 365) as i32,
+            ])),
             DataType::Boolean => Arc::new(BooleanArray::from(vec![r.below(2) == 0])),
             _ => return None,
         })
@@ -111,11 +133,17 @@ impl Faker {
         }
         if let Some(a) = any.downcast_ref::<Float64Array>() {
             let v = a.value(0) * factor;
-            return Some(Arc::new(Float64Array::from(vec![(v * 100.0).round() / 100.0 + 0.01 * r.below(3) as f64])));
+            return Some(Arc::new(Float64Array::from(vec![
+                (v * 100.0).round() / 100.0 + 0.01 * r.below(3) as f64,
+            ])));
         }
         if let Some(a) = any.downcast_ref::<Date32Array>() {
             let shift = 1 + r.below(60) as i32;
-            let v = if r.below(2) == 0 { a.value(0) + shift } else { a.value(0) - shift };
+            let v = if r.below(2) == 0 {
+                a.value(0) + shift
+            } else {
+                a.value(0) - shift
+            };
             return Some(Arc::new(Date32Array::from(vec![v])));
         }
         let dt = original.data_type().clone();
@@ -148,7 +176,8 @@ mod tests {
         for a in 0..100 {
             let n = f.noise(&orig, a).unwrap();
             assert_eq!(n.data_type(), &DataType::Int64);
-            changed += usize::from(n.as_any().downcast_ref::<Int64Array>().unwrap().value(0) != 50_000);
+            changed +=
+                usize::from(n.as_any().downcast_ref::<Int64Array>().unwrap().value(0) != 50_000);
         }
         assert!(changed > 95);
     }

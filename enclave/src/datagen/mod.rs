@@ -52,7 +52,10 @@ pub enum DatagenError {
     #[error("--rows must be between 1 and {MAX_ROWS}")]
     Rows,
     #[error("cannot write {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("Parquet writer: {0}")]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
     #[error("Arrow: {0}")]
@@ -88,7 +91,10 @@ pub fn generate(
         "traffic_records" => Box::new(traffic::Traffic::new(seed)),
         other => return Err(DatagenError::UnknownTable(other.to_owned())),
     };
-    let io = |source| DatagenError::Io { path: out.display().to_string(), source };
+    let io = |source| DatagenError::Io {
+        path: out.display().to_string(),
+        source,
+    };
     let tmp = out.with_extension("parquet.partial");
     let file = File::create(&tmp).map_err(io)?;
     let props = WriterProperties::builder()
@@ -140,7 +146,9 @@ pub fn resident_id_check_digit(first17: &str) -> Option<char> {
 
 /// True for an 18-character resident ID whose check character is right.
 pub fn is_valid_resident_id(id: &str) -> bool {
-    id.len() == 18 && id.is_char_boundary(17) && resident_id_check_digit(&id[..17]) == id[17..].chars().next()
+    id.len() == 18
+        && id.is_char_boundary(17)
+        && resident_id_check_digit(&id[..17]) == id[17..].chars().next()
 }
 
 #[cfg(test)]

@@ -3,19 +3,30 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Date32Builder, Int32Builder, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, Date32Builder, Int32Builder, Int64Builder, StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::rng::Rng;
 use super::yancheng::{DISTRICTS, GIVEN, PHONE_PREFIXES, SURNAMES, district_weights};
-use super::{civil_from_days, resident_id_check_digit, REFERENCE_DAY};
+use super::{REFERENCE_DAY, civil_from_days, resident_id_check_digit};
 
 const TABLE: u64 = 1;
 
 /// Age bands (start age, width, weight) shaped like a Jiangsu population pyramid.
-const AGE_BANDS: &[(u32, u32, u32)] =
-    &[(0, 10, 9), (10, 10, 10), (20, 10, 11), (30, 10, 14), (40, 10, 15), (50, 10, 17), (60, 10, 13), (70, 10, 8), (80, 15, 3)];
+const AGE_BANDS: &[(u32, u32, u32)] = &[
+    (0, 10, 9),
+    (10, 10, 10),
+    (20, 10, 11),
+    (30, 10, 14),
+    (40, 10, 15),
+    (50, 10, 17),
+    (60, 10, 13),
+    (70, 10, 8),
+    (80, 15, 3),
+];
 
 /// One generated person.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,10 +70,14 @@ impl Residents {
         let band = AGE_BANDS[r.weighted(&self.band_weights)];
         let age0 = band.0 + r.below(u64::from(band.1)) as u32;
         let male = r.below(100) < 51;
-        let mut birth_day = REFERENCE_DAY - (age0 as i32 * 365 + age0 as i32 / 4) - r.below(365) as i32;
+        let mut birth_day =
+            REFERENCE_DAY - (age0 as i32 * 365 + age0 as i32 / 4) - r.below(365) as i32;
         // The 3-digit sequence is odd for men, even for women: 500 IDs per (district, day, sex).
         let seq = loop {
-            let n = self.taken.entry((district as u8, birth_day, male)).or_insert(0);
+            let n = self
+                .taken
+                .entry((district as u8, birth_day, male))
+                .or_insert(0);
             if *n < 500 {
                 *n += 1;
                 break (*n - 1) * 2 + u16::from(male);
@@ -84,7 +99,16 @@ impl Residents {
         };
         let phone = format!("{}{:08}", r.pick(PHONE_PREFIXES), r.below(100_000_000));
         let income = income(&mut r, age, district);
-        Person { resident_id, name, male, birth_day, age, phone, district, income }
+        Person {
+            resident_id,
+            name,
+            male,
+            birth_day,
+            age,
+            phone,
+            district,
+            income,
+        }
     }
 }
 
@@ -95,7 +119,11 @@ fn income(r: &mut Rng, age: i32, district: usize) -> i64 {
         return 0;
     }
     let a = f64::from(age);
-    let base = if age < 60 { 28_000.0 + 2_600.0 * (a - 18.0) - 38.0 * (a - 18.0) * (a - 18.0) } else { 30_000.0 };
+    let base = if age < 60 {
+        28_000.0 + 2_600.0 * (a - 18.0) - 38.0 * (a - 18.0) * (a - 18.0)
+    } else {
+        30_000.0
+    };
     let spread = (0.45 * r.normal()).exp();
     let v = base.max(8_000.0) * spread * f64::from(DISTRICTS[district].income_pct) / 100.0;
     (v / 100.0).round() as i64 * 100

@@ -17,7 +17,9 @@ fn mix(mut z: u64) -> u64 {
 impl Rng {
     /// The stream for row `row` of table `table` under `seed`.
     pub fn for_row(seed: u64, table: u64, row: u64) -> Self {
-        Rng(mix(seed ^ mix(table.wrapping_add(0x9e37_79b9_7f4a_7c15)) ^ mix(row.wrapping_mul(0xd1b5_4a32_d192_ed03))))
+        Rng(mix(seed
+            ^ mix(table.wrapping_add(0x9e37_79b9_7f4a_7c15))
+            ^ mix(row.wrapping_mul(0xd1b5_4a32_d192_ed03))))
     }
 
     /// Next 64 random bits.

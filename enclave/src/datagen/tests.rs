@@ -6,7 +6,12 @@ use std::collections::HashSet;
 
 fn read(path: &Path) -> Vec<RecordBatch> {
     let f = File::open(path).unwrap();
-    ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
 }
 
 #[test]
@@ -31,11 +36,19 @@ fn civil_dates() {
 #[test]
 fn residents_are_valid_unique_and_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b, c) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"), dir.path().join("c.parquet"));
+    let (a, b, c) = (
+        dir.path().join("a.parquet"),
+        dir.path().join("b.parquet"),
+        dir.path().join("c.parquet"),
+    );
     assert_eq!(generate("residents", 5000, 7, 0, &a, |_| {}).unwrap(), 5000);
     generate("residents", 5000, 7, 0, &b, |_| {}).unwrap();
     generate("residents", 5000, 8, 0, &c, |_| {}).unwrap();
-    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "same seed, same bytes");
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "same seed, same bytes"
+    );
     assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
     let batches = read(&a);
     let mut ids = HashSet::new();
@@ -85,12 +98,27 @@ fn visits_reference_generated_residents() {
 fn traffic_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("t.parquet");
-    assert_eq!(generate("traffic_records", 1000, 1, 0, &t, |_| {}).unwrap(), 1000);
+    assert_eq!(
+        generate("traffic_records", 1000, 1, 0, &t, |_| {}).unwrap(),
+        1000
+    );
     let batches = read(&t);
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1000);
-    assert!(batches[0].column(9).null_count() > 0, "most records have no violation");
-    assert!(matches!(generate("nope", 10, 1, 0, &t, |_| {}), Err(DatagenError::UnknownTable(_))));
-    assert!(matches!(generate("residents", 0, 1, 0, &t, |_| {}), Err(DatagenError::Rows)));
+    assert!(
+        batches[0].column(9).null_count() > 0,
+        "most records have no violation"
+    );
+    assert!(matches!(
+        generate("nope", 10, 1, 0, &t, |_| {}),
+        Err(DatagenError::UnknownTable(_))
+    ));
+    assert!(matches!(
+        generate("residents", 0, 1, 0, &t, |_| {}),
+        Err(DatagenError::Rows)
+    ));
     let missing = dir.path().join("no/such/dir/x.parquet");
-    assert!(matches!(generate("residents", 10, 1, 0, &missing, |_| {}), Err(DatagenError::Io { .. })));
+    assert!(matches!(
+        generate("residents", 10, 1, 0, &missing, |_| {}),
+        Err(DatagenError::Io { .. })
+    ));
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -39,7 +41,11 @@ pub fn schema() -> SchemaRef {
         Field::new("district", DataType::Utf8, false),
         Field::new("road", DataType::Utf8, false),
         Field::new("camera_id", DataType::Utf8, false),
-        Field::new("observed_at", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new(
+            "observed_at",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
         Field::new("speed_kmh", DataType::Int32, false),
         Field::new("speed_limit_kmh", DataType::Int32, false),
         Field::new("violation", DataType::Utf8, true),
@@ -75,9 +81,18 @@ impl super::Table for Traffic {
             let road_i = r.below(ROADS.len() as u64) as usize;
             let lim = [40, 50, 60, 80][road_i % 4];
             // Rush hours are busier: draw the hour from a two-peaked shape.
-            let hour = if r.below(100) < 40 { [7, 8, 17, 18][r.below(4) as usize] } else { r.below(24) as i64 };
-            let t = day0 + r.below(365) as i64 * 86_400_000 + hour * 3_600_000 + r.below(3_600_000) as i64;
-            let s = (f64::from(lim) * (0.85 + 0.12 * r.normal())).round().max(5.0) as i32;
+            let hour = if r.below(100) < 40 {
+                [7, 8, 17, 18][r.below(4) as usize]
+            } else {
+                r.below(24) as i64
+            };
+            let t = day0
+                + r.below(365) as i64 * 86_400_000
+                + hour * 3_600_000
+                + r.below(3_600_000) as i64;
+            let s = (f64::from(lim) * (0.85 + 0.12 * r.normal()))
+                .round()
+                .max(5.0) as i32;
             id.append_value(self.row as i64);
             plate.append_value(&p);
             vtype.append_value(v);

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -31,7 +33,12 @@ impl Visits {
                 (p.resident_id, p.district, p.age)
             })
             .collect();
-        Visits { seed, row: 0, population, diagnosis_weights: DIAGNOSES.iter().map(|d| d.1).collect() }
+        Visits {
+            seed,
+            row: 0,
+            population,
+            diagnosis_weights: DIAGNOSES.iter().map(|d| d.1).collect(),
+        }
     }
 }
 
@@ -73,7 +80,11 @@ impl super::Table for Visits {
             let (resident, home, _) = if a.2 >= b.2 || r.below(3) == 0 { a } else { b };
             // Mostly a hospital in the resident's own district, sometimes the city hospitals.
             let local: Vec<&(&str, usize)> = HOSPITALS.iter().filter(|h| h.1 == *home).collect();
-            let h = if local.is_empty() || r.below(4) == 0 { r.pick(HOSPITALS) } else { *r.pick(&local) };
+            let h = if local.is_empty() || r.below(4) == 0 {
+                r.pick(HOSPITALS)
+            } else {
+                *r.pick(&local)
+            };
             id.append_value(self.row as i64);
             rid.append_value(resident);
             hosp.append_value(h.0);

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::common::{Column, DFSchema};
 use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan, Operator};
 
@@ -61,9 +61,18 @@ pub enum CheckError {
     #[error(
         "policy violation: column `{dataset}.{column}` (level {level}) may not be used as {used_as} {context}; its rule allows {allowed}"
     )]
-    Violation { dataset: String, column: String, level: String, used_as: Use, context: String, allowed: String },
+    Violation {
+        dataset: String,
+        column: String,
+        level: String,
+        used_as: Use,
+        context: String,
+        allowed: String,
+    },
     /// A table without rules in the policy.
-    #[error("policy violation: dataset `{0}` is not classified by the policy, so none of its columns may be used")]
+    #[error(
+        "policy violation: dataset `{0}` is not classified by the policy, so none of its columns may be used"
+    )]
     Unclassified(String),
     /// A construct the checker does not analyse.
     #[error("not supported under a policy: {0}")]
@@ -80,9 +89,32 @@ pub struct Checked {
 /// Statistical aggregates: their value summarises a group. Anything else (MIN, MAX, ARRAY_AGG,
 /// STRING_AGG, FIRST_VALUE, MEDIAN, percentiles…) can return a row's value and counts as raw.
 const STATISTICAL: &[&str] = &[
-    "count", "sum", "avg", "mean", "stddev", "stddev_pop", "stddev_samp", "var", "var_pop", "var_samp",
-    "variance", "var_population", "var_sample", "covar", "covar_pop", "covar_samp", "corr", "regr_slope",
-    "regr_intercept", "regr_count", "regr_r2", "regr_avgx", "regr_avgy", "regr_sxx", "regr_syy", "regr_sxy",
+    "count",
+    "sum",
+    "avg",
+    "mean",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "var",
+    "var_pop",
+    "var_samp",
+    "variance",
+    "var_population",
+    "var_sample",
+    "covar",
+    "covar_pop",
+    "covar_samp",
+    "corr",
+    "regr_slope",
+    "regr_intercept",
+    "regr_count",
+    "regr_r2",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_sxx",
+    "regr_syy",
+    "regr_sxy",
     "approx_distinct",
 ];
 
@@ -93,7 +125,13 @@ fn map(l: &Lineage, f: impl Fn(How) -> How) -> Lineage {
 /// Values seen only through a comparison, a sort or a partition. Pseudonyms count as compared
 /// too: comparing with a known pseudonym would single out one subject.
 fn compared(l: &Lineage) -> Lineage {
-    map(l, |h| if matches!(h, How::Raw | How::Pseudo) { How::Cmp } else { h })
+    map(l, |h| {
+        if matches!(h, How::Raw | How::Pseudo) {
+            How::Cmp
+        } else {
+            h
+        }
+    })
 }
 
 fn union(items: impl IntoIterator<Item = Lineage>) -> Lineage {
@@ -115,9 +153,17 @@ struct Walk<'a> {
 
 /// Checks `plan` against `policy`.
 pub fn check(policy: &Policy, plan: &LogicalPlan) -> Result<Checked, CheckError> {
-    let mut w = Walk { policy, effects: Vec::new() };
+    let mut w = Walk {
+        policy,
+        effects: Vec::new(),
+    };
     let outputs = w.plan(plan, &[])?;
-    let names: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = plan
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     for (i, l) in outputs.iter().enumerate() {
         // Name the column when it is a plain name; an expression's text could quote the SQL.
         let place = match names.get(i) {
@@ -136,8 +182,15 @@ pub fn check(policy: &Policy, plan: &LogicalPlan) -> Result<Checked, CheckError>
 
 /// What reaches an aggregate over `input` through `exprs` (its keys and arguments, unmapped),
 /// and everything that influenced the rows of `input` (predicates, join keys, sort keys).
-pub fn input_lineage(policy: &Policy, input: &LogicalPlan, exprs: &[&[Expr]]) -> Result<(Lineage, Lineage), CheckError> {
-    let mut w = Walk { policy, effects: Vec::new() };
+pub fn input_lineage(
+    policy: &Policy,
+    input: &LogicalPlan,
+    exprs: &[&[Expr]],
+) -> Result<(Lineage, Lineage), CheckError> {
+    let mut w = Walk {
+        policy,
+        effects: Vec::new(),
+    };
     let fields = w.plan(input, &[])?;
     let schema = input.schema();
     let mut l = Lineage::new();
@@ -155,15 +208,21 @@ pub fn input_lineage(policy: &Policy, input: &LogicalPlan, exprs: &[&[Expr]]) ->
 
 impl<'a> Walk<'a> {
     fn rule(&self, (dataset, column): &Source) -> Result<&'a ColumnRule, CheckError> {
-        let rules = self.policy.dataset(dataset).ok_or_else(|| CheckError::Unclassified(dataset.clone()))?;
-        rules.columns.get(column).ok_or_else(|| CheckError::Violation {
-            dataset: dataset.clone(),
-            column: column.clone(),
-            level: "unclassified".into(),
-            used_as: Use::Plaintext,
-            context: "at all".into(),
-            allowed: "no use (the policy does not list the column)".into(),
-        })
+        let rules = self
+            .policy
+            .dataset(dataset)
+            .ok_or_else(|| CheckError::Unclassified(dataset.clone()))?;
+        rules
+            .columns
+            .get(column)
+            .ok_or_else(|| CheckError::Violation {
+                dataset: dataset.clone(),
+                column: column.clone(),
+                level: "unclassified".into(),
+                used_as: Use::Plaintext,
+                context: "at all".into(),
+                allowed: "no use (the policy does not list the column)".into(),
+            })
     }
 
     fn enforce(&self, l: &Lineage, context: &str) -> Result<(), CheckError> {
@@ -174,7 +233,11 @@ impl<'a> Walk<'a> {
                 let allowed = if rule.uses.is_empty() {
                     "no use (denied)".to_owned()
                 } else {
-                    rule.uses.iter().map(|u| u.name()).collect::<Vec<_>>().join(", ")
+                    rule.uses
+                        .iter()
+                        .map(|u| u.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
                 return Err(CheckError::Violation {
                     dataset: src.0.clone(),
@@ -197,12 +260,19 @@ impl<'a> Walk<'a> {
 
     /// Lineage of each output field of `plan`; `outer` are the scopes of enclosing queries
     /// (for correlated subqueries).
-    fn plan(&mut self, plan: &LogicalPlan, outer: &[Scope<'_>]) -> Result<Vec<Lineage>, CheckError> {
+    fn plan(
+        &mut self,
+        plan: &LogicalPlan,
+        outer: &[Scope<'_>],
+    ) -> Result<Vec<Lineage>, CheckError> {
         let width = plan.schema().fields().len();
         let out = match plan {
             LogicalPlan::TableScan(scan) => {
                 let dataset = scan.table_name.table().to_owned();
-                let rules = self.policy.dataset(&dataset).ok_or_else(|| CheckError::Unclassified(dataset.clone()))?;
+                let rules = self
+                    .policy
+                    .dataset(&dataset)
+                    .ok_or_else(|| CheckError::Unclassified(dataset.clone()))?;
                 for f in &scan.filters {
                     let l = self.expr(f, plan.schema(), &vec![Lineage::new(); width], outer)?;
                     self.effect(compared(&l), "in a pushed-down filter");
@@ -221,12 +291,21 @@ impl<'a> Walk<'a> {
             }
             LogicalPlan::Projection(p) => {
                 let input = self.plan(&p.input, outer)?;
-                let scope = Scope { schema: p.input.schema(), lineage: input };
-                p.expr.iter().map(|e| self.expr_in(e, &scope, outer)).collect::<Result<_, _>>()?
+                let scope = Scope {
+                    schema: p.input.schema(),
+                    lineage: input,
+                };
+                p.expr
+                    .iter()
+                    .map(|e| self.expr_in(e, &scope, outer))
+                    .collect::<Result<_, _>>()?
             }
             LogicalPlan::Filter(f) => {
                 let input = self.plan(&f.input, outer)?;
-                let scope = Scope { schema: f.input.schema(), lineage: input };
+                let scope = Scope {
+                    schema: f.input.schema(),
+                    lineage: input,
+                };
                 // The host's own group-threshold filter reveals nothing beyond its aggregate.
                 if !is_threshold_filter(&f.predicate) {
                     let l = self.expr_in(&f.predicate, &scope, outer)?;
@@ -236,7 +315,10 @@ impl<'a> Walk<'a> {
             }
             LogicalPlan::Sort(s) => {
                 let input = self.plan(&s.input, outer)?;
-                let scope = Scope { schema: s.input.schema(), lineage: input };
+                let scope = Scope {
+                    schema: s.input.schema(),
+                    lineage: input,
+                };
                 for e in &s.expr {
                     let l = self.expr_in(&e.expr, &scope, outer)?;
                     self.effect(compared(&l), "as an ORDER BY key");
@@ -262,7 +344,10 @@ impl<'a> Walk<'a> {
             LogicalPlan::Distinct(Distinct::All(input)) => self.plan(input, outer)?,
             LogicalPlan::Distinct(Distinct::On(d)) => {
                 let input = self.plan(&d.input, outer)?;
-                let scope = Scope { schema: d.input.schema(), lineage: input };
+                let scope = Scope {
+                    schema: d.input.schema(),
+                    lineage: input,
+                };
                 for e in &d.on_expr {
                     let l = self.expr_in(e, &scope, outer)?;
                     self.effect(compared(&l), "as a DISTINCT ON key");
@@ -271,11 +356,17 @@ impl<'a> Walk<'a> {
                     let l = self.expr_in(&e.expr, &scope, outer)?;
                     self.effect(compared(&l), "as an ORDER BY key");
                 }
-                d.select_expr.iter().map(|e| self.expr_in(e, &scope, outer)).collect::<Result<_, _>>()?
+                d.select_expr
+                    .iter()
+                    .map(|e| self.expr_in(e, &scope, outer))
+                    .collect::<Result<_, _>>()?
             }
             LogicalPlan::Aggregate(a) => {
                 let input = self.plan(&a.input, outer)?;
-                let scope = Scope { schema: a.input.schema(), lineage: input };
+                let scope = Scope {
+                    schema: a.input.schema(),
+                    lineage: input,
+                };
                 let mut out = Vec::with_capacity(width);
                 for g in &a.group_expr {
                     let keys: Vec<&Expr> = match g {
@@ -283,7 +374,9 @@ impl<'a> Walk<'a> {
                         other => vec![other],
                     };
                     for k in keys {
-                        out.push(map(&self.expr_in(k, &scope, outer)?, |h| if h == How::Raw { How::Group } else { h }));
+                        out.push(map(&self.expr_in(k, &scope, outer)?, |h| {
+                            if h == How::Raw { How::Group } else { h }
+                        }));
                     }
                 }
                 for e in &a.aggr_expr {
@@ -295,7 +388,10 @@ impl<'a> Walk<'a> {
             }
             LogicalPlan::Window(w) => {
                 let input = self.plan(&w.input, outer)?;
-                let scope = Scope { schema: w.input.schema(), lineage: input };
+                let scope = Scope {
+                    schema: w.input.schema(),
+                    lineage: input,
+                };
                 let mut out = scope.lineage.clone();
                 for e in &w.window_expr {
                     out.push(self.expr_in(e, &scope, outer)?);
@@ -306,13 +402,26 @@ impl<'a> Walk<'a> {
             LogicalPlan::Join(j) => {
                 let left = self.plan(&j.left, outer)?;
                 let right = self.plan(&j.right, outer)?;
-                let both = j.left.schema().join(j.right.schema()).map_err(|e| CheckError::Unsupported(e.to_string()))?;
-                let scope = Scope { schema: &both, lineage: left.iter().chain(&right).cloned().collect() };
+                let both = j
+                    .left
+                    .schema()
+                    .join(j.right.schema())
+                    .map_err(|e| CheckError::Unsupported(e.to_string()))?;
+                let scope = Scope {
+                    schema: &both,
+                    lineage: left.iter().chain(&right).cloned().collect(),
+                };
                 let mut keys = Lineage::new();
                 for (l, r) in &j.on {
                     let ll = self.expr_in(l, &scope, outer)?;
                     let rl = self.expr_in(r, &scope, outer)?;
-                    keys.extend(map(&union([ll, rl]), |h| if matches!(h, How::Raw | How::Pseudo) { How::Join } else { h }));
+                    keys.extend(map(&union([ll, rl]), |h| {
+                        if matches!(h, How::Raw | How::Pseudo) {
+                            How::Join
+                        } else {
+                            h
+                        }
+                    }));
                 }
                 if let Some(f) = &j.filter {
                     // `ON a.x = b.y` arrives as a filter before optimization: equalities between
@@ -320,8 +429,17 @@ impl<'a> Walk<'a> {
                     for conjunct in split_conjunction(f) {
                         match is_equijoin(conjunct, j.left.schema(), j.right.schema()) {
                             Some((a, b)) => {
-                                let l = union([self.expr_in(a, &scope, outer)?, self.expr_in(b, &scope, outer)?]);
-                                keys.extend(map(&l, |h| if matches!(h, How::Raw | How::Pseudo) { How::Join } else { h }));
+                                let l = union([
+                                    self.expr_in(a, &scope, outer)?,
+                                    self.expr_in(b, &scope, outer)?,
+                                ]);
+                                keys.extend(map(&l, |h| {
+                                    if matches!(h, How::Raw | How::Pseudo) {
+                                        How::Join
+                                    } else {
+                                        h
+                                    }
+                                }));
                             }
                             None => {
                                 let l = self.expr_in(conjunct, &scope, outer)?;
@@ -355,10 +473,15 @@ impl<'a> Walk<'a> {
                 vec![all; width]
             }
             LogicalPlan::RecursiveQuery(_) => {
-                return Err(CheckError::Unsupported("recursive queries (WITH RECURSIVE)".into()));
+                return Err(CheckError::Unsupported(
+                    "recursive queries (WITH RECURSIVE)".into(),
+                ));
             }
             other => {
-                return Err(CheckError::Unsupported(format!("plan node `{}`", other.display())));
+                return Err(CheckError::Unsupported(format!(
+                    "plan node `{}`",
+                    other.display()
+                )));
             }
         };
         if out.len() != width {
@@ -372,11 +495,22 @@ impl<'a> Walk<'a> {
         Ok(out)
     }
 
-    fn expr_in(&mut self, e: &Expr, scope: &Scope<'_>, outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+    fn expr_in(
+        &mut self,
+        e: &Expr,
+        scope: &Scope<'_>,
+        outer: &[Scope<'_>],
+    ) -> Result<Lineage, CheckError> {
         self.expr(e, scope.schema, &scope.lineage, outer)
     }
 
-    fn column(&self, c: &Column, schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+    fn column(
+        &self,
+        c: &Column,
+        schema: &DFSchema,
+        input: &[Lineage],
+        outer: &[Scope<'_>],
+    ) -> Result<Lineage, CheckError> {
         if let Ok(i) = schema.index_of_column(c) {
             return Ok(input.get(i).cloned().unwrap_or_default());
         }
@@ -385,19 +519,42 @@ impl<'a> Walk<'a> {
                 return Ok(s.lineage.get(i).cloned().unwrap_or_default());
             }
         }
-        Err(CheckError::Unsupported(format!("cannot resolve column `{c}`")))
+        Err(CheckError::Unsupported(format!(
+            "cannot resolve column `{c}`"
+        )))
     }
 
-    fn subquery(&mut self, plan: &LogicalPlan, schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+    fn subquery(
+        &mut self,
+        plan: &LogicalPlan,
+        schema: &DFSchema,
+        input: &[Lineage],
+        outer: &[Scope<'_>],
+    ) -> Result<Lineage, CheckError> {
         // The enclosing query's row is in scope for correlated references.
-        let here = Scope { schema, lineage: input.to_vec() };
+        let here = Scope {
+            schema,
+            lineage: input.to_vec(),
+        };
         let mut scopes: Vec<&Scope<'_>> = outer.iter().collect();
         scopes.push(&here);
-        let owned: Vec<Scope<'_>> = scopes.into_iter().map(|s| Scope { schema: s.schema, lineage: s.lineage.clone() }).collect();
+        let owned: Vec<Scope<'_>> = scopes
+            .into_iter()
+            .map(|s| Scope {
+                schema: s.schema,
+                lineage: s.lineage.clone(),
+            })
+            .collect();
         Ok(union(self.plan(plan, &owned)?))
     }
 
-    fn exprs(&mut self, es: &[Expr], schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+    fn exprs(
+        &mut self,
+        es: &[Expr],
+        schema: &DFSchema,
+        input: &[Lineage],
+        outer: &[Scope<'_>],
+    ) -> Result<Lineage, CheckError> {
         let mut l = Lineage::new();
         for e in es {
             l.extend(self.expr(e, schema, input, outer)?);
@@ -406,7 +563,13 @@ impl<'a> Walk<'a> {
     }
 
     /// Lineage of the value of `e` evaluated over rows of `schema` whose columns have `input`.
-    fn expr(&mut self, e: &Expr, schema: &DFSchema, input: &[Lineage], outer: &[Scope<'_>]) -> Result<Lineage, CheckError> {
+    fn expr(
+        &mut self,
+        e: &Expr,
+        schema: &DFSchema,
+        input: &[Lineage],
+        outer: &[Scope<'_>],
+    ) -> Result<Lineage, CheckError> {
         let sub = |x: &Expr, w: &mut Self| w.expr(x, schema, input, outer);
         Ok(match e {
             Expr::Column(c) => self.column(c, schema, input, outer)?,
@@ -417,7 +580,9 @@ impl<'a> Walk<'a> {
                 let l = union([sub(&b.left, self)?, sub(&b.right, self)?]);
                 if is_comparison(b.op) { compared(&l) } else { l }
             }
-            Expr::Like(l) | Expr::SimilarTo(l) => compared(&union([sub(&l.expr, self)?, sub(&l.pattern, self)?])),
+            Expr::Like(l) | Expr::SimilarTo(l) => {
+                compared(&union([sub(&l.expr, self)?, sub(&l.pattern, self)?]))
+            }
             Expr::IsNull(x)
             | Expr::IsNotNull(x)
             | Expr::IsTrue(x)
@@ -427,7 +592,11 @@ impl<'a> Walk<'a> {
             | Expr::IsNotFalse(x)
             | Expr::IsNotUnknown(x) => compared(&sub(x, self)?),
             Expr::Not(x) | Expr::Negative(x) => sub(x, self)?,
-            Expr::Between(b) => compared(&union([sub(&b.expr, self)?, sub(&b.low, self)?, sub(&b.high, self)?])),
+            Expr::Between(b) => compared(&union([
+                sub(&b.expr, self)?,
+                sub(&b.low, self)?,
+                sub(&b.high, self)?,
+            ])),
             Expr::InList(i) => {
                 let mut l = sub(&i.expr, self)?;
                 l.extend(self.exprs(&i.list, schema, input, outer)?);
@@ -481,7 +650,9 @@ impl<'a> Walk<'a> {
                 l
             }
             Expr::ScalarSubquery(s) => self.subquery(&s.subquery, schema, input, outer)?,
-            Expr::Exists(x) => compared(&self.subquery(&x.subquery.subquery, schema, input, outer)?),
+            Expr::Exists(x) => {
+                compared(&self.subquery(&x.subquery.subquery, schema, input, outer)?)
+            }
             Expr::InSubquery(x) => {
                 let mut l = sub(&x.expr, self)?;
                 l.extend(self.subquery(&x.subquery.subquery, schema, input, outer)?);

@@ -15,7 +15,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 /// The pseudonym key of one application: derived from the domain secret and the application id.
@@ -60,7 +61,10 @@ impl Pseudonym {
     /// The pseudonym of one value.
     pub fn of(&self, value: &str) -> String {
         let tag = ring::hmac::sign(&self.key, value.as_bytes());
-        tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -76,7 +80,9 @@ impl ScalarUDFImpl for Pseudonym {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [arg] = args.args.as_slice() else {
-            return Err(DataFusionError::Internal("enclave_pseudonym takes one argument".into()));
+            return Err(DataFusionError::Internal(
+                "enclave_pseudonym takes one argument".into(),
+            ));
         };
         let array = arg.to_array(args.number_rows)?;
         let text = cast(&array, &DataType::Utf8)?;
@@ -94,7 +100,9 @@ impl ScalarUDFImpl for Pseudonym {
         }
         let out: ArrayRef = Arc::new(out.finish());
         Ok(match arg {
-            ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?),
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+            }
             ColumnarValue::Array(_) => ColumnarValue::Array(out),
         })
     }
@@ -149,14 +157,19 @@ impl ScalarUDFImpl for Threshold {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let [arg] = args.args.as_slice() else {
-            return Err(DataFusionError::Internal("enclave_threshold takes one argument".into()));
+            return Err(DataFusionError::Internal(
+                "enclave_threshold takes one argument".into(),
+            ));
         };
         let array = arg.to_array(args.number_rows)?;
         let counts = array
             .as_any()
             .downcast_ref::<datafusion::arrow::array::Int64Array>()
             .ok_or_else(|| DataFusionError::Internal("enclave_threshold expects Int64".into()))?;
-        let keep: BooleanArray = counts.iter().map(|n| Some(n.is_some_and(|n| n >= self.k))).collect();
+        let keep: BooleanArray = counts
+            .iter()
+            .map(|n| Some(n.is_some_and(|n| n >= self.k)))
+            .collect();
         let dropped = keep.len() - keep.true_count();
         self.suppressed.fetch_add(dropped as u64, Ordering::Relaxed);
         Ok(ColumnarValue::Array(Arc::new(keep)))
@@ -173,8 +186,16 @@ mod tests {
         let a = pseudonym_key(&secret, "app-a");
         let b = pseudonym_key(&secret, "app-b");
         assert_ne!(a, b);
-        let pa = Pseudonym { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &a), key_id: a, signature: Signature::any(1, Volatility::Immutable) };
-        let pb = Pseudonym { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b), key_id: b, signature: Signature::any(1, Volatility::Immutable) };
+        let pa = Pseudonym {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &a),
+            key_id: a,
+            signature: Signature::any(1, Volatility::Immutable),
+        };
+        let pb = Pseudonym {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b),
+            key_id: b,
+            signature: Signature::any(1, Volatility::Immutable),
+        };
         let id = "32090219800101001X";
         assert_eq!(pa.of(id), pa.of(id), "stable within an application");
         assert_ne!(pa.of(id), pb.of(id), "different across applications");
@@ -188,6 +209,9 @@ mod tests {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"Jefe");
         let tag = ring::hmac::sign(&key, b"what do ya want for nothing?");
         let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -202,33 +202,53 @@ impl Policy {
     /// Loads and validates a policy file.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError { file: file.clone(), line: 0, message: format!("cannot read: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            file: file.clone(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
         Policy::parse(&file, &text)
     }
 
     /// Parses and validates policy text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let err = |offset: usize, message: String| PolicyError { file: file.to_owned(), line: line_of(offset), message };
+        let err = |offset: usize, message: String| PolicyError {
+            file: file.to_owned(),
+            line: line_of(offset),
+            message,
+        };
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
             err(offset, e.message().trim().to_owned())
         })?;
         if *raw.version.get_ref() != 1 {
-            return Err(err(raw.version.span().start, "unsupported policy version (expected 1)".into()));
+            return Err(err(
+                raw.version.span().start,
+                "unsupported policy version (expected 1)".into(),
+            ));
         }
         let min_group_size = match raw.threshold {
             None => DEFAULT_MIN_GROUP,
             Some(t) => match u64::try_from(*t.min_group_size.get_ref()) {
                 Ok(k) if k >= 1 => k,
-                _ => return Err(err(t.min_group_size.span().start, "min_group_size must be at least 1".into())),
+                _ => {
+                    return Err(err(
+                        t.min_group_size.span().start,
+                        "min_group_size must be at least 1".into(),
+                    ));
+                }
             },
         };
         let mut levels = BTreeMap::new();
         for (name, uses) in raw.levels {
             let at = uses.span().start;
-            let set = parse_uses(uses.get_ref().iter().map(|u| (u.get_ref().as_str(), u.span().start)), &err)?;
+            let set = parse_uses(
+                uses.get_ref()
+                    .iter()
+                    .map(|u| (u.get_ref().as_str(), u.span().start)),
+                &err,
+            )?;
             if !valid_ident(&name) {
                 return Err(err(at, format!("level name `{name}` is not an identifier")));
             }
@@ -238,7 +258,10 @@ impl Policy {
         for (name, ds) in raw.datasets {
             let at = ds.span().start;
             if !valid_ident(&name) {
-                return Err(err(at, format!("dataset name `{name}` is not a lower-case identifier")));
+                return Err(err(
+                    at,
+                    format!("dataset name `{name}` is not a lower-case identifier"),
+                ));
             }
             let ds = ds.into_inner();
             let mut columns = BTreeMap::new();
@@ -246,7 +269,11 @@ impl Policy {
                 let at = rule.span().start;
                 let (level, uses, format) = match rule.into_inner() {
                     RawColumn::Level(l) => (l, None, None),
-                    RawColumn::Full { level, uses, format } => (level, uses, format),
+                    RawColumn::Full {
+                        level,
+                        uses,
+                        format,
+                    } => (level, uses, format),
                 };
                 let format = match format.as_deref() {
                     None => None,
@@ -255,23 +282,44 @@ impl Policy {
                     Some("name") => Some(Format::Name),
                     Some("plate") => Some(Format::Plate),
                     Some(other) => {
-                        return Err(err(at, format!("column `{name}.{col}`: unknown format `{other}` (resident_id, phone, name, plate)")));
+                        return Err(err(
+                            at,
+                            format!(
+                                "column `{name}.{col}`: unknown format `{other}` (resident_id, phone, name, plate)"
+                            ),
+                        ));
                     }
                 };
                 let Some(level_uses) = levels.get(&level) else {
-                    return Err(err(at, format!("column `{name}.{col}`: unknown level `{level}`")));
+                    return Err(err(
+                        at,
+                        format!("column `{name}.{col}`: unknown level `{level}`"),
+                    ));
                 };
                 let uses = match uses {
                     None => level_uses.clone(),
                     Some(list) => parse_uses(list.iter().map(|u| (u.as_str(), at)), &err)?,
                 };
-                columns.insert(col, ColumnRule { level, uses, format });
+                columns.insert(
+                    col,
+                    ColumnRule {
+                        level,
+                        uses,
+                        format,
+                    },
+                );
             }
             let subject = match ds.subject {
                 None => None,
                 Some(s) => {
                     if !columns.contains_key(s.get_ref()) {
-                        return Err(err(s.span().start, format!("dataset `{name}`: subject column `{}` is not classified", s.get_ref())));
+                        return Err(err(
+                            s.span().start,
+                            format!(
+                                "dataset `{name}`: subject column `{}` is not classified",
+                                s.get_ref()
+                            ),
+                        ));
                     }
                     Some(s.into_inner())
                 }
@@ -282,12 +330,23 @@ impl Policy {
         if let Some(g) = raw.grant {
             for d in g.datasets {
                 if !datasets.contains_key(d.get_ref()) {
-                    return Err(err(d.span().start, format!("grant names dataset `{}`, which the policy does not classify", d.get_ref())));
+                    return Err(err(
+                        d.span().start,
+                        format!(
+                            "grant names dataset `{}`, which the policy does not classify",
+                            d.get_ref()
+                        ),
+                    ));
                 }
                 grants.insert(d.into_inner());
             }
         }
-        Ok(Policy { min_group_size, levels, datasets, grants })
+        Ok(Policy {
+            min_group_size,
+            levels,
+            datasets,
+            grants,
+        })
     }
 
     /// The rules of `dataset`, if classified.
@@ -297,7 +356,8 @@ impl Policy {
 
     /// Whether a local run may use `dataset`.
     pub fn grants(&self, dataset: &str) -> bool {
-        self.datasets.contains_key(dataset) && (self.grants.is_empty() || self.grants.contains(dataset))
+        self.datasets.contains_key(dataset)
+            && (self.grants.is_empty() || self.grants.contains(dataset))
     }
 }
 
@@ -316,7 +376,9 @@ fn parse_uses<'a>(
             None => {
                 return Err(err(
                     at,
-                    format!("unknown use `{name}` (plaintext, group_by, aggregate, compare, join, pseudonym, denied)"),
+                    format!(
+                        "unknown use `{name}` (plaintext, group_by, aggregate, compare, join, pseudonym, denied)"
+                    ),
                 ));
             }
             Some(None) => denied = Some(at),
@@ -326,7 +388,10 @@ fn parse_uses<'a>(
         }
     }
     if let (Some(at), false) = (denied, set.is_empty()) {
-        return Err(err(at, "`denied` cannot be combined with other uses".into()));
+        return Err(err(
+            at,
+            "`denied` cannot be combined with other uses".into(),
+        ));
     }
     Ok(set)
 }

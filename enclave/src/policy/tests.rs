@@ -18,11 +18,20 @@ fn shipped_policy_loads_with_expected_rules() {
     assert_eq!(r.subject.as_deref(), Some("resident_id"));
     let id = &r.columns["resident_id"];
     assert_eq!(id.level, "L4");
-    assert!(id.is_pseudonymized() && id.allows(Use::Join) && !id.allows(Use::Plaintext) && !id.allows(Use::Compare));
+    assert!(
+        id.is_pseudonymized()
+            && id.allows(Use::Join)
+            && !id.allows(Use::Plaintext)
+            && !id.allows(Use::Compare)
+    );
     assert!(r.columns["name"].uses.is_empty());
     assert!(r.columns["phone"].uses.is_empty());
     let income = &r.columns["income"];
-    assert!(income.allows(Use::Aggregate) && !income.allows(Use::GroupBy) && !income.allows(Use::Compare));
+    assert!(
+        income.allows(Use::Aggregate)
+            && !income.allows(Use::GroupBy)
+            && !income.allows(Use::Compare)
+    );
     assert!(r.columns["district"].is_open());
     assert!(r.columns["age"].allows(Use::GroupBy) && r.columns["age"].allows(Use::Compare));
     assert!(!r.columns["age"].allows(Use::Plaintext));
@@ -31,16 +40,48 @@ fn shipped_policy_loads_with_expected_rules() {
 #[test]
 fn errors_name_file_and_line() {
     let cases = [
-        ("version = 2\n[levels]\nL1 = [\"plaintext\"]\n", 1, "version"),
-        ("version = 1\n[levels]\nL1 = [\"plaintext\", \"sideways\"]\n", 3, "unknown use `sideways`"),
-        ("version = 1\n[levels]\nL1 = [\"denied\", \"join\"]\n", 3, "denied"),
-        ("version = 1\n[levels]\nL1 = [\"plaintext\"]\n[datasets.t.columns]\na = \"L9\"\n", 5, "unknown level `L9`"),
-        ("version = 1\n[levels]\nL1 = [\"plaintext\"]\n[datasets.t]\nsubject = \"id\"\n[datasets.t.columns]\na = \"L1\"\n", 5, "subject column `id`"),
-        ("version = 1\n[threshold]\nmin_group_size = 0\n[levels]\nL1 = []\n", 3, "min_group_size"),
-        ("version = 1\n[levels]\nL1 = [\"plaintext\"]\nbogus = 3\n", 4, ""),
+        (
+            "version = 2\n[levels]\nL1 = [\"plaintext\"]\n",
+            1,
+            "version",
+        ),
+        (
+            "version = 1\n[levels]\nL1 = [\"plaintext\", \"sideways\"]\n",
+            3,
+            "unknown use `sideways`",
+        ),
+        (
+            "version = 1\n[levels]\nL1 = [\"denied\", \"join\"]\n",
+            3,
+            "denied",
+        ),
+        (
+            "version = 1\n[levels]\nL1 = [\"plaintext\"]\n[datasets.t.columns]\na = \"L9\"\n",
+            5,
+            "unknown level `L9`",
+        ),
+        (
+            "version = 1\n[levels]\nL1 = [\"plaintext\"]\n[datasets.t]\nsubject = \"id\"\n[datasets.t.columns]\na = \"L1\"\n",
+            5,
+            "subject column `id`",
+        ),
+        (
+            "version = 1\n[threshold]\nmin_group_size = 0\n[levels]\nL1 = []\n",
+            3,
+            "min_group_size",
+        ),
+        (
+            "version = 1\n[levels]\nL1 = [\"plaintext\"]\nbogus = 3\n",
+            4,
+            "",
+        ),
         ("version = 1\nsurprise = true\n[levels]\n", 2, "surprise"),
         ("version = 1\n[levels\n", 2, ""),
-        ("version = 1\n[levels]\nL1 = [\"plaintext\"]\n[grant]\ndatasets = [\"nope\"]\n", 5, "nope"),
+        (
+            "version = 1\n[levels]\nL1 = [\"plaintext\"]\n[grant]\ndatasets = [\"nope\"]\n",
+            5,
+            "nope",
+        ),
     ];
     for (text, line, needle) in cases {
         let e = Policy::parse("p.toml", text).unwrap_err();
@@ -58,8 +99,14 @@ async fn planner() -> SessionContext {
     let ctx = SessionContext::new();
     for (name, schema) in [
         ("residents", crate::datagen::schema_of("residents")),
-        ("hospital_visits", crate::datagen::schema_of("hospital_visits")),
-        ("traffic_records", crate::datagen::schema_of("traffic_records")),
+        (
+            "hospital_visits",
+            crate::datagen::schema_of("hospital_visits"),
+        ),
+        (
+            "traffic_records",
+            crate::datagen::schema_of("traffic_records"),
+        ),
     ] {
         let schema = schema.unwrap();
         let t = MemTable::try_new(schema, vec![vec![]]).unwrap();
@@ -69,12 +116,18 @@ async fn planner() -> SessionContext {
 }
 
 async fn verdict(ctx: &SessionContext, p: &Policy, sql: &str) -> Result<(), CheckError> {
-    let plan = ctx.state().create_logical_plan(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let plan = ctx
+        .state()
+        .create_logical_plan(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     check(p, &plan).map(|_| ())
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -107,9 +160,17 @@ fn violation(r: Result<(), CheckError>, column: &str, used_as: Use) -> String {
         Ok(()) => panic!("expected `{column}` refused as {used_as}, it passed"),
     };
     match &e {
-        CheckError::Violation { column: c, used_as: u, level, .. } if c == column && *u == used_as => {
+        CheckError::Violation {
+            column: c,
+            used_as: u,
+            level,
+            ..
+        } if c == column && *u == used_as => {
             let msg = e.to_string();
-            assert!(msg.contains(level.as_str()) && msg.contains(used_as.name()), "{msg}");
+            assert!(
+                msg.contains(level.as_str()) && msg.contains(used_as.name()),
+                "{msg}"
+            );
             msg
         }
         other => panic!("expected `{column}` refused as {used_as}, got {other:?}"),

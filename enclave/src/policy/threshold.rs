@@ -14,7 +14,9 @@ use std::sync::atomic::AtomicU64;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DataFusionError};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
-use datafusion::logical_expr::{Aggregate, Expr, Filter, LogicalPlan, Projection, SubqueryAlias, lit};
+use datafusion::logical_expr::{
+    Aggregate, Expr, Filter, LogicalPlan, Projection, SubqueryAlias, lit,
+};
 
 use super::Policy;
 use super::check::{CheckError, How, input_lineage};
@@ -25,9 +27,15 @@ const HIDDEN_SUBJECT: &str = "__enclave_subject";
 
 /// Rewrites `plan` so every restricted aggregate shows only groups of at least k subjects.
 /// Returns the plan and the counter of suppressed groups.
-pub fn enforce(policy: &Policy, plan: LogicalPlan) -> Result<(LogicalPlan, Arc<AtomicU64>), CheckError> {
+pub fn enforce(
+    policy: &Policy,
+    plan: LogicalPlan,
+) -> Result<(LogicalPlan, Arc<AtomicU64>), CheckError> {
     let suppressed = Arc::new(AtomicU64::new(0));
-    let udf = Arc::new(Threshold::udf(policy.min_group_size, Arc::clone(&suppressed)));
+    let udf = Arc::new(Threshold::udf(
+        policy.min_group_size,
+        Arc::clone(&suppressed),
+    ));
     let mut refused: Option<CheckError> = None;
     let rewritten = plan
         .transform_up_with_subqueries(|node| {
@@ -49,24 +57,36 @@ pub fn enforce(policy: &Policy, plan: LogicalPlan) -> Result<(LogicalPlan, Arc<A
                 }
             }
         })
-        .map_err(|e| refused.take().unwrap_or_else(|| CheckError::Unsupported(format!("threshold rewrite: {e}"))))?;
+        .map_err(|e| {
+            refused
+                .take()
+                .unwrap_or_else(|| CheckError::Unsupported(format!("threshold rewrite: {e}")))
+        })?;
     Ok((rewritten.data, suppressed))
 }
 
 /// Datasets whose restricted columns reach `agg` at row level.
 fn restricted_datasets(policy: &Policy, agg: &Aggregate) -> Result<BTreeSet<String>, CheckError> {
-    let (lineage, effects) = match input_lineage(policy, &agg.input, &[&agg.group_expr, &agg.aggr_expr]) {
-        Ok(x) => x,
-        // Correlated references we cannot resolve here: treat everything below as restricted.
-        Err(CheckError::Unsupported(_)) => return Ok(all_datasets(&agg.input)),
-        Err(e) => return Err(e),
-    };
+    let (lineage, effects) =
+        match input_lineage(policy, &agg.input, &[&agg.group_expr, &agg.aggr_expr]) {
+            Ok(x) => x,
+            // Correlated references we cannot resolve here: treat everything below as restricted.
+            Err(CheckError::Unsupported(_)) => return Ok(all_datasets(&agg.input)),
+            Err(e) => return Err(e),
+        };
     let row_level = |h: How| !matches!(h, How::Agg | How::Group);
     let restricted = |(ds, col): &(String, String)| {
-        policy.dataset(ds).and_then(|r| r.columns.get(col)).is_none_or(|r| !r.is_open())
+        policy
+            .dataset(ds)
+            .and_then(|r| r.columns.get(col))
+            .is_none_or(|r| !r.is_open())
     };
     let mut out = BTreeSet::new();
-    for (src, _) in lineage.iter().filter(|(_, h)| row_level(*h)).chain(effects.iter()) {
+    for (src, _) in lineage
+        .iter()
+        .filter(|(_, h)| row_level(*h))
+        .chain(effects.iter())
+    {
         if restricted(src) {
             out.insert(src.0.clone());
         }
@@ -92,9 +112,12 @@ fn guard(
     datasets: &BTreeSet<String>,
     udf: &Arc<datafusion::logical_expr::ScalarUDF>,
 ) -> Result<LogicalPlan, CheckError> {
-    let subject = datasets
-        .iter()
-        .find_map(|d| policy.dataset(d).and_then(|r| r.subject.clone()).map(|s| (d.clone(), s)));
+    let subject = datasets.iter().find_map(|d| {
+        policy
+            .dataset(d)
+            .and_then(|r| r.subject.clone())
+            .map(|s| (d.clone(), s))
+    });
     let df = |e: DataFusionError| CheckError::Unsupported(format!("threshold rewrite: {e}"));
     let (input, counter) = match &subject {
         None => ((*agg.input).clone(), count(lit(1))),
@@ -115,22 +138,30 @@ fn guard(
     let predicate = udf.call(vec![Expr::Column(Column::from_name(HIDDEN_COUNT))]);
     let filtered = LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(guarded)).map_err(df)?);
     // Keep exactly the original output columns.
-    let keep: Vec<Expr> = agg
-        .schema
-        .columns()
-        .into_iter()
-        .map(Expr::Column)
-        .collect();
-    Ok(LogicalPlan::Projection(Projection::try_new(keep, Arc::new(filtered)).map_err(df)?))
+    let keep: Vec<Expr> = agg.schema.columns().into_iter().map(Expr::Column).collect();
+    Ok(LogicalPlan::Projection(
+        Projection::try_new(keep, Arc::new(filtered)).map_err(df)?,
+    ))
 }
 
 /// Threads source column `dataset.column` up through `plan` to its output; returns the new plan
 /// and the column naming it there, or `None` if a node in between cannot carry it.
-fn carry(plan: &LogicalPlan, dataset: &str, column: &str) -> Result<Option<(LogicalPlan, Column)>, DataFusionError> {
+fn carry(
+    plan: &LogicalPlan,
+    dataset: &str,
+    column: &str,
+) -> Result<Option<(LogicalPlan, Column)>, DataFusionError> {
     Ok(match plan {
         LogicalPlan::TableScan(scan) => {
-            if scan.table_name.table() == dataset && scan.projected_schema.has_column_with_unqualified_name(column) {
-                Some((plan.clone(), Column::new(Some(scan.table_name.clone()), column)))
+            if scan.table_name.table() == dataset
+                && scan
+                    .projected_schema
+                    .has_column_with_unqualified_name(column)
+            {
+                Some((
+                    plan.clone(),
+                    Column::new(Some(scan.table_name.clone()), column),
+                ))
             } else {
                 None
             }
@@ -141,29 +172,48 @@ fn carry(plan: &LogicalPlan, dataset: &str, column: &str) -> Result<Option<(Logi
                 let mut exprs = p.expr.clone();
                 exprs.push(Expr::Column(c).alias(HIDDEN_SUBJECT));
                 let proj = Projection::try_new(exprs, Arc::new(input))?;
-                Some((LogicalPlan::Projection(proj), Column::from_name(HIDDEN_SUBJECT)))
+                Some((
+                    LogicalPlan::Projection(proj),
+                    Column::from_name(HIDDEN_SUBJECT),
+                ))
             }
         },
         LogicalPlan::SubqueryAlias(a) => match carry(&a.input, dataset, column)? {
             None => None,
             Some((input, c)) => {
                 let alias = SubqueryAlias::try_new(Arc::new(input), a.alias.clone())?;
-                Some((LogicalPlan::SubqueryAlias(alias), Column::new(Some(a.alias.clone()), c.name)))
+                Some((
+                    LogicalPlan::SubqueryAlias(alias),
+                    Column::new(Some(a.alias.clone()), c.name),
+                ))
             }
         },
-        LogicalPlan::Filter(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Repartition(_) => {
-            let Some(input) = plan.inputs().first().copied() else { return Ok(None) };
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Repartition(_) => {
+            let Some(input) = plan.inputs().first().copied() else {
+                return Ok(None);
+            };
             match carry(input, dataset, column)? {
                 None => None,
-                Some((new_input, c)) => Some((plan.with_new_exprs(plan.expressions(), vec![new_input])?, c)),
+                Some((new_input, c)) => {
+                    Some((plan.with_new_exprs(plan.expressions(), vec![new_input])?, c))
+                }
             }
         }
         LogicalPlan::Join(j) => {
             let (left, right) = (j.left.as_ref(), j.right.as_ref());
             let joined = if let Some((l, c)) = carry(left, dataset, column)? {
-                Some((plan.with_new_exprs(plan.expressions(), vec![l, right.clone()])?, c))
+                Some((
+                    plan.with_new_exprs(plan.expressions(), vec![l, right.clone()])?,
+                    c,
+                ))
             } else if let Some((r, c)) = carry(right, dataset, column)? {
-                Some((plan.with_new_exprs(plan.expressions(), vec![left.clone(), r])?, c))
+                Some((
+                    plan.with_new_exprs(plan.expressions(), vec![left.clone(), r])?,
+                    c,
+                ))
             } else {
                 None
             };

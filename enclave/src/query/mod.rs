@@ -16,7 +16,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DataFusionError, TableReference};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -54,7 +56,9 @@ impl Dataset {
         let valid = !name.is_empty()
             && name.len() <= 64
             && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid {
             return Err(QueryError::Input(format!(
                 "dataset name `{}` is not a lower-case identifier ([a-z_][a-z0-9_]*, at most 64 bytes)",
@@ -63,9 +67,18 @@ impl Dataset {
         }
         let path = path.into();
         match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => Ok(Dataset { name: name.to_owned(), path }),
-            Ok(_) => Err(QueryError::Input(format!("dataset `{name}`: {} is not a regular file", path.display()))),
-            Err(e) => Err(QueryError::Input(format!("dataset `{name}`: cannot read {}: {e}", path.display()))),
+            Ok(m) if m.is_file() => Ok(Dataset {
+                name: name.to_owned(),
+                path,
+            }),
+            Ok(_) => Err(QueryError::Input(format!(
+                "dataset `{name}`: {} is not a regular file",
+                path.display()
+            ))),
+            Err(e) => Err(QueryError::Input(format!(
+                "dataset `{name}`: cannot read {}: {e}",
+                path.display()
+            ))),
         }
     }
 }
@@ -138,7 +151,9 @@ impl Default for SessionLimits {
         SessionLimits {
             memory_bytes: l.query_memory_bytes,
             sql_bytes: l.sql_bytes,
-            target_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             batch_size: 8192,
         }
     }
@@ -156,7 +171,9 @@ pub struct Governance {
 impl std::fmt::Debug for Governance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the key.
-        f.debug_struct("Governance").field("datasets", &self.policy.datasets.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Governance")
+            .field("datasets", &self.policy.datasets.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -181,8 +198,13 @@ pub struct Started {
 fn locked_down_state(limits: &SessionLimits) -> Result<SessionState, QueryError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(RestrictedStores::default()))
-        .with_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX), 1.0)
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .with_memory_limit(
+            usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            1.0,
+        )
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
         .build_arc()
         .map_err(|e| QueryError::Internal(e.to_string()))?;
     let config = SessionConfig::new()
@@ -204,28 +226,44 @@ impl JobSession {
     /// A session in which exactly `datasets` exist as tables; with `governance`, every query is
     /// checked against the policy, pseudonymized columns are replaced by their pseudonyms at the
     /// source, and restricted aggregates get the group threshold.
-    pub async fn new(datasets: &[Dataset], limits: SessionLimits, governance: Option<Governance>) -> Result<Self, QueryError> {
+    pub async fn new(
+        datasets: &[Dataset],
+        limits: SessionLimits,
+        governance: Option<Governance>,
+    ) -> Result<Self, QueryError> {
         let state = locked_down_state(&limits)?;
         let ctx = SessionContext::new_with_state(state);
         let mut tables = BTreeMap::new();
         for (i, ds) in datasets.iter().enumerate() {
             if tables.contains_key(&ds.name) {
-                return Err(QueryError::Input(format!("dataset `{}` is given twice", ds.name)));
+                return Err(QueryError::Input(format!(
+                    "dataset `{}` is given twice",
+                    ds.name
+                )));
             }
             let table = open_parquet(&ctx, i, ds).await?;
             let table = match &governance {
                 Some(g) => {
                     let rules = g.policy.dataset(&ds.name).ok_or_else(|| {
-                        QueryError::Input(format!("dataset `{}` is not classified by the policy", ds.name))
+                        QueryError::Input(format!(
+                            "dataset `{}` is not classified by the policy",
+                            ds.name
+                        ))
                     })?;
                     pseudonymized(&ds.name, table, rules, &g.pseudonym_key)?
                 }
                 None => table,
             };
-            ctx.register_table(ds.name.as_str(), table).map_err(|e| QueryError::Internal(e.to_string()))?;
+            ctx.register_table(ds.name.as_str(), table)
+                .map_err(|e| QueryError::Internal(e.to_string()))?;
             tables.insert(ds.name.clone(), ds.path.clone());
         }
-        Ok(JobSession { ctx, tables, limits, policy: governance.map(|g| g.policy) })
+        Ok(JobSession {
+            ctx,
+            tables,
+            limits,
+            policy: governance.map(|g| g.policy),
+        })
     }
 
     /// Names of the tables in this session.
@@ -237,35 +275,59 @@ impl JobSession {
     pub async fn open(&self, sql: &str) -> Result<Started, QueryError> {
         let plan = self.plan(sql).await?;
         let (plan, suppressed) = match &self.policy {
-            Some(p) => threshold::enforce(p, plan).map_err(|e| QueryError::Policy(e.to_string()))?,
+            Some(p) => {
+                threshold::enforce(p, plan).map_err(|e| QueryError::Policy(e.to_string()))?
+            }
             None => (plan, Arc::new(AtomicU64::new(0))),
         };
-        let df = self.ctx.execute_logical_plan(plan).await.map_err(classify_plan_error)?;
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(classify_plan_error)?;
         let schema = Arc::clone(df.schema().inner());
-        let partitions = df.execute_stream_partitioned().await.map_err(classify_exec_error(self.limits.memory_bytes))?;
-        Ok(Started { stream: in_partition_order(schema, partitions), suppressed })
+        let partitions = df
+            .execute_stream_partitioned()
+            .await
+            .map_err(classify_exec_error(self.limits.memory_bytes))?;
+        Ok(Started {
+            stream: in_partition_order(schema, partitions),
+            suppressed,
+        })
     }
 
     /// Parses, guards and plans `sql` without running it.
     pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
         let len = sql.len() as u64;
         if len > self.limits.sql_bytes {
-            return Err(QueryError::TooLong { len, limit: self.limits.sql_bytes });
+            return Err(QueryError::TooLong {
+                len,
+                limit: self.limits.sql_bytes,
+            });
         }
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(sql, &dialect).map_err(classify_plan_error)?;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(classify_plan_error)?;
         refuse_non_query(&statement)?;
-        let refs = state.resolve_table_references(&statement).map_err(classify_plan_error)?;
+        let refs = state
+            .resolve_table_references(&statement)
+            .map_err(classify_plan_error)?;
         for r in &refs {
             self.check_table(r)?;
         }
-        let plan = state.statement_to_plan(statement).await.map_err(classify_plan_error)?;
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(classify_plan_error)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        options.verify_plan(&plan).map_err(|e| QueryError::Refused(root_message(&e)))?;
+        options
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::Refused(root_message(&e)))?;
         refuse_non_query_plan(&plan)?;
         if let Some(p) = &self.policy {
             check::check(p, &plan).map_err(|e| QueryError::Policy(e.to_string()))?;
@@ -284,9 +346,9 @@ impl JobSession {
         let qualified_ok = match r {
             TableReference::Bare { .. } => true,
             TableReference::Partial { schema, .. } => schema.as_ref() == "public",
-            TableReference::Full { catalog, schema, .. } => {
-                catalog.as_ref() == "datafusion" && schema.as_ref() == "public"
-            }
+            TableReference::Full {
+                catalog, schema, ..
+            } => catalog.as_ref() == "datafusion" && schema.as_ref() == "public",
         };
         if qualified_ok && self.tables.contains_key(table) {
             return Ok(());
@@ -322,7 +384,12 @@ fn pseudonymized(
     key: &[u8; 32],
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let schema = table.schema();
-    if !schema.fields().iter().any(|f| rules.columns.get(f.name()).is_some_and(|r| r.is_pseudonymized())) {
+    if !schema.fields().iter().any(|f| {
+        rules
+            .columns
+            .get(f.name())
+            .is_some_and(|r| r.is_pseudonymized())
+    }) {
         return Ok(table);
     }
     let udf = Arc::new(Pseudonym::udf(key));
@@ -330,8 +397,15 @@ fn pseudonymized(
         .fields()
         .iter()
         .map(|f| {
-            let c = datafusion::logical_expr::col(datafusion::common::Column::new(Some(name), f.name()));
-            if rules.columns.get(f.name()).is_some_and(|r| r.is_pseudonymized()) {
+            let c = datafusion::logical_expr::col(datafusion::common::Column::new(
+                Some(name),
+                f.name(),
+            ));
+            if rules
+                .columns
+                .get(f.name())
+                .is_some_and(|r| r.is_pseudonymized())
+            {
                 udf.call(vec![c]).alias(f.name())
             } else {
                 c
@@ -346,10 +420,21 @@ fn pseudonymized(
     Ok(Arc::new(ViewTable::new(plan, None)))
 }
 
-async fn open_parquet(ctx: &SessionContext, index: usize, ds: &Dataset) -> Result<Arc<dyn TableProvider>, QueryError> {
-    let bad = |e: &dyn std::fmt::Display| QueryError::Input(format!("dataset `{}` cannot be opened as Parquet: {e}", ds.name));
+async fn open_parquet(
+    ctx: &SessionContext,
+    index: usize,
+    ds: &Dataset,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        QueryError::Input(format!(
+            "dataset `{}` cannot be opened as Parquet: {e}",
+            ds.name
+        ))
+    };
     let canonical = std::fs::canonicalize(&ds.path).map_err(|e| bad(&e))?;
-    let dir = canonical.parent().ok_or_else(|| bad(&"no parent directory"))?;
+    let dir = canonical
+        .parent()
+        .ok_or_else(|| bad(&"no parent directory"))?;
     let file = canonical
         .file_name()
         .and_then(|f| f.to_str())
@@ -358,12 +443,18 @@ async fn open_parquet(ctx: &SessionContext, index: usize, ds: &Dataset) -> Resul
     let base = format!("enclave-data://d{index}/");
     let base_url = url::Url::parse(&base).map_err(|e| QueryError::Internal(e.to_string()))?;
     let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e))?;
-    ctx.runtime_env().register_object_store(&base_url, Arc::new(store));
+    ctx.runtime_env()
+        .register_object_store(&base_url, Arc::new(store));
     let encoded: String = url::form_urlencoded::byte_serialize(file.as_bytes()).collect();
     let table_url = ListingTableUrl::parse(format!("{base}{encoded}")).map_err(|e| bad(&e))?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
-    let schema = options.infer_schema(&ctx.state(), &table_url).await.map_err(|e| bad(&root_message(&e)))?;
-    let config = ListingTableConfig::new(table_url).with_listing_options(options).with_schema(schema);
+    let schema = options
+        .infer_schema(&ctx.state(), &table_url)
+        .await
+        .map_err(|e| bad(&root_message(&e)))?;
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(options)
+        .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| bad(&e))?;
     Ok(Arc::new(table))
 }
@@ -375,7 +466,10 @@ const RUN_AHEAD: usize = 4;
 /// concurrently into a small bounded buffer. A plan whose partitions are each deterministic
 /// (scans, filters, projections) thus reaches the guest in the same order on every run, and
 /// the scan still uses every core. Dropping the stream stops the partition tasks.
-fn in_partition_order(schema: SchemaRef, partitions: Vec<SendableRecordBatchStream>) -> SendableRecordBatchStream {
+fn in_partition_order(
+    schema: SchemaRef,
+    partitions: Vec<SendableRecordBatchStream>,
+) -> SendableRecordBatchStream {
     use datafusion::common::runtime::SpawnedTask;
     use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
     use futures::StreamExt;
@@ -384,7 +478,10 @@ fn in_partition_order(schema: SchemaRef, partitions: Vec<SendableRecordBatchStre
         if let Some(only) = partitions.into_iter().next() {
             return only;
         }
-        return Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty()));
+        return Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::empty(),
+        ));
     }
     let mut tasks = Vec::with_capacity(partitions.len());
     let mut receivers = Vec::with_capacity(partitions.len());
@@ -402,7 +499,9 @@ fn in_partition_order(schema: SchemaRef, partitions: Vec<SendableRecordBatchStre
     }
     let tasks = Arc::new(tasks);
     let ordered = futures::stream::iter(receivers)
-        .flat_map(|rx| futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }))
+        .flat_map(|rx| {
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+        })
         .map(move |item| {
             // The stream owns the partition tasks: they are aborted when it is dropped.
             let _owned = &tasks;
@@ -414,7 +513,10 @@ fn in_partition_order(schema: SchemaRef, partitions: Vec<SendableRecordBatchStre
 /// Name of a statement's kind, for messages (e.g. `Insert`, `SetVariable`).
 fn statement_kind(s: &SqlStatement) -> String {
     let dbg = format!("{s:?}");
-    dbg.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("statement").to_owned()
+    dbg.split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or("statement")
+        .to_owned()
 }
 
 /// Refuses everything that is not a plain query, before planning.
@@ -429,7 +531,9 @@ fn refuse_non_query(statement: &DfStatement) -> Result<(), QueryError> {
         DfStatement::Explain(_) => "`EXPLAIN`".to_owned(),
         DfStatement::Reset(_) => "`RESET`".to_owned(),
     };
-    Err(QueryError::Refused(format!("{what} are not allowed: jobs may only run queries (SELECT … / WITH …)")))
+    Err(QueryError::Refused(format!(
+        "{what} are not allowed: jobs may only run queries (SELECT … / WITH …)"
+    )))
 }
 
 /// Defence in depth: refuses any non-query node anywhere in a plan.
@@ -454,7 +558,9 @@ fn refuse_non_query_plan(plan: &LogicalPlan) -> Result<(), QueryError> {
     })
     .map_err(|e| QueryError::Internal(e.to_string()))?;
     match bad {
-        Some(what) => Err(QueryError::Refused(format!("{what} are not allowed: jobs may only run queries"))),
+        Some(what) => Err(QueryError::Refused(format!(
+            "{what} are not allowed: jobs may only run queries"
+        ))),
         None => Ok(()),
     }
 }
@@ -466,7 +572,9 @@ fn root_message(e: &DataFusionError) -> String {
 /// Errors raised while parsing and planning concern the SQL text and the schema only.
 fn classify_plan_error(e: DataFusionError) -> QueryError {
     match e.find_root() {
-        DataFusionError::ResourcesExhausted(_) => QueryError::Execution("query memory limit reached while planning".into()),
+        DataFusionError::ResourcesExhausted(_) => {
+            QueryError::Execution("query memory limit reached while planning".into())
+        }
         DataFusionError::Internal(m) => QueryError::Internal(m.clone()),
         DataFusionError::NotImplemented(m) => QueryError::Sql(format!("not supported: {m}")),
         root => QueryError::Sql(root.to_string()),
@@ -495,7 +603,6 @@ pub fn classify_exec_error(memory_limit: u64) -> impl Fn(DataFusionError) -> Que
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -30,12 +30,18 @@ impl std::fmt::Debug for RestrictedStores {
             Ok(s) => s.keys().cloned().collect(),
             Err(_) => vec![],
         };
-        f.debug_struct("RestrictedStores").field("stores", &keys).finish()
+        f.debug_struct("RestrictedStores")
+            .field("stores", &keys)
+            .finish()
     }
 }
 
 impl ObjectStoreRegistry for RestrictedStores {
-    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
         match self.stores.write() {
             Ok(mut s) => s.insert(key(url), store),
             Err(_) => None,
@@ -48,7 +54,10 @@ impl ObjectStoreRegistry for RestrictedStores {
             .read()
             .map_err(|_| DataFusionError::Internal("object store registry poisoned".into()))?;
         stores.get(&key(url)).cloned().ok_or_else(|| {
-            DataFusionError::Plan(format!("no dataset storage is registered for `{}`", key(url)))
+            DataFusionError::Plan(format!(
+                "no dataset storage is registered for `{}`",
+                key(url)
+            ))
         })
     }
 }
@@ -62,11 +71,17 @@ mod tests {
     fn only_registered_urls_resolve() {
         let r = RestrictedStores::default();
         let file = Url::parse("file:///etc/passwd").unwrap();
-        assert!(r.get_store(&file).is_err(), "file:// must not resolve by default");
+        assert!(
+            r.get_store(&file).is_err(),
+            "file:// must not resolve by default"
+        );
         let ds = Url::parse("enclave-data://d0/x.parquet").unwrap();
         r.register_store(&ds, Arc::new(InMemory::new()));
         assert!(r.get_store(&ds).is_ok());
-        assert!(r.get_store(&Url::parse("enclave-data://d1/x.parquet").unwrap()).is_err());
+        assert!(
+            r.get_store(&Url::parse("enclave-data://d1/x.parquet").unwrap())
+                .is_err()
+        );
         assert!(r.get_store(&file).is_err());
     }
 }

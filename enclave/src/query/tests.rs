@@ -9,7 +9,10 @@ fn residents(dir: &Path, rows: u64) -> Dataset {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn count(session: &JobSession, sql: &str) -> Result<usize, QueryError> {
@@ -40,16 +43,39 @@ fn refusals_are_clear() {
     let ds = residents(dir.path(), 100);
     let file = ds.path.display().to_string();
     rt().block_on(async {
-        let s = JobSession::new(&[ds], SessionLimits::default(), None).await.unwrap();
+        let s = JobSession::new(&[ds], SessionLimits::default(), None)
+            .await
+            .unwrap();
         let cases: Vec<(String, &str)> = vec![
-            (format!("CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{file}'"), "CREATE EXTERNAL TABLE"),
-            ("COPY residents TO '/tmp/leak.parquet' STORED AS PARQUET".into(), "COPY"),
-            ("COPY (SELECT * FROM residents) TO '/tmp/leak.csv'".into(), "COPY"),
+            (
+                format!("CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{file}'"),
+                "CREATE EXTERNAL TABLE",
+            ),
+            (
+                "COPY residents TO '/tmp/leak.parquet' STORED AS PARQUET".into(),
+                "COPY",
+            ),
+            (
+                "COPY (SELECT * FROM residents) TO '/tmp/leak.csv'".into(),
+                "COPY",
+            ),
             ("SET datafusion.runtime.memory_limit = '100G'".into(), "Set"),
-            ("SET datafusion.execution.target_partitions = 1".into(), "Set"),
-            ("INSERT INTO residents SELECT * FROM residents".into(), "Insert"),
-            ("CREATE TABLE t AS SELECT * FROM residents".into(), "CreateTable"),
-            ("CREATE VIEW v AS SELECT * FROM residents".into(), "CreateView"),
+            (
+                "SET datafusion.execution.target_partitions = 1".into(),
+                "Set",
+            ),
+            (
+                "INSERT INTO residents SELECT * FROM residents".into(),
+                "Insert",
+            ),
+            (
+                "CREATE TABLE t AS SELECT * FROM residents".into(),
+                "CreateTable",
+            ),
+            (
+                "CREATE VIEW v AS SELECT * FROM residents".into(),
+                "CreateView",
+            ),
             ("DROP TABLE residents".into(), "Drop"),
             ("PREPARE p AS SELECT 1".into(), "Prepare"),
             ("EXPLAIN SELECT * FROM residents".into(), "EXPLAIN"),
@@ -58,10 +84,19 @@ fn refusals_are_clear() {
             ("SHOW TABLES".into(), "statements"),
             (format!("SELECT * FROM '{file}'"), "file path or URL"),
             ("SELECT * FROM 'file.parquet'".into(), "file path or URL"),
-            ("SELECT * FROM 's3://bucket/x.parquet'".into(), "file path or URL"),
+            (
+                "SELECT * FROM 's3://bucket/x.parquet'".into(),
+                "file path or URL",
+            ),
             ("SELECT * FROM hospital_visits".into(), "not granted"),
-            ("SELECT * FROM residents r JOIN secrets s ON r.name = s.name".into(), "not granted"),
-            ("SELECT * FROM information_schema.tables".into(), "not granted"),
+            (
+                "SELECT * FROM residents r JOIN secrets s ON r.name = s.name".into(),
+                "not granted",
+            ),
+            (
+                "SELECT * FROM information_schema.tables".into(),
+                "not granted",
+            ),
             ("SELECT * FROM other.public.residents".into(), "not granted"),
         ];
         for (sql, needle) in cases {
@@ -72,14 +107,32 @@ fn refusals_are_clear() {
             }
         }
         // Table functions are not registered at all.
-        for sql in ["SELECT * FROM generate_series(1, 10)", "SELECT * FROM range(10)"] {
-            assert!(matches!(s.open(sql).await, Err(QueryError::Refused(_) | QueryError::Sql(_))), "{sql}");
+        for sql in [
+            "SELECT * FROM generate_series(1, 10)",
+            "SELECT * FROM range(10)",
+        ] {
+            assert!(
+                matches!(
+                    s.open(sql).await,
+                    Err(QueryError::Refused(_) | QueryError::Sql(_))
+                ),
+                "{sql}"
+            );
         }
         assert!(matches!(s.open("SELEC 1").await, Err(QueryError::Sql(_))));
-        assert!(matches!(s.open("SELECT 1; SELECT 2").await, Err(QueryError::Sql(_))));
-        assert!(matches!(s.open("SELECT nosuchcol FROM residents").await, Err(QueryError::Sql(_))));
+        assert!(matches!(
+            s.open("SELECT 1; SELECT 2").await,
+            Err(QueryError::Sql(_))
+        ));
+        assert!(matches!(
+            s.open("SELECT nosuchcol FROM residents").await,
+            Err(QueryError::Sql(_))
+        ));
         let long = format!("SELECT 1{}", " ".repeat(70_000));
-        assert!(matches!(s.open(&long).await, Err(QueryError::TooLong { .. })));
+        assert!(matches!(
+            s.open(&long).await,
+            Err(QueryError::TooLong { .. })
+        ));
     });
 }
 
@@ -88,8 +141,14 @@ fn deeply_nested_sql_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let ds = residents(dir.path(), 10);
     rt().block_on(async {
-        let s = JobSession::new(&[ds], SessionLimits::default(), None).await.unwrap();
-        let deep = format!("SELECT {}1{} FROM residents", "(".repeat(5000), ")".repeat(5000));
+        let s = JobSession::new(&[ds], SessionLimits::default(), None)
+            .await
+            .unwrap();
+        let deep = format!(
+            "SELECT {}1{} FROM residents",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
         assert!(s.open(&deep).await.is_err());
     });
 }
@@ -99,9 +158,16 @@ fn memory_pool_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let ds = residents(dir.path(), 50_000);
     rt().block_on(async {
-        let limits = SessionLimits { memory_bytes: 256 << 10, ..SessionLimits::default() };
+        let limits = SessionLimits {
+            memory_bytes: 256 << 10,
+            ..SessionLimits::default()
+        };
         let s = JobSession::new(&[ds], limits, None).await.unwrap();
-        let r = count(&s, "SELECT resident_id, COUNT(*) FROM residents GROUP BY resident_id ORDER BY resident_id").await;
+        let r = count(
+            &s,
+            "SELECT resident_id, COUNT(*) FROM residents GROUP BY resident_id ORDER BY resident_id",
+        )
+        .await;
         match r {
             Err(QueryError::Memory { .. }) => {}
             other => panic!("expected the memory limit, got {other:?}"),
@@ -112,12 +178,24 @@ fn memory_pool_is_bounded() {
 #[test]
 fn bad_datasets_are_input_errors() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(Dataset::new("Bad-Name", dir.path()), Err(QueryError::Input(_))));
-    assert!(matches!(Dataset::new("x", dir.path()), Err(QueryError::Input(m)) if m.contains("not a regular file")));
-    assert!(matches!(Dataset::new("x", dir.path().join("missing")), Err(QueryError::Input(_))));
+    assert!(matches!(
+        Dataset::new("Bad-Name", dir.path()),
+        Err(QueryError::Input(_))
+    ));
+    assert!(
+        matches!(Dataset::new("x", dir.path()), Err(QueryError::Input(m)) if m.contains("not a regular file"))
+    );
+    assert!(matches!(
+        Dataset::new("x", dir.path().join("missing")),
+        Err(QueryError::Input(_))
+    ));
     let junk = dir.path().join("junk.parquet");
     std::fs::write(&junk, b"not parquet at all").unwrap();
     let ds = Dataset::new("junk", &junk).unwrap();
-    let r = rt().block_on(JobSession::new(&[ds.clone(), ds], SessionLimits::default(), None));
+    let r = rt().block_on(JobSession::new(
+        &[ds.clone(), ds],
+        SessionLimits::default(),
+        None,
+    ));
     assert!(matches!(r, Err(QueryError::Input(_))));
 }

@@ -82,19 +82,37 @@ pub struct JobLimiter {
 }
 
 impl ResourceLimiter for JobLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let desired = desired as u64;
         if desired > self.memory_cap {
-            return Err(wasmtime::Error::new(JobError::limit(Limit::Memory, desired, self.memory_cap)));
+            return Err(wasmtime::Error::new(JobError::limit(
+                Limit::Memory,
+                desired,
+                self.memory_cap,
+            )));
         }
         self.memory_peak = self.memory_peak.max(desired);
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let desired = desired as u64;
         if desired > self.table_cap {
-            return Err(wasmtime::Error::new(JobError::limit(Limit::TableElements, desired, self.table_cap)));
+            return Err(wasmtime::Error::new(JobError::limit(
+                Limit::TableElements,
+                desired,
+                self.table_cap,
+            )));
         }
         Ok(true)
     }
@@ -180,7 +198,11 @@ impl HostState {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(limits.wall_clock_ms);
         HostState {
-            limiter: JobLimiter { memory_cap: limits.memory_bytes, table_cap: limits.table_elements, memory_peak: 0 },
+            limiter: JobLimiter {
+                memory_cap: limits.memory_bytes,
+                table_cap: limits.table_elements,
+                memory_peak: 0,
+            },
             limits,
             params,
             session,
@@ -238,21 +260,32 @@ impl HostState {
             return Ok(self.refuse(code::TOO_MANY, e));
         }
         let Some(session) = self.session.clone() else {
-            let e = QueryError::Refused("this job has no datasets: queries are not available".into());
+            let e =
+                QueryError::Refused("this job has no datasets: queries are not available".into());
             return Ok(self.refuse(code::REFUSED, e.to_job_error()));
         };
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        let opened = self.runtime.block_on(async { tokio::time::timeout(remaining, session.open(&sql)).await });
+        let opened = self
+            .runtime
+            .block_on(async { tokio::time::timeout(remaining, session.open(&sql)).await });
         let stream = match opened {
             Err(_) => return Err(wall_clock_error(self.started, self.limits.wall_clock_ms)),
             Ok(Err(e)) => {
                 let code = match e {
-                    QueryError::Refused(_) | QueryError::Policy(_) | QueryError::Sql(_) | QueryError::TooLong { .. } => {
-                        code::REFUSED
-                    }
+                    QueryError::Refused(_)
+                    | QueryError::Policy(_)
+                    | QueryError::Sql(_)
+                    | QueryError::TooLong { .. } => code::REFUSED,
                     _ => code::FAILED,
                 };
-                self.query_log.push(QueryRecord { sql, batches: 0, rows: 0, bytes: 0, suppressed_groups: 0, error: Some(e.to_string()) });
+                self.query_log.push(QueryRecord {
+                    sql,
+                    batches: 0,
+                    rows: 0,
+                    bytes: 0,
+                    suppressed_groups: 0,
+                    error: Some(e.to_string()),
+                });
                 return Ok(self.refuse(code, e.to_job_error()));
             }
             Ok(Ok(s)) => s,
@@ -261,10 +294,28 @@ impl HostState {
         let schema = stream.schema();
         let writer = match StreamWriter::try_new(Vec::new(), &schema) {
             Ok(w) => w,
-            Err(e) => return Err(wasmtime::Error::new(JobError::internal(format!("IPC writer: {e}")))),
+            Err(e) => {
+                return Err(wasmtime::Error::new(JobError::internal(format!(
+                    "IPC writer: {e}"
+                ))));
+            }
         };
-        self.query_log.push(QueryRecord { sql, batches: 0, rows: 0, bytes: 0, suppressed_groups: 0, error: None });
-        let q = OpenQuery { stream, suppressed, record: self.query_log.len() - 1, writer: Some(writer), pending: None, done: false };
+        self.query_log.push(QueryRecord {
+            sql,
+            batches: 0,
+            rows: 0,
+            bytes: 0,
+            suppressed_groups: 0,
+            error: None,
+        });
+        let q = OpenQuery {
+            stream,
+            suppressed,
+            record: self.query_log.len() - 1,
+            writer: Some(writer),
+            pending: None,
+            done: false,
+        };
         let slot = match self.queries.iter().position(Option::is_none) {
             Some(i) => {
                 self.queries[i] = Some(q);
@@ -297,15 +348,20 @@ impl HostState {
             q.pending = None;
             return Ok(0);
         }
-        let next = runtime.block_on(async { tokio::time::timeout(remaining, q.stream.next()).await });
+        let next =
+            runtime.block_on(async { tokio::time::timeout(remaining, q.stream.next()).await });
         let step = match next {
             Err(_) => return Err(wall_clock_error(started, wall_cap)),
             Ok(step) => step,
         };
         let Some(w) = q.writer.as_mut() else {
-            return Err(wasmtime::Error::new(JobError::internal("query writer missing")));
+            return Err(wasmtime::Error::new(JobError::internal(
+                "query writer missing",
+            )));
         };
-        let ipc = |e: datafusion::arrow::error::ArrowError| wasmtime::Error::new(JobError::internal(format!("IPC encoding: {e}")));
+        let ipc = |e: datafusion::arrow::error::ArrowError| {
+            wasmtime::Error::new(JobError::internal(format!("IPC encoding: {e}")))
+        };
         let (rows, failed) = match step {
             Some(Ok(batch)) => {
                 w.write(&batch).map_err(ipc)?;
@@ -343,10 +399,17 @@ impl HostState {
     fn add_output(&mut self, name: String, kind: i32, bytes: Vec<u8>) -> wasmtime::Result<i32> {
         let count = self.outputs.len() as u64 + 1;
         if count > self.limits.outputs {
-            return Err(wasmtime::Error::new(JobError::limit(Limit::Outputs, count, self.limits.outputs)));
+            return Err(wasmtime::Error::new(JobError::limit(
+                Limit::Outputs,
+                count,
+                self.limits.outputs,
+            )));
         }
         if self.outputs.iter().any(|o| o.name == name) {
-            let e = JobError::new(crate::error::ErrorKind::InvalidOutput, format!("output `{name}` was already emitted"));
+            let e = JobError::new(
+                crate::error::ErrorKind::InvalidOutput,
+                format!("output `{name}` was already emitted"),
+            );
             return Ok(self.refuse(code::BAD_ARGUMENT, e) as i32);
         }
         match Output::from_guest(&name, kind, &bytes) {
@@ -355,7 +418,10 @@ impl HostState {
                 Ok(0)
             }
             Err(why) => {
-                let e = JobError::new(crate::error::ErrorKind::InvalidOutput, format!("output `{}`: {why}", name.escape_debug()));
+                let e = JobError::new(
+                    crate::error::ErrorKind::InvalidOutput,
+                    format!("output `{}`: {why}", name.escape_debug()),
+                );
                 Ok(self.refuse(code::BAD_ARGUMENT, e) as i32)
             }
         }
@@ -370,123 +436,207 @@ fn wall_clock_error(started: Instant, cap_ms: u64) -> wasmtime::Error {
 
 /// Registers every `enclave_v1` function in `linker`.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(MODULE, "param", |mut c: Caller<'_, HostState>, kp: i32, kl: i32, bp: i32, bc: i32| -> wasmtime::Result<i64> {
-        c.data().check_deadline()?;
-        let key = read_str(&mut c, "param", kp, kl, MAX_KEY)?;
-        let Some(value) = c.data().params.get(&key).cloned() else {
-            return Ok(code::NOT_FOUND);
-        };
-        if value.len() <= bc as u32 as usize {
-            write_bytes(&mut c, "param", bp, bc, value.as_bytes())?;
-        }
-        Ok(value.len() as i64)
-    })?;
-
-    linker.func_wrap(MODULE, "query_open", |mut c: Caller<'_, HostState>, sp: i32, sl: i32| -> wasmtime::Result<i64> {
-        c.data().check_deadline()?;
-        let cap = c.data().limits.sql_bytes;
-        let len = sl as u32 as u64;
-        if len > cap {
-            let e = QueryError::TooLong { len, limit: cap };
-            return Ok(c.data_mut().refuse(code::REFUSED, e.to_job_error()));
-        }
-        let sql = read_str(&mut c, "query_open", sp, sl, cap as usize)?;
-        c.data_mut().open_query(sql)
-    })?;
-
-    linker.func_wrap(MODULE, "query_next", |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i64> {
-        c.data().check_deadline()?;
-        c.data_mut().next_message(h)
-    })?;
-
-    linker.func_wrap(MODULE, "query_read", |mut c: Caller<'_, HostState>, h: i32, bp: i32, bl: i32| -> wasmtime::Result<i32> {
-        c.data().check_deadline()?;
-        let msg = c
-            .data_mut()
-            .handle("query_read", h)?
-            .pending
-            .take()
-            .ok_or_else(|| bad_call("query_read", "no message is pending (call query_next first)"))?;
-        if msg.len() != bl as u32 as usize {
-            return Err(bad_call("query_read", &format!("buffer length {} differs from the announced {}", bl as u32, msg.len())));
-        }
-        write_bytes(&mut c, "query_read", bp, bl, &msg)?;
-        Ok(0)
-    })?;
-
-    linker.func_wrap(MODULE, "query_close", |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i32> {
-        let state = c.data_mut();
-        match usize::try_from(h).ok().and_then(|i| state.queries.get_mut(i)) {
-            Some(slot @ Some(_)) => {
-                *slot = None;
-                Ok(0)
+    linker.func_wrap(
+        MODULE,
+        "param",
+        |mut c: Caller<'_, HostState>,
+         kp: i32,
+         kl: i32,
+         bp: i32,
+         bc: i32|
+         -> wasmtime::Result<i64> {
+            c.data().check_deadline()?;
+            let key = read_str(&mut c, "param", kp, kl, MAX_KEY)?;
+            let Some(value) = c.data().params.get(&key).cloned() else {
+                return Ok(code::NOT_FOUND);
+            };
+            if value.len() <= bc as u32 as usize {
+                write_bytes(&mut c, "param", bp, bc, value.as_bytes())?;
             }
-            _ => Ok(code::BAD_HANDLE as i32),
-        }
-    })?;
+            Ok(value.len() as i64)
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "query_suppressed", |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i64> {
-        let q = c.data_mut().handle("query_suppressed", h)?;
-        Ok(i64::try_from(q.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "query_open",
+        |mut c: Caller<'_, HostState>, sp: i32, sl: i32| -> wasmtime::Result<i64> {
+            c.data().check_deadline()?;
+            let cap = c.data().limits.sql_bytes;
+            let len = sl as u32 as u64;
+            if len > cap {
+                let e = QueryError::TooLong { len, limit: cap };
+                return Ok(c.data_mut().refuse(code::REFUSED, e.to_job_error()));
+            }
+            let sql = read_str(&mut c, "query_open", sp, sl, cap as usize)?;
+            c.data_mut().open_query(sql)
+        },
+    )?;
+
+    linker.func_wrap(
+        MODULE,
+        "query_next",
+        |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i64> {
+            c.data().check_deadline()?;
+            c.data_mut().next_message(h)
+        },
+    )?;
+
+    linker.func_wrap(
+        MODULE,
+        "query_read",
+        |mut c: Caller<'_, HostState>, h: i32, bp: i32, bl: i32| -> wasmtime::Result<i32> {
+            c.data().check_deadline()?;
+            let msg = c
+                .data_mut()
+                .handle("query_read", h)?
+                .pending
+                .take()
+                .ok_or_else(|| {
+                    bad_call(
+                        "query_read",
+                        "no message is pending (call query_next first)",
+                    )
+                })?;
+            if msg.len() != bl as u32 as usize {
+                return Err(bad_call(
+                    "query_read",
+                    &format!(
+                        "buffer length {} differs from the announced {}",
+                        bl as u32,
+                        msg.len()
+                    ),
+                ));
+            }
+            write_bytes(&mut c, "query_read", bp, bl, &msg)?;
+            Ok(0)
+        },
+    )?;
+
+    linker.func_wrap(
+        MODULE,
+        "query_close",
+        |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i32> {
+            let state = c.data_mut();
+            match usize::try_from(h)
+                .ok()
+                .and_then(|i| state.queries.get_mut(i))
+            {
+                Some(slot @ Some(_)) => {
+                    *slot = None;
+                    Ok(0)
+                }
+                _ => Ok(code::BAD_HANDLE as i32),
+            }
+        },
+    )?;
+
+    linker.func_wrap(
+        MODULE,
+        "query_suppressed",
+        |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i64> {
+            let q = c.data_mut().handle("query_suppressed", h)?;
+            Ok(i64::try_from(q.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+        },
+    )?;
 
     linker.func_wrap(
         MODULE,
         "output",
-        |mut c: Caller<'_, HostState>, np: i32, nl: i32, kind: i32, dp: i32, dl: i32| -> wasmtime::Result<i32> {
+        |mut c: Caller<'_, HostState>,
+         np: i32,
+         nl: i32,
+         kind: i32,
+         dp: i32,
+         dl: i32|
+         -> wasmtime::Result<i32> {
             c.data().check_deadline()?;
             let state = c.data();
             let used = state.output_bytes.saturating_add(dl as u32 as u64);
             if used > state.limits.output_bytes {
-                return Err(wasmtime::Error::new(JobError::limit(Limit::OutputBytes, used, state.limits.output_bytes)));
+                return Err(wasmtime::Error::new(JobError::limit(
+                    Limit::OutputBytes,
+                    used,
+                    state.limits.output_bytes,
+                )));
             }
-            let name = String::from_utf8_lossy(&read_bytes(&mut c, "output", np, nl, MAX_NAME)?).into_owned();
+            let name = String::from_utf8_lossy(&read_bytes(&mut c, "output", np, nl, MAX_NAME)?)
+                .into_owned();
             let bytes = read_bytes(&mut c, "output", dp, dl, usize::MAX)?;
             c.data_mut().output_bytes = used;
             c.data_mut().add_output(name, kind, bytes)
         },
     )?;
 
-    linker.func_wrap(MODULE, "log", |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
-        c.data().check_deadline()?;
-        let bytes = read_prefix(&mut c, "log", p, l, MAX_LOG_LINE)?;
-        let state = c.data_mut();
-        let used = state.log_bytes.saturating_add(u64::from(l as u32));
-        if used > state.limits.log_bytes {
-            return Err(wasmtime::Error::new(JobError::limit(Limit::LogBytes, used, state.limits.log_bytes)));
-        }
-        state.log_bytes = used;
-        state.logs.push(String::from_utf8_lossy(&bytes).into_owned());
-        Ok(())
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "log",
+        |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
+            c.data().check_deadline()?;
+            let bytes = read_prefix(&mut c, "log", p, l, MAX_LOG_LINE)?;
+            let state = c.data_mut();
+            let used = state.log_bytes.saturating_add(u64::from(l as u32));
+            if used > state.limits.log_bytes {
+                return Err(wasmtime::Error::new(JobError::limit(
+                    Limit::LogBytes,
+                    used,
+                    state.limits.log_bytes,
+                )));
+            }
+            state.log_bytes = used;
+            state
+                .logs
+                .push(String::from_utf8_lossy(&bytes).into_owned());
+            Ok(())
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "random", |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
-        c.data().check_deadline()?;
-        let n = l as u32 as usize;
-        if n > MAX_RANDOM {
-            return Err(bad_call("random", &format!("at most {MAX_RANDOM} bytes per call")));
-        }
-        let mut buf = vec![0u8; n];
-        c.data_mut().rng.fill(&mut buf);
-        write_bytes(&mut c, "random", p, l, &buf)
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "random",
+        |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
+            c.data().check_deadline()?;
+            let n = l as u32 as usize;
+            if n > MAX_RANDOM {
+                return Err(bad_call(
+                    "random",
+                    &format!("at most {MAX_RANDOM} bytes per call"),
+                ));
+            }
+            let mut buf = vec![0u8; n];
+            c.data_mut().rng.fill(&mut buf);
+            write_bytes(&mut c, "random", p, l, &buf)
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "clock", |c: Caller<'_, HostState>| -> wasmtime::Result<i64> {
-        c.data().check_deadline()?;
-        Ok(c.data().clock_ms)
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "clock",
+        |c: Caller<'_, HostState>| -> wasmtime::Result<i64> {
+            c.data().check_deadline()?;
+            Ok(c.data().clock_ms)
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "fail", |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
-        let bytes = read_prefix(&mut c, "fail", p, l, MAX_FAIL)?;
-        c.data_mut().guest_failure = Some(String::from_utf8_lossy(&bytes).into_owned());
-        Ok(())
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "fail",
+        |mut c: Caller<'_, HostState>, p: i32, l: i32| -> wasmtime::Result<()> {
+            let bytes = read_prefix(&mut c, "fail", p, l, MAX_FAIL)?;
+            c.data_mut().guest_failure = Some(String::from_utf8_lossy(&bytes).into_owned());
+            Ok(())
+        },
+    )?;
 
-    linker.func_wrap(MODULE, "last_error", |mut c: Caller<'_, HostState>, bp: i32, bc: i32| -> wasmtime::Result<i32> {
-        let msg = c.data().last_error.clone();
-        let n = msg.len().min(bc as u32 as usize);
-        write_bytes(&mut c, "last_error", bp, n as i32, &msg.as_bytes()[..n])?;
-        Ok(msg.len() as i32)
-    })?;
+    linker.func_wrap(
+        MODULE,
+        "last_error",
+        |mut c: Caller<'_, HostState>, bp: i32, bc: i32| -> wasmtime::Result<i32> {
+            let msg = c.data().last_error.clone();
+            let n = msg.len().min(bc as u32 as usize);
+            write_bytes(&mut c, "last_error", bp, n as i32, &msg.as_bytes()[..n])?;
+            Ok(msg.len() as i32)
+        },
+    )?;
     Ok(())
 }

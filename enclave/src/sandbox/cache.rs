@@ -41,7 +41,11 @@ fn compat_key(engine: &Engine) -> String {
 impl ModuleCache {
     /// A cache; with `dir`, compiled artifacts also persist across processes there.
     pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
-        ModuleCache { ready: Mutex::new(HashMap::new()), dir, compat: compat_key(engine) }
+        ModuleCache {
+            ready: Mutex::new(HashMap::new()),
+            dir,
+            compat: compat_key(engine),
+        }
     }
 
     /// A ready module, if cached in memory.
@@ -57,7 +61,9 @@ impl ModuleCache {
     }
 
     fn artifact_path(&self, hash: &blake3::Hash) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{}-{}.cwasm", hash.to_hex(), self.compat)))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("{}-{}.cwasm", hash.to_hex(), self.compat)))
     }
 
     /// Loads a compiled artifact this host wrote earlier, if present and intact.
@@ -66,7 +72,10 @@ impl ModuleCache {
         let artifact = std::fs::read(&path).ok()?;
         let recorded = std::fs::read_to_string(sidecar(&path)).ok()?;
         if recorded.trim() != blake3::hash(&artifact).to_hex().as_str() {
-            tracing::warn!("ignoring cached artifact {} with a bad checksum", path.display());
+            tracing::warn!(
+                "ignoring cached artifact {} with a bad checksum",
+                path.display()
+            );
             return None;
         }
         // SAFETY: `Module::deserialize` runs the artifact's machine code. The invariant is that
@@ -81,11 +90,15 @@ impl ModuleCache {
 
     /// Persists a compiled artifact (best effort: the cache is an optimisation).
     pub fn store(&self, hash: &blake3::Hash, module: &Module) {
-        let Some(path) = self.artifact_path(hash) else { return };
-        let Ok(artifact) = module.serialize() else { return };
-        if let Err(e) = write_atomically(&path, &artifact)
-            .and_then(|_| write_atomically(&sidecar(&path), blake3::hash(&artifact).to_hex().as_bytes()))
-        {
+        let Some(path) = self.artifact_path(hash) else {
+            return;
+        };
+        let Ok(artifact) = module.serialize() else {
+            return;
+        };
+        if let Err(e) = write_atomically(&path, &artifact).and_then(|_| {
+            write_atomically(&sidecar(&path), blake3::hash(&artifact).to_hex().as_bytes())
+        }) {
             tracing::warn!("cannot write module cache {}: {e}", path.display());
         }
     }

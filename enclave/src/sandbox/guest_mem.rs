@@ -13,7 +13,10 @@ use crate::error::{ErrorKind, JobError};
 pub fn memory(caller: &mut Caller<'_, HostState>, call: &str) -> wasmtime::Result<Memory> {
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => Ok(m),
-        _ => Err(bad_call(call, "the module exports no memory named `memory`")),
+        _ => Err(bad_call(
+            call,
+            "the module exports no memory named `memory`",
+        )),
     }
 }
 
@@ -26,7 +29,12 @@ pub fn bad_call(call: &str, what: &str) -> wasmtime::Error {
 }
 
 /// Range `[ptr, ptr+len)` checked against `mem_len`, as guest-supplied i32 values.
-pub fn checked_range(call: &str, ptr: i32, len: i32, mem_len: usize) -> wasmtime::Result<std::ops::Range<usize>> {
+pub fn checked_range(
+    call: &str,
+    ptr: i32,
+    len: i32,
+    mem_len: usize,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     // Guest pointers and lengths are unsigned 32-bit values passed as i32.
     let start = ptr as u32 as usize;
     let n = len as u32 as usize;
@@ -34,9 +42,7 @@ pub fn checked_range(call: &str, ptr: i32, len: i32, mem_len: usize) -> wasmtime
         Some(end) if end <= mem_len => Ok(start..end),
         _ => Err(bad_call(
             call,
-            &format!(
-                "buffer out of bounds (ptr={start}, len={n}, memory is {mem_len} bytes)"
-            ),
+            &format!("buffer out of bounds (ptr={start}, len={n}, memory is {mem_len} bytes)"),
         )),
     }
 }
@@ -51,7 +57,10 @@ pub fn read_bytes(
 ) -> wasmtime::Result<Vec<u8>> {
     let n = len as u32 as usize;
     if n > max {
-        return Err(bad_call(call, &format!("length {n} exceeds the {max}-byte maximum for this argument")));
+        return Err(bad_call(
+            call,
+            &format!("length {n} exceeds the {max}-byte maximum for this argument"),
+        ));
     }
     let mem = memory(caller, call)?;
     let data = mem.data(&*caller);

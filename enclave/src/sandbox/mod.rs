@@ -18,12 +18,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store,
+    Trap,
+};
 
-pub use abi::QueryRecord;
 use abi::HostState;
-pub use cache::Prepared;
+pub use abi::QueryRecord;
 use cache::ModuleCache;
+pub use cache::Prepared;
 
 use crate::error::{ErrorKind, JobError, Limit};
 use crate::limits::{EngineLimits, Limits};
@@ -59,12 +62,18 @@ pub struct JobSpec {
 impl JobSpec {
     /// A spec with default limits, a seed derived from module, parameters and datasets, and
     /// logical time zero.
-    pub fn new(module_hash: &blake3::Hash, params: BTreeMap<String, String>, datasets: Vec<Dataset>) -> Self {
+    pub fn new(
+        module_hash: &blake3::Hash,
+        params: BTreeMap<String, String>,
+        datasets: Vec<Dataset>,
+    ) -> Self {
         let mut h = blake3::Hasher::new_derive_key("enclave v1 job seed");
         h.update(module_hash.as_bytes());
         for (k, v) in &params {
-            h.update(&(k.len() as u64).to_le_bytes()).update(k.as_bytes());
-            h.update(&(v.len() as u64).to_le_bytes()).update(v.as_bytes());
+            h.update(&(k.len() as u64).to_le_bytes())
+                .update(k.as_bytes());
+            h.update(&(v.len() as u64).to_le_bytes())
+                .update(v.as_bytes());
         }
         for d in &datasets {
             h.update(d.name.as_bytes()).update(&[0]);
@@ -130,7 +139,10 @@ fn internal(what: &str) -> impl Fn(wasmtime::Error) -> JobError + '_ {
 
 /// The error and its causes on one line.
 fn chain(e: &wasmtime::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 impl Sandbox {
@@ -151,7 +163,6 @@ impl Sandbox {
             .max_wasm_stack(limits.wasm_stack_bytes)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
-
             .wasm_shared_everything_threads(false)
             .wasm_memory64(false)
             .wasm_multi_memory(false)
@@ -178,7 +189,14 @@ impl Sandbox {
             })
             .map_err(|e| JobError::internal(format!("watchdog thread: {e}")))?;
         let cache = ModuleCache::new(&engine, cache_dir);
-        Ok(Sandbox { engine, linker, cache, limits, runtime, stop_ticker })
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+            limits,
+            runtime,
+            stop_ticker,
+        })
     }
 
     /// The query runtime (for callers that need to run DataFusion work next to jobs).
@@ -195,7 +213,11 @@ impl Sandbox {
         }
         let size = bytes.len() as u64;
         if size > self.limits.module_bytes {
-            return Err(JobError::limit(Limit::ModuleBytes, size, self.limits.module_bytes));
+            return Err(JobError::limit(
+                Limit::ModuleBytes,
+                size,
+                self.limits.module_bytes,
+            ));
         }
         match bytes.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {}
@@ -215,12 +237,18 @@ impl Sandbox {
         let module = match self.cache.load(&self.engine, &hash) {
             Some(m) => m,
             None => Module::new(&self.engine, bytes).map_err(|e| {
-                JobError::new(ErrorKind::InvalidModule, format!("module rejected by the validator: {}", chain(&e)))
+                JobError::new(
+                    ErrorKind::InvalidModule,
+                    format!("module rejected by the validator: {}", chain(&e)),
+                )
             })?,
         };
         validate::check(&module)?;
         self.cache.store(&hash, &module);
-        let pre = self.linker.instantiate_pre(&module).map_err(internal("linking the module"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(internal("linking the module"))?;
         let prepared = Arc::new(Prepared { hash, pre });
         self.cache.insert(Arc::clone(&prepared));
         Ok(prepared)
@@ -274,7 +302,8 @@ impl Sandbox {
             let handle = self.runtime.handle().clone();
             // Built on a plain thread so `run` may be called from inside an async context too.
             let built = std::thread::scope(|s| {
-                s.spawn(|| handle.block_on(JobSession::new(&datasets, limits, governance))).join()
+                s.spawn(|| handle.block_on(JobSession::new(&datasets, limits, governance)))
+                    .join()
             });
             match built {
                 Ok(Ok(s)) => Some(Arc::new(s)),
@@ -292,8 +321,12 @@ impl Sandbox {
             .spawn(move || execute(&engine, &pre, spec, session, runtime));
         let mut report = match spawned.map(|t| t.join()) {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => failed(JobError::internal("the job thread panicked (host bug); the host is unaffected")),
-            Err(e) => failed(JobError::internal(format!("cannot start the job thread: {e}"))),
+            Ok(Err(_)) => failed(JobError::internal(
+                "the job thread panicked (host bug); the host is unaffected",
+            )),
+            Err(e) => failed(JobError::internal(format!(
+                "cannot start the job thread: {e}"
+            ))),
         };
         report.module_blake3 = module_blake3;
         report.wall_ms = started.elapsed().as_millis() as u64;
@@ -310,12 +343,22 @@ fn execute(
     runtime: tokio::runtime::Handle,
 ) -> JobReport {
     let limits = spec.limits.clone();
-    let state = HostState::new(limits.clone(), spec.params, session, runtime, spec.seed, spec.clock_ms);
+    let state = HostState::new(
+        limits.clone(),
+        spec.params,
+        session,
+        runtime,
+        spec.seed,
+        spec.clock_ms,
+    );
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     let result = (|| -> Result<(), wasmtime::Error> {
         store.set_fuel(limits.fuel)?;
-        let ticks = limits.wall_clock_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        let ticks = limits
+            .wall_clock_ms
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let instance = pre.instantiate(&mut store)?;
@@ -330,7 +373,11 @@ fn execute(
     let state = store.into_data();
     let result = result.map_err(|e| classify(e, &state, fuel_used, &limits));
     // Outputs of a failed job are dropped: nothing partial is kept.
-    let outputs = if result.is_ok() { state.outputs } else { Vec::new() };
+    let outputs = if result.is_ok() {
+        state.outputs
+    } else {
+        Vec::new()
+    };
     JobReport {
         job_id: spec.job_id,
         module_blake3: String::new(),
@@ -351,7 +398,11 @@ struct GuestStatus(i32);
 
 /// Turns whatever ended the job into a user-facing error.
 fn classify(e: wasmtime::Error, state: &HostState, fuel_used: u64, limits: &Limits) -> JobError {
-    let guest_said = state.guest_failure.as_deref().map(|m| format!("; the guest reported: {m}")).unwrap_or_default();
+    let guest_said = state
+        .guest_failure
+        .as_deref()
+        .map(|m| format!("; the guest reported: {m}"))
+        .unwrap_or_default();
     if let Some(j) = e.downcast_ref::<JobError>() {
         return j.clone();
     }
@@ -360,24 +411,38 @@ fn classify(e: wasmtime::Error, state: &HostState, fuel_used: u64, limits: &Limi
         if let Some(host) = &state.first_host_error {
             let mut err = host.clone();
             // Add what the guest said unless it only repeats the host's message.
-            if !state.guest_failure.as_deref().is_some_and(|g| g.contains(&host.message)) {
+            if !state
+                .guest_failure
+                .as_deref()
+                .is_some_and(|g| g.contains(&host.message))
+            {
                 err.message = format!("{}{}", host.message, guest_said);
             }
             return err;
         }
-        let msg = state.guest_failure.clone().unwrap_or_else(|| format!("enclave_run returned status {status}"));
+        let msg = state
+            .guest_failure
+            .clone()
+            .unwrap_or_else(|| format!("enclave_run returned status {status}"));
         return JobError::new(ErrorKind::GuestFailed, format!("the job failed: {msg}"));
     }
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {
             Trap::OutOfFuel => JobError::limit(Limit::Fuel, fuel_used, limits.fuel),
-            Trap::Interrupt => JobError::limit(Limit::WallClock, state.elapsed_ms(), limits.wall_clock_ms),
+            Trap::Interrupt => {
+                JobError::limit(Limit::WallClock, state.elapsed_ms(), limits.wall_clock_ms)
+            }
             Trap::StackOverflow => JobError {
                 kind: ErrorKind::LimitExceeded,
                 limit: Some(Limit::Stack),
-                message: "wasm stack limit reached: the call stack is exhausted (runaway recursion?)".into(),
+                message:
+                    "wasm stack limit reached: the call stack is exhausted (runaway recursion?)"
+                        .into(),
             },
-            other => JobError::new(ErrorKind::Trap, format!("the guest trapped: {other}{guest_said}")),
+            other => JobError::new(
+                ErrorKind::Trap,
+                format!("the guest trapped: {other}{guest_said}"),
+            ),
         };
     }
     // Instantiation failures (e.g. pool exhausted) and anything unforeseen.
@@ -385,5 +450,8 @@ fn classify(e: wasmtime::Error, state: &HostState, fuel_used: u64, limits: &Limi
     if text.contains("pooling allocator") || text.contains("concurrent") {
         return JobError::internal(format!("no instance slot available: {text}"));
     }
-    JobError::new(ErrorKind::Trap, format!("the guest failed: {text}{guest_said}"))
+    JobError::new(
+        ErrorKind::Trap,
+        format!("the guest failed: {text}{guest_said}"),
+    )
 }

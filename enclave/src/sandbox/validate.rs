@@ -10,7 +10,12 @@ use super::abi::{IMPORTS, MODULE};
 use crate::error::{ErrorKind, JobError};
 
 fn sig(params: &[ValType], results: &[ValType]) -> String {
-    let list = |v: &[ValType]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let list = |v: &[ValType]| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!("({}) -> ({})", list(params), list(results))
 }
 
@@ -39,7 +44,9 @@ pub fn check(module: &Module) -> Result<(), JobError> {
         let ExternType::Func(ty) = import.ty() else {
             return Err(JobError::new(
                 ErrorKind::ForbiddenImport,
-                format!("module imports {what} as a non-function; the {MODULE} ABI provides only functions"),
+                format!(
+                    "module imports {what} as a non-function; the {MODULE} ABI provides only functions"
+                ),
             ));
         };
         let Some((_, params, results)) = IMPORTS.iter().find(|(name, _, _)| *name == n) else {
@@ -67,11 +74,19 @@ pub fn check(module: &Module) -> Result<(), JobError> {
                 "export `memory` must be a 32-bit, unshared linear memory",
             ));
         }
-        None => return Err(JobError::new(ErrorKind::MissingExport, "module does not export its linear memory as `memory`")),
+        None => {
+            return Err(JobError::new(
+                ErrorKind::MissingExport,
+                "module does not export its linear memory as `memory`",
+            ));
+        }
     }
     match module.get_export("enclave_run") {
         Some(ExternType::Func(f)) if func_matches(&f, &[], &[ValType::I32]) => Ok(()),
-        Some(_) => Err(JobError::new(ErrorKind::MissingExport, "export `enclave_run` must be a function () -> i32")),
+        Some(_) => Err(JobError::new(
+            ErrorKind::MissingExport,
+            "export `enclave_run` must be a function () -> i32",
+        )),
         None => Err(JobError::new(
             ErrorKind::MissingExport,
             "module does not export `enclave_run`, the job's entry point (see docs/abi.md)",

@@ -35,14 +35,20 @@ fn run() -> Result<()> {
                 DataType::Utf8 => d.as_string::<i32>().value(i).to_owned(),
                 DataType::Utf8View => d.as_string_view().value(i).to_owned(),
                 DataType::LargeUtf8 => d.as_string::<i64>().value(i).to_owned(),
-                other => return Err(format!("district column has type {other}, expected a string").into()),
+                other => {
+                    return Err(
+                        format!("district column has type {other}, expected a string").into(),
+                    );
+                }
             };
             let count = n.value(i);
             let (sum, sum_sq, n128) = (s.value(i), ss.value(i), i128::from(count));
             let mean = sum as f64 / count as f64;
             // n·Σx² − (Σx)² exactly in i128, then one division: no cancellation error.
             let var = match (n128.checked_mul(sum_sq), sum.checked_mul(sum)) {
-                (Some(a), Some(b)) if count > 1 => (a - b) as f64 / (count as f64 * (count - 1) as f64),
+                (Some(a), Some(b)) if count > 1 => {
+                    (a - b) as f64 / (count as f64 * (count - 1) as f64)
+                }
                 _ => 0.0,
             };
             districts.push(name);

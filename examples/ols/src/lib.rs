@@ -22,9 +22,14 @@ pub enum OlsError {
 impl fmt::Display for OlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OlsError::Shape { expected, got } => write!(f, "shape mismatch: expected {expected}, got {got}"),
+            OlsError::Shape { expected, got } => {
+                write!(f, "shape mismatch: expected {expected}, got {got}")
+            }
             OlsError::TooFewRows { rows, coefficients } => {
-                write!(f, "{rows} rows cannot determine {coefficients} coefficients")
+                write!(
+                    f,
+                    "{rows} rows cannot determine {coefficients} coefficients"
+                )
             }
             OlsError::Singular => f.write_str("features are collinear (XᵀX is singular)"),
         }
@@ -47,7 +52,12 @@ impl Ols {
     /// A model with `features` regressors plus an intercept.
     pub fn new(features: usize) -> Self {
         let p = features + 1;
-        Ols { features, xtx: vec![0.0; p * p], xty: vec![0.0; p], rows: 0 }
+        Ols {
+            features,
+            xtx: vec![0.0; p * p],
+            xty: vec![0.0; p],
+            rows: 0,
+        }
     }
 
     /// Observations seen so far.
@@ -58,11 +68,17 @@ impl Ols {
     /// Adds a chunk given column-wise: `xs[j][i]` is feature j of row i, `y[i]` the target.
     pub fn add_columns(&mut self, xs: &[&[f64]], y: &[f64]) -> Result<(), OlsError> {
         if xs.len() != self.features {
-            return Err(OlsError::Shape { expected: self.features, got: xs.len() });
+            return Err(OlsError::Shape {
+                expected: self.features,
+                got: xs.len(),
+            });
         }
         let n = y.len();
         if let Some(bad) = xs.iter().find(|c| c.len() != n) {
-            return Err(OlsError::Shape { expected: n, got: bad.len() });
+            return Err(OlsError::Shape {
+                expected: n,
+                got: bad.len(),
+            });
         }
         let p = self.features + 1;
         // Column 0 is the intercept (all ones).
@@ -89,10 +105,19 @@ impl Ols {
     pub fn solve(&self) -> Result<Vec<f64>, OlsError> {
         let p = self.features + 1;
         if self.rows < p as u64 {
-            return Err(OlsError::TooFewRows { rows: self.rows, coefficients: p });
+            return Err(OlsError::TooFewRows {
+                rows: self.rows,
+                coefficients: p,
+            });
         }
         // Cholesky: XᵀX = L Lᵀ, using the upper triangle as the symmetric matrix.
-        let a = |i: usize, j: usize| if i <= j { self.xtx[i * p + j] } else { self.xtx[j * p + i] };
+        let a = |i: usize, j: usize| {
+            if i <= j {
+                self.xtx[i * p + j]
+            } else {
+                self.xtx[j * p + i]
+            }
+        };
         let mut l = vec![0.0f64; p * p];
         for i in 0..p {
             for j in 0..=i {
@@ -136,7 +161,12 @@ fn dot(u: &[f64], v: &[f64]) -> f64 {
             acc[k] += a[k] * b[k];
         }
     }
-    let tail: f64 = cu.remainder().iter().zip(cv.remainder()).map(|(a, b)| a * b).sum();
+    let tail: f64 = cu
+        .remainder()
+        .iter()
+        .zip(cv.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
@@ -152,14 +182,21 @@ mod tests {
         m.add_columns(&[&x[..50]], &y[..50]).unwrap();
         m.add_columns(&[&x[50..]], &y[50..]).unwrap();
         let b = m.solve().unwrap();
-        assert!((b[0] - 3.0).abs() < 1e-9 && (b[1] - 2.0).abs() < 1e-9, "{b:?}");
+        assert!(
+            (b[0] - 3.0).abs() < 1e-9 && (b[1] - 2.0).abs() < 1e-9,
+            "{b:?}"
+        );
     }
 
     #[test]
     fn recovers_two_features() {
         let x1: Vec<f64> = (0..200).map(|i| f64::from(i % 17)).collect();
         let x2: Vec<f64> = (0..200).map(|i| f64::from((i * 7) % 23)).collect();
-        let y: Vec<f64> = x1.iter().zip(&x2).map(|(a, b)| -1.5 + 0.5 * a + 4.0 * b).collect();
+        let y: Vec<f64> = x1
+            .iter()
+            .zip(&x2)
+            .map(|(a, b)| -1.5 + 0.5 * a + 4.0 * b)
+            .collect();
         let mut m = Ols::new(2);
         m.add_columns(&[&x1, &x2], &y).unwrap();
         let b = m.solve().unwrap();
@@ -178,7 +215,13 @@ mod tests {
         let m = Ols::new(3);
         assert!(matches!(m.solve(), Err(OlsError::TooFewRows { .. })));
         let mut m = Ols::new(1);
-        assert!(matches!(m.add_columns(&[&x[..3]], &x), Err(OlsError::Shape { .. })));
-        assert!(matches!(m.add_columns(&[], &x), Err(OlsError::Shape { .. })));
+        assert!(matches!(
+            m.add_columns(&[&x[..3]], &x),
+            Err(OlsError::Shape { .. })
+        ));
+        assert!(matches!(
+            m.add_columns(&[], &x),
+            Err(OlsError::Shape { .. })
+        ));
     }
 }

@@ -9,7 +9,10 @@ fn run() -> Result<()> {
     let batches = q.by_ref().collect::<Result<Vec<_>>>()?;
     let schema = q.schema().ok_or("query returned no schema")?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    enclave_guest::log!("sql-report: {rows} result rows, {} groups suppressed", q.suppressed_groups());
+    enclave_guest::log!(
+        "sql-report: {rows} result rows, {} groups suppressed",
+        q.suppressed_groups()
+    );
     emit_with_schema("result", OutputKind::Aggregate, &schema, &batches)
 }
 

@@ -72,16 +72,13 @@ impl LocalRun {
         let mut datasets = Vec::new();
         for t in &self.tables {
             let (name, file) = split_pair(t, "--table")?;
-            if let (Some(p), Some(path)) = (&policy, &self.policy) {
-                if !p.grants(&name) {
-                    return Err(JobError::new(
-                        ErrorKind::InvalidInput,
-                        format!(
-                            "dataset `{name}` is not granted by policy {}",
-                            path.display()
-                        ),
-                    ));
-                }
+            if let (Some(p), Some(path)) = (&policy, &self.policy)
+                && !p.grants(&name)
+            {
+                return Err(JobError::new(
+                    ErrorKind::InvalidInput,
+                    format!("dataset `{name}` is not granted by policy {}", path.display()),
+                ));
             }
             datasets.push(Dataset::new(&name, file).map_err(|e| e.to_job_error())?);
         }

@@ -77,7 +77,10 @@ impl LocalRun {
             {
                 return Err(JobError::new(
                     ErrorKind::InvalidInput,
-                    format!("dataset `{name}` is not granted by policy {}", path.display()),
+                    format!(
+                        "dataset `{name}` is not granted by policy {}",
+                        path.display()
+                    ),
                 ));
             }
             datasets.push(Dataset::new(&name, file).map_err(|e| e.to_job_error())?);

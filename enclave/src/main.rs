@@ -262,6 +262,11 @@ fn sample(args: SampleArgs) -> anyhow::Result<ExitCode> {
     for (column, t) in s.treatments {
         eprintln!("  {column}: {t:?}");
     }
+    for column in s.dense {
+        eprintln!(
+            "  note: `{column}` has a dense domain: some noised values equal other rows' source values"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,7 +5,9 @@
 //! rows unlinked), aggregate-only numbers noised, personal ones replaced by format-valid fakes.
 //! The schema is kept so modules built on the sample run on the real data. It must never write a
 //! source value of a restricted (L3/L4-style) column: every generated value is checked against
-//! a Bloom filter of the whole source column and regenerated if it matches.
+//! a Bloom filter of the whole source column and regenerated if it matches. (A noised column
+//! whose domain is dense — every day of a century — may hold no unseen value; it then gets a
+//! value that differs from its own row's, and the summary says so.)
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -17,7 +19,7 @@ use datafusion::arrow::array::{
     StringArray, UInt64Array,
 };
 use datafusion::arrow::compute::{concat_batches, take};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -76,6 +78,9 @@ pub struct SampleSummary {
     pub rows: u64,
     /// Treatment per column.
     pub treatments: Vec<(String, Treatment)>,
+    /// Noised columns whose domain is so dense that some noised values equal other source
+    /// values (each still differs from its own row's value).
+    pub dense: Vec<String>,
 }
 
 /// A Bloom filter of a column's values (1% false positives at the sized capacity).
@@ -217,6 +222,7 @@ pub fn sample(
     let sampled = concat_batches(&schema, &parts).map_err(|e| rerr(&e))?;
 
     let mut faker = Faker::new(seed);
+    let mut dense = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (c, field) in schema.fields().iter().enumerate() {
         let col = sampled.column(c);
@@ -238,15 +244,20 @@ pub fn sample(
                         .map_err(|e| rerr(&e))?;
                     Ok(bloom.is_some_and(|b| b.contains(r.row(0).as_ref())))
                 };
-                desensitize(
+                let mut is_dense = false;
+                let out = desensitize(
                     col,
-                    field.name(),
-                    field.is_nullable(),
+                    field,
                     treatments[c],
                     format,
                     &mut faker,
                     seen,
-                )?
+                    &mut is_dense,
+                )?;
+                if is_dense {
+                    dense.push(field.name().clone());
+                }
+                out
             }
         };
         columns.push(treated);
@@ -271,19 +282,21 @@ pub fn sample(
             .map(|f| f.name().clone())
             .zip(treatments)
             .collect(),
+        dense,
     })
 }
 
 /// Replaces every value of `col` with a noised or fake one not present in the source column.
 fn desensitize(
     col: &ArrayRef,
-    name: &str,
-    nullable: bool,
+    field: &Field,
     how: Treatment,
     format: Option<Format>,
     faker: &mut Faker,
     seen: impl Fn(&ArrayRef) -> Result<bool, SampleError>,
+    dense: &mut bool,
 ) -> Result<ArrayRef, SampleError> {
+    let (name, nullable) = (field.name(), field.is_nullable());
     let exhausted = || SampleError::Exhausted {
         column: name.to_owned(),
         kind: col.data_type().to_string(),
@@ -296,6 +309,7 @@ fn desensitize(
         }
         let original = col.slice(i, 1);
         let mut fresh = None;
+        let mut fallback = None;
         for attempt in 0..64 {
             let candidate = match how {
                 Treatment::Noise => faker.noise(&original, attempt),
@@ -306,6 +320,18 @@ fn desensitize(
                 fresh = Some(candidate);
                 break;
             }
+            // A dense domain (every date of a century, small integers) may hold no unseen value:
+            // noise then falls back to a value that at least differs from this row's own.
+            if how == Treatment::Noise
+                && fallback.is_none()
+                && candidate.to_data() != original.to_data()
+            {
+                fallback = Some(candidate);
+            }
+        }
+        if fresh.is_none() && fallback.is_some() {
+            *dense = true;
+            fresh = fallback;
         }
         match fresh {
             Some(v) => out.push(Some(v)),

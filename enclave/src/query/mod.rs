@@ -6,14 +6,15 @@
 //! a bounded memory pool and no spilling to disk. It must never hand a guest a way to the
 //! filesystem or the runtime configuration, and its errors must never carry data values.
 
+mod guard;
 mod store;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DataFusionError, TableReference};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -26,10 +27,12 @@ use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::object_store::local::LocalFileSystem;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
+pub use guard::classify_exec_error;
 pub use store::RestrictedStores;
+
+use guard::{classify_plan_error, refuse_non_query, refuse_non_query_plan, root_message};
+use stream::in_partition_order;
 
 use std::sync::atomic::AtomicU64;
 
@@ -457,151 +460,6 @@ async fn open_parquet(
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| bad(&e))?;
     Ok(Arc::new(table))
-}
-
-/// Batches each partition may run ahead of the guest.
-const RUN_AHEAD: usize = 4;
-
-/// Streams the partitions one after another, in partition order, while every partition runs
-/// concurrently into a small bounded buffer. A plan whose partitions are each deterministic
-/// (scans, filters, projections) thus reaches the guest in the same order on every run, and
-/// the scan still uses every core. Dropping the stream stops the partition tasks.
-fn in_partition_order(
-    schema: SchemaRef,
-    partitions: Vec<SendableRecordBatchStream>,
-) -> SendableRecordBatchStream {
-    use datafusion::common::runtime::SpawnedTask;
-    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-    use futures::StreamExt;
-
-    if partitions.len() == 1 {
-        if let Some(only) = partitions.into_iter().next() {
-            return only;
-        }
-        return Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::empty(),
-        ));
-    }
-    let mut tasks = Vec::with_capacity(partitions.len());
-    let mut receivers = Vec::with_capacity(partitions.len());
-    for mut part in partitions {
-        let (tx, rx) = tokio::sync::mpsc::channel(RUN_AHEAD);
-        tasks.push(SpawnedTask::spawn(async move {
-            while let Some(item) = part.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        }));
-        receivers.push(rx);
-    }
-    let tasks = Arc::new(tasks);
-    let ordered = futures::stream::iter(receivers)
-        .flat_map(|rx| {
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-        })
-        .map(move |item| {
-            // The stream owns the partition tasks: they are aborted when it is dropped.
-            let _owned = &tasks;
-            item
-        });
-    Box::pin(RecordBatchStreamAdapter::new(schema, ordered))
-}
-
-/// Name of a statement's kind, for messages (e.g. `Insert`, `SetVariable`).
-fn statement_kind(s: &SqlStatement) -> String {
-    let dbg = format!("{s:?}");
-    dbg.split(|c: char| !c.is_ascii_alphanumeric())
-        .next()
-        .unwrap_or("statement")
-        .to_owned()
-}
-
-/// Refuses everything that is not a plain query, before planning.
-fn refuse_non_query(statement: &DfStatement) -> Result<(), QueryError> {
-    let what = match statement {
-        DfStatement::Statement(s) => match s.as_ref() {
-            SqlStatement::Query(_) => return Ok(()),
-            other => format!("`{}` statements", statement_kind(other)),
-        },
-        DfStatement::CreateExternalTable(_) => "`CREATE EXTERNAL TABLE`".to_owned(),
-        DfStatement::CopyTo(_) => "`COPY ... TO`".to_owned(),
-        DfStatement::Explain(_) => "`EXPLAIN`".to_owned(),
-        DfStatement::Reset(_) => "`RESET`".to_owned(),
-    };
-    Err(QueryError::Refused(format!(
-        "{what} are not allowed: jobs may only run queries (SELECT … / WITH …)"
-    )))
-}
-
-/// Defence in depth: refuses any non-query node anywhere in a plan.
-fn refuse_non_query_plan(plan: &LogicalPlan) -> Result<(), QueryError> {
-    let mut bad: Option<&'static str> = None;
-    plan.apply(|p| {
-        bad = match p {
-            LogicalPlan::Dml(_) => Some("DML"),
-            LogicalPlan::Ddl(_) => Some("DDL"),
-            LogicalPlan::Copy(_) => Some("COPY"),
-            LogicalPlan::Statement(_) => Some("statements"),
-            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Some("EXPLAIN"),
-            LogicalPlan::DescribeTable(_) => Some("DESCRIBE"),
-            LogicalPlan::Extension(_) => Some("extension plans"),
-            _ => None,
-        };
-        Ok(if bad.is_some() {
-            datafusion::common::tree_node::TreeNodeRecursion::Stop
-        } else {
-            datafusion::common::tree_node::TreeNodeRecursion::Continue
-        })
-    })
-    .map_err(|e| QueryError::Internal(e.to_string()))?;
-    match bad {
-        Some(what) => Err(QueryError::Refused(format!(
-            "{what} are not allowed: jobs may only run queries"
-        ))),
-        None => Ok(()),
-    }
-}
-
-fn root_message(e: &DataFusionError) -> String {
-    e.find_root().to_string()
-}
-
-/// Errors raised while parsing and planning concern the SQL text and the schema only.
-fn classify_plan_error(e: DataFusionError) -> QueryError {
-    match e.find_root() {
-        DataFusionError::ResourcesExhausted(_) => {
-            QueryError::Execution("query memory limit reached while planning".into())
-        }
-        DataFusionError::Internal(m) => QueryError::Internal(m.clone()),
-        DataFusionError::NotImplemented(m) => QueryError::Sql(format!("not supported: {m}")),
-        root => QueryError::Sql(root.to_string()),
-    }
-}
-
-/// Errors raised while executing may quote data: keep only their category.
-pub fn classify_exec_error(memory_limit: u64) -> impl Fn(DataFusionError) -> QueryError {
-    move |e| {
-        use datafusion::arrow::error::ArrowError;
-        match e.find_root() {
-            DataFusionError::ResourcesExhausted(_) => QueryError::Memory { limit: memory_limit },
-            DataFusionError::ArrowError(a, _) => QueryError::Execution(match a.as_ref() {
-                ArrowError::DivideByZero => "query failed: division by zero".to_owned(),
-                ArrowError::ArithmeticOverflow(_) => "query failed: arithmetic overflow (details withheld)".to_owned(),
-                ArrowError::CastError(_) => "query failed: a value could not be cast (details withheld)".to_owned(),
-                _ => "query failed in an Arrow kernel (details withheld: they may contain data values)".to_owned(),
-            }),
-            DataFusionError::Plan(m) | DataFusionError::Configuration(m) => QueryError::Sql(m.clone()),
-            DataFusionError::NotImplemented(m) => QueryError::Sql(format!("not supported: {m}")),
-            DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => {
-                QueryError::Execution("query failed reading a dataset file (details withheld)".to_owned())
-            }
-            DataFusionError::Internal(_) => QueryError::Internal("execution failed (details withheld)".to_owned()),
-            _ => QueryError::Execution("query failed while executing (details withheld: they may contain data values)".to_owned()),
-        }
-    }
 }
 
 #[cfg(test)]

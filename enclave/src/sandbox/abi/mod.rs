@@ -84,6 +84,15 @@ pub struct JobLimiter {
     pub memory_peak: u64,
 }
 
+/// `desired` if it is within `cap`, else the trap naming `limit`.
+fn within(limit: Limit, desired: usize, cap: u64) -> wasmtime::Result<u64> {
+    let desired = desired as u64;
+    if desired > cap {
+        return Err(wasmtime::Error::new(JobError::limit(limit, desired, cap)));
+    }
+    Ok(desired)
+}
+
 impl ResourceLimiter for JobLimiter {
     fn memory_growing(
         &mut self,
@@ -91,14 +100,7 @@ impl ResourceLimiter for JobLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.memory_cap {
-            return Err(wasmtime::Error::new(JobError::limit(
-                Limit::Memory,
-                desired,
-                self.memory_cap,
-            )));
-        }
+        let desired = within(Limit::Memory, desired, self.memory_cap)?;
         self.memory_peak = self.memory_peak.max(desired);
         Ok(true)
     }
@@ -109,14 +111,7 @@ impl ResourceLimiter for JobLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.table_cap {
-            return Err(wasmtime::Error::new(JobError::limit(
-                Limit::TableElements,
-                desired,
-                self.table_cap,
-            )));
-        }
+        within(Limit::TableElements, desired, self.table_cap)?;
         Ok(true)
     }
 

@@ -225,7 +225,7 @@ mod tests {
             Draft::new("developer:张三", "job.run", "job:1"),
             Draft::new("a", "job run", "job:1"),
             Draft::new("a", "job.run", "name=Li Lei"),
-            Draft::new("a", "job.run", &"x".repeat(201)),
+            Draft::new("a", "job.run", "x".repeat(201)),
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -360,6 +360,32 @@ impl Log {
         }
     }
 
+    /// Calls `f` on every committed entry, in order, reading the file sequentially.
+    pub fn scan(&self, mut f: impl FnMut(&Entry)) -> Result<(), LogError> {
+        let committed = self.size();
+        let file = File::open(&self.path).map_err(io(&self.path))?;
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut buf = Vec::with_capacity(1024);
+        let mut line_no = 0;
+        while read_line(&mut r, &mut buf, line_no).map_err(LogError::Damaged)? {
+            line_no += 1;
+            match Line::decode(&buf) {
+                Ok(Line::Entry(e)) if e.seq < committed => f(&e),
+                Ok(Line::Entry(_)) => break,
+                Ok(Line::Checkpoint(_)) => {}
+                Err(why) => {
+                    return Err(LogError::Damaged(Failure {
+                        line: line_no,
+                        entry: None,
+                        kind: FailureKind::Malformed,
+                        message: why.into(),
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Inclusion proof of entry `seq` in the tree of `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, LogError> {
         let st = self.lock();

@@ -4,10 +4,10 @@
 //! bad SQL, a refused statement, a limit reached) are kept apart from internal bugs. Messages
 //! name limits, columns, tables and host calls; they must never carry a data value from the domain.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What kind of failure ended a job. Serialized in snake case for `--json` output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Not a Wasm binary, invalid, too large, or uses a disallowed feature.
@@ -68,7 +68,7 @@ impl ErrorKind {
 }
 
 /// A per-job resource limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
     /// Deterministic CPU budget (wasmtime fuel units).
@@ -95,6 +95,8 @@ pub enum Limit {
     SqlBytes,
     /// Queries open at once.
     OpenQueries,
+    /// Bytes of host-call results recorded in the job's transcript.
+    TranscriptBytes,
 }
 
 impl Limit {
@@ -113,6 +115,7 @@ impl Limit {
             Limit::ModuleBytes => "module size",
             Limit::SqlBytes => "SQL length",
             Limit::OpenQueries => "open queries",
+            Limit::TranscriptBytes => "transcript bytes",
         }
     }
 
@@ -129,13 +132,13 @@ impl Limit {
 }
 
 /// Why a job ended without success.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct JobError {
     /// Classification.
     pub kind: ErrorKind,
     /// The limit reached, for `LimitExceeded`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
     /// What happened, without data values.
     pub message: String,

@@ -8,6 +8,7 @@
 //! [`runner`] is the local developer's entry; [`datagen`] makes realistic sample tables.
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod datagen;
 pub mod error;
 pub mod limits;
@@ -17,6 +18,7 @@ pub mod query;
 pub mod runner;
 pub mod sample;
 pub mod sandbox;
+pub mod store;
 
 pub use error::{ErrorKind, JobError, Limit};
 pub use limits::{EngineLimits, Limits};

@@ -3,10 +3,10 @@
 //! Owns the numbers only; the sandbox and the query host enforce them. Defaults are the domain
 //! policy's; a job may ask for different values within what the operator allows.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Limits for one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Deterministic CPU budget in wasmtime fuel units (≈ one per Wasm instruction).
     pub fuel: u64,
@@ -28,6 +28,8 @@ pub struct Limits {
     pub open_queries: u64,
     /// Longest SQL statement accepted, in bytes.
     pub sql_bytes: u64,
+    /// Bytes of host-call results (query results) the job's replay transcript may hold.
+    pub transcript_bytes: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +45,7 @@ impl Default for Limits {
             query_memory_bytes: 2 << 30,
             open_queries: 8,
             sql_bytes: 64 << 10,
+            transcript_bytes: 4 << 30,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The `enclave` command line: `run` (local runner), `datagen` (sample tables).
 //! `anyhow` lives here only; the library returns typed errors.
 
+mod cli;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,8 @@ enum Command {
     Datagen(DatagenArgs),
     /// Write a sampled, desensitized sample of a dataset for developers (抽样、脱敏样本).
     Sample(SampleArgs),
+    /// Verify the domain log, prove entries, replay jobs (auditors).
+    Audit(cli::audit::AuditArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,6 +101,10 @@ struct RunArgs {
     /// Print one JSON document instead of the human-readable report.
     #[arg(long)]
     json: bool,
+    /// Domain directory for the audit log, transcripts and keys (default: $ENCLAVE_HOME, else
+    /// the user's data dir `enclave/`).
+    #[arg(long)]
+    home: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -124,13 +132,6 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("enclave").join("modules"))
 }
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("enclave")
-}
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut limits = Limits::default();
@@ -162,11 +163,17 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let sandbox = Sandbox::new(engine_limits, cache).map_err(|e| anyhow::anyhow!(e.message))?;
-    let domain_secret = match &args.policy {
-        Some(_) => enclave::runner::local_domain_secret(&data_dir())
-            .map_err(|e| anyhow::anyhow!(e.message))?,
-        None => [0; 32],
-    };
+    let root = args.home.clone().unwrap_or_else(enclave::store::default_home);
+    let domain = enclave::audit::Domain::open(&root, enclave::audit::local_actor("developer"))
+        .with_context(|| format!("opening the domain directory {}", root.display()))?;
+    let opened = &domain.opened;
+    if opened.torn_bytes_removed > 0 || opened.recommitted > 0 {
+        eprintln!(
+            "note: the audit log was repaired at start ({} torn bytes removed, {} entries committed)",
+            opened.torn_bytes_removed, opened.recommitted
+        );
+    }
+    let domain_secret = domain.home.domain_secret()?;
     let local = LocalRun {
         module: args.module,
         tables: args.tables,
@@ -178,9 +185,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         application: args.application,
         domain_secret,
     };
-    let report = match local.run(&sandbox) {
+    let logged = match domain.run(&local, &sandbox) {
         Ok(r) => r,
-        Err(e) => {
+        Err(enclave::audit::AuditError::Job(e)) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&setup_error_json(&e))?);
             } else {
@@ -188,11 +195,27 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::FAILURE);
         }
+        Err(e) => return Err(e.into()),
     };
+    let report = &logged.report;
+    let audit = serde_json::json!({
+        "home": root,
+        "entries": logged.entries,
+        "transcript": logged.transcript,
+    });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+        let mut v = report_json(report);
+        v["audit"] = audit;
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", report_human(&report));
+        print!("{}", report_human(report));
+        if let (Some(first), Some(last)) = (logged.entries.first(), logged.entries.last()) {
+            println!(
+                "\naudit: log entries {first}..={last} in {}; replay with `enclave audit replay {}`",
+                root.display(),
+                report.job_id
+            );
+        }
     }
     Ok(if report.result.is_ok() {
         ExitCode::SUCCESS
@@ -280,6 +303,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Datagen(a) => datagen(a),
         Command::Sample(a) => sample(a),
+        Command::Audit(a) => cli::audit::audit(a),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@
 //! document. It must never print anything but the report (and never a data value in an error).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -114,33 +114,6 @@ impl LocalRun {
     pub fn run(&self, sandbox: &Sandbox) -> Result<JobReport, JobError> {
         let (module, spec) = self.to_job()?;
         Ok(sandbox.run(&module, spec))
-    }
-}
-
-/// The local domain's secret: `dir/domain.key`, created (32 random bytes, mode 0600) on first use.
-pub fn local_domain_secret(dir: &Path) -> Result<[u8; 32], JobError> {
-    let path = dir.join("domain.key");
-    let io = |e: std::io::Error| JobError::internal(format!("domain key {}: {e}", path.display()));
-    match std::fs::read(&path) {
-        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-            JobError::internal(format!("domain key {} is not 32 bytes", path.display()))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
-                .map_err(|_| JobError::internal("no system randomness"))?;
-            std::fs::create_dir_all(dir).map_err(io)?;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            use std::io::Write;
-            opts.open(&path)
-                .and_then(|mut f| f.write_all(&key))
-                .map_err(io)?;
-            Ok(key)
-        }
-        Err(e) => Err(io(e)),
     }
 }
 

@@ -194,6 +194,8 @@ pub struct Started {
     pub stream: SendableRecordBatchStream,
     /// Groups suppressed so far (final once the stream has ended).
     pub suppressed: Arc<AtomicU64>,
+    /// blake3 of the executed logical plan's text (after policy rewrites).
+    pub plan_blake3: [u8; 32],
 }
 
 /// Builds the locked-down session state: functions yes; table factories, table functions,
@@ -283,6 +285,7 @@ impl JobSession {
             }
             None => (plan, Arc::new(AtomicU64::new(0))),
         };
+        let plan_blake3 = *blake3::hash(plan.display_indent().to_string().as_bytes()).as_bytes();
         let df = self
             .ctx
             .execute_logical_plan(plan)
@@ -296,6 +299,7 @@ impl JobSession {
         Ok(Started {
             stream: in_partition_order(schema, partitions),
             suppressed,
+            plan_blake3,
         })
     }
 

@@ -25,6 +25,7 @@ use wasmtime::{
 
 use abi::HostState;
 pub use abi::QueryRecord;
+pub use abi::tape::{Divergence, Event, HostErr, Tape};
 use cache::ModuleCache;
 pub use cache::Prepared;
 
@@ -57,6 +58,8 @@ pub struct JobSpec {
     pub target_partitions: usize,
     /// Column rules and pseudonym key; `None` runs without a policy (trusted local data only).
     pub governance: Option<Governance>,
+    /// Replay: take query results from these recorded events instead of running queries.
+    pub replay: Option<Vec<abi::tape::Event>>,
 }
 
 impl JobSpec {
@@ -88,6 +91,7 @@ impl JobSpec {
             clock_ms: 0,
             target_partitions: SessionLimits::default().target_partitions,
             governance: None,
+            replay: None,
         }
     }
 }
@@ -115,6 +119,9 @@ pub struct JobReport {
     pub logs: Vec<String>,
     /// Queries run.
     pub queries: Vec<QueryRecord>,
+    /// The recorded (or, in replay, the played-back) host-call results.
+    #[serde(skip)]
+    pub tape: Option<abi::tape::Tape>,
 }
 
 /// The sandbox: one engine, one linker, one module cache, one query runtime.
@@ -268,6 +275,7 @@ impl Sandbox {
                 outputs: vec![],
                 logs: vec![],
                 queries: vec![],
+                tape: None,
             },
         }
     }
@@ -287,8 +295,9 @@ impl Sandbox {
             outputs: vec![],
             logs: vec![],
             queries: vec![],
+            tape: None,
         };
-        let session = if spec.datasets.is_empty() {
+        let session = if spec.datasets.is_empty() || spec.replay.is_some() {
             None
         } else {
             let limits = SessionLimits {
@@ -343,6 +352,10 @@ fn execute(
     runtime: tokio::runtime::Handle,
 ) -> JobReport {
     let limits = spec.limits.clone();
+    let tape = match spec.replay {
+        Some(events) => Tape::replay(events),
+        None => Tape::record(limits.transcript_bytes),
+    };
     let state = HostState::new(
         limits.clone(),
         spec.params,
@@ -350,6 +363,7 @@ fn execute(
         runtime,
         spec.seed,
         spec.clock_ms,
+        tape,
     );
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -388,6 +402,7 @@ fn execute(
         outputs,
         logs: state.logs,
         queries: state.query_log,
+        tape: Some(state.tape),
     }
 }
 

@@ -3,7 +3,6 @@
 //! Owns argument handling of every import: deadline first, hostile pointers checked, limits
 //! charged, then the call into `HostState`. It must never index guest memory without a check.
 
-use std::sync::atomic::Ordering;
 
 use wasmtime::{Caller, Linker};
 
@@ -113,8 +112,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         MODULE,
         "query_suppressed",
         |mut c: Caller<'_, HostState>, h: i32| -> wasmtime::Result<i64> {
-            let q = c.data_mut().handle("query_suppressed", h)?;
-            Ok(i64::try_from(q.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+            c.data_mut().suppressed(h)
         },
     )?;
 

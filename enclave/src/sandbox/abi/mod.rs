@@ -24,7 +24,9 @@ use crate::outputs::Output;
 use crate::query::{JobSession, QueryError, classify_exec_error};
 
 mod imports;
+pub mod tape;
 pub use imports::add_to_linker;
+use tape::{Event, HostErr, Tape};
 
 /// Namespace of every import.
 pub const MODULE: &str = "enclave_v1";
@@ -126,16 +128,21 @@ impl ResourceLimiter for JobLimiter {
     }
 }
 
-/// One open query: the engine's stream and the IPC writer producing the guest's messages.
+/// One open query. Live, it holds the engine's stream and the IPC writer producing the guest's
+/// messages; in replay its messages come from the tape.
 struct OpenQuery {
-    stream: SendableRecordBatchStream,
-    suppressed: Arc<AtomicU64>,
+    live: Option<LiveQuery>,
     /// Index of this query's record in `query_log`.
     record: usize,
-    writer: Option<StreamWriter<Vec<u8>>>,
     /// The message announced by `query_next`, waiting for `query_read`.
     pending: Option<Vec<u8>>,
     done: bool,
+}
+
+struct LiveQuery {
+    stream: SendableRecordBatchStream,
+    suppressed: Arc<AtomicU64>,
+    writer: Option<StreamWriter<Vec<u8>>>,
 }
 
 /// A recorded host-call result, for the job report (and, later, the replay transcript).
@@ -154,6 +161,23 @@ pub struct QueryRecord {
     /// Error returned to the guest, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// blake3 of the executed (rewritten) plan, hex; absent when planning failed or in replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_blake3: Option<String>,
+}
+
+impl QueryRecord {
+    fn new(sql: String, error: Option<String>) -> Self {
+        QueryRecord {
+            sql,
+            batches: 0,
+            rows: 0,
+            bytes: 0,
+            suppressed_groups: 0,
+            error,
+            plan_blake3: None,
+        }
+    }
 }
 
 /// Everything the host keeps for one running job.
@@ -179,12 +203,14 @@ pub struct HostState {
     pub guest_failure: Option<String>,
     /// Queries run, in order.
     pub query_log: Vec<QueryRecord>,
+    /// Recorded (live) or played-back (replay) results of world-dependent host calls.
+    pub tape: Tape,
     deadline: Instant,
     started: Instant,
 }
 
 impl HostState {
-    /// State for a job with these limits, parameters, query session, seed and clock.
+    /// State for a job with these limits, parameters, query session, seed, clock and tape.
     pub fn new(
         limits: Limits,
         params: BTreeMap<String, String>,
@@ -192,6 +218,7 @@ impl HostState {
         runtime: tokio::runtime::Handle,
         seed: [u8; 32],
         clock_ms: i64,
+        tape: Tape,
     ) -> Self {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(limits.wall_clock_ms);
@@ -216,6 +243,7 @@ impl HostState {
             first_host_error: None,
             guest_failure: None,
             query_log: Vec::new(),
+            tape,
             deadline,
             started,
         }
@@ -251,22 +279,55 @@ impl HostState {
             .ok_or_else(|| bad_call(call, &format!("unknown or closed query handle {h}")))
     }
 
+    fn free_slot(&self) -> usize {
+        self.queries
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.queries.len())
+    }
+
+    fn install(&mut self, slot: usize, q: OpenQuery) {
+        if slot == self.queries.len() {
+            self.queries.push(Some(q));
+        } else {
+            self.queries[slot] = Some(q);
+        }
+    }
+
+    /// Records (live) an error result of `query_open` and returns its code to the guest.
+    fn open_failed(&mut self, sql: String, code: i64, err: JobError) -> wasmtime::Result<i64> {
+        self.tape.push(Event::Open {
+            sql: sql.clone(),
+            result: Err(HostErr {
+                code,
+                error: err.clone(),
+            }),
+        })?;
+        self.query_log
+            .push(QueryRecord::new(sql, Some(err.message.clone())));
+        Ok(self.refuse(code, err))
+    }
+
     fn open_query(&mut self, sql: String) -> wasmtime::Result<i64> {
         let open = self.queries.iter().filter(|q| q.is_some()).count() as u64;
         if open >= self.limits.open_queries {
             let e = JobError::limit(Limit::OpenQueries, open + 1, self.limits.open_queries);
             return Ok(self.refuse(code::TOO_MANY, e));
         }
+        let slot = self.free_slot();
+        if self.tape.is_replay() {
+            return self.replay_open(sql, slot);
+        }
         let Some(session) = self.session.clone() else {
             let e =
                 QueryError::Refused("this job has no datasets: queries are not available".into());
-            return Ok(self.refuse(code::REFUSED, e.to_job_error()));
+            return self.open_failed(sql, code::REFUSED, e.to_job_error());
         };
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let opened = self
             .runtime
             .block_on(async { tokio::time::timeout(remaining, session.open(&sql)).await });
-        let stream = match opened {
+        let started = match opened {
             Err(_) => return Err(wall_clock_error(self.started, self.limits.wall_clock_ms)),
             Ok(Err(e)) => {
                 let code = match e {
@@ -276,20 +337,11 @@ impl HostState {
                     | QueryError::TooLong { .. } => code::REFUSED,
                     _ => code::FAILED,
                 };
-                self.query_log.push(QueryRecord {
-                    sql,
-                    batches: 0,
-                    rows: 0,
-                    bytes: 0,
-                    suppressed_groups: 0,
-                    error: Some(e.to_string()),
-                });
-                return Ok(self.refuse(code, e.to_job_error()));
+                return self.open_failed(sql, code, e.to_job_error());
             }
             Ok(Ok(s)) => s,
         };
-        let (stream, suppressed) = (stream.stream, stream.suppressed);
-        let schema = stream.schema();
+        let schema = started.stream.schema();
         let writer = match StreamWriter::try_new(Vec::new(), &schema) {
             Ok(w) => w,
             Err(e) => {
@@ -298,61 +350,162 @@ impl HostState {
                 ))));
             }
         };
-        self.query_log.push(QueryRecord {
-            sql,
-            batches: 0,
-            rows: 0,
-            bytes: 0,
-            suppressed_groups: 0,
-            error: None,
-        });
+        self.tape.push(Event::Open {
+            sql: sql.clone(),
+            result: Ok(slot as i64),
+        })?;
+        let mut record = QueryRecord::new(sql, None);
+        record.plan_blake3 = Some(blake3::Hash::from(started.plan_blake3).to_hex().to_string());
+        self.query_log.push(record);
         let q = OpenQuery {
-            stream,
-            suppressed,
+            live: Some(LiveQuery {
+                stream: started.stream,
+                suppressed: started.suppressed,
+                writer: Some(writer),
+            }),
             record: self.query_log.len() - 1,
-            writer: Some(writer),
             pending: None,
             done: false,
         };
-        let slot = match self.queries.iter().position(Option::is_none) {
-            Some(i) => {
-                self.queries[i] = Some(q);
-                i
-            }
-            None => {
-                self.queries.push(Some(q));
-                self.queries.len() - 1
-            }
-        };
+        self.install(slot, q);
         Ok(slot as i64)
     }
 
+    fn replay_open(&mut self, sql: String, slot: usize) -> wasmtime::Result<i64> {
+        let event = self.tape.play("query_open", |e| match e {
+            Event::Open { sql: recorded, .. } if *recorded != sql => Err(format!(
+                "the guest's SQL (blake3 {}) differs from the recorded SQL (blake3 {})",
+                blake3::hash(sql.as_bytes()).to_hex(),
+                blake3::hash(recorded.as_bytes()).to_hex()
+            )),
+            Event::Open { result: Ok(h), .. } if *h != slot as i64 => {
+                Err(format!("handle {slot} where the transcript has {h}"))
+            }
+            _ => Ok(()),
+        })?;
+        let Event::Open { result, .. } = event else {
+            return Err(wasmtime::Error::new(JobError::internal("tape event mismatch")));
+        };
+        match result {
+            Err(he) => {
+                self.query_log
+                    .push(QueryRecord::new(sql, Some(he.error.message.clone())));
+                Ok(self.refuse(he.code, he.error))
+            }
+            Ok(_) => {
+                self.query_log.push(QueryRecord::new(sql, None));
+                let q = OpenQuery {
+                    live: None,
+                    record: self.query_log.len() - 1,
+                    pending: None,
+                    done: false,
+                };
+                self.install(slot, q);
+                Ok(slot as i64)
+            }
+        }
+    }
+
+    /// `query_suppressed`: the count the threshold suppressed, live or from the tape.
+    fn suppressed(&mut self, h: i32) -> wasmtime::Result<i64> {
+        let q = self.handle("query_suppressed", h)?;
+        if let Some(live) = &q.live {
+            let value =
+                i64::try_from(live.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            self.tape.push(Event::Suppressed { handle: h, value })?;
+            return Ok(value);
+        }
+        let event = self.tape.play("query_suppressed", |e| match e {
+            Event::Suppressed { handle, .. } if *handle != h => {
+                Err(format!("handle {h} where the transcript has {handle}"))
+            }
+            _ => Ok(()),
+        })?;
+        match event {
+            Event::Suppressed { value, .. } => Ok(value),
+            _ => Err(wasmtime::Error::new(JobError::internal("tape event mismatch"))),
+        }
+    }
+
     /// Produces the next IPC message of query `h`: schema first, then one per batch, then EOS.
+    /// Every outcome is recorded on the tape (live) or taken from it (replay).
     fn next_message(&mut self, h: i32) -> wasmtime::Result<i64> {
+        let step = if self.handle("query_next", h)?.live.is_some() {
+            let step = self.live_next(h)?;
+            self.tape.push(Event::Next {
+                handle: h,
+                result: step.clone(),
+            })?;
+            step
+        } else {
+            let event = self.tape.play("query_next", |e| match e {
+                Event::Next { handle, .. } if *handle != h => {
+                    Err(format!("handle {h} where the transcript has {handle}"))
+                }
+                _ => Ok(()),
+            })?;
+            match event {
+                Event::Next { result, .. } => result,
+                _ => return Err(wasmtime::Error::new(JobError::internal("tape event mismatch"))),
+            }
+        };
+        let q = self.handle("query_next", h)?;
+        let record = q.record;
+        match step {
+            Ok(msg) => {
+                let n = msg.len() as i64;
+                q.pending = if msg.is_empty() { None } else { Some(msg) };
+                let suppressed = q
+                    .live
+                    .as_ref()
+                    .map(|l| l.suppressed.load(Ordering::Relaxed));
+                if let Some(rec) = self.query_log.get_mut(record) {
+                    rec.bytes += n as u64;
+                    if let Some(s) = suppressed {
+                        rec.suppressed_groups = s;
+                    }
+                }
+                Ok(n)
+            }
+            Err(he) => {
+                q.done = true;
+                q.pending = None;
+                if let Some(rec) = self.query_log.get_mut(record) {
+                    rec.error = Some(he.error.message.clone());
+                }
+                Ok(self.refuse(he.code, he.error))
+            }
+        }
+    }
+
+    /// The next message of a live query (empty once the stream has ended).
+    fn live_next(&mut self, h: i32) -> wasmtime::Result<Result<Vec<u8>, HostErr>> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let memory_limit = self.limits.query_memory_bytes;
         let runtime = self.runtime.clone();
         let (started, wall_cap) = (self.started, self.limits.wall_clock_ms);
         let q = self.handle("query_next", h)?;
-        if let Some(w) = q.writer.as_mut() {
+        let record = q.record;
+        let done = q.done;
+        let Some(live) = q.live.as_mut() else {
+            return Err(wasmtime::Error::new(JobError::internal("live query missing")));
+        };
+        if let Some(w) = live.writer.as_mut() {
             let buffered = std::mem::take(w.get_mut());
             if !buffered.is_empty() {
-                let n = buffered.len() as i64;
-                q.pending = Some(buffered);
-                return Ok(n);
+                return Ok(Ok(buffered));
             }
         }
-        if q.done {
-            q.pending = None;
-            return Ok(0);
+        if done {
+            return Ok(Ok(Vec::new()));
         }
         let next =
-            runtime.block_on(async { tokio::time::timeout(remaining, q.stream.next()).await });
+            runtime.block_on(async { tokio::time::timeout(remaining, live.stream.next()).await });
         let step = match next {
             Err(_) => return Err(wall_clock_error(started, wall_cap)),
             Ok(step) => step,
         };
-        let Some(w) = q.writer.as_mut() else {
+        let Some(w) = live.writer.as_mut() else {
             return Err(wasmtime::Error::new(JobError::internal(
                 "query writer missing",
             )));
@@ -360,38 +513,31 @@ impl HostState {
         let ipc = |e: datafusion::arrow::error::ArrowError| {
             wasmtime::Error::new(JobError::internal(format!("IPC encoding: {e}")))
         };
-        let (rows, failed) = match step {
+        let rows = match step {
             Some(Ok(batch)) => {
                 w.write(&batch).map_err(ipc)?;
-                (batch.num_rows() as u64, None)
+                batch.num_rows() as u64
             }
             Some(Err(e)) => {
                 q.done = true;
-                (0, Some(classify_exec_error(memory_limit)(e)))
+                let e = classify_exec_error(memory_limit)(e).to_job_error();
+                return Ok(Err(HostErr {
+                    code: code::FAILED,
+                    error: e,
+                }));
             }
             None => {
                 w.finish().map_err(ipc)?;
                 q.done = true;
-                (0, None)
+                0
             }
         };
         let msg = std::mem::take(w.get_mut());
-        let n = msg.len() as i64;
-        q.pending = if msg.is_empty() { None } else { Some(msg) };
-        let (record, suppressed) = (q.record, q.suppressed.load(Ordering::Relaxed));
-        if let Some(e) = failed {
-            if let Some(rec) = self.query_log.get_mut(record) {
-                rec.error = Some(e.to_string());
-            }
-            return Ok(self.refuse(code::FAILED, e.to_job_error()));
-        }
         if let Some(rec) = self.query_log.get_mut(record) {
-            rec.suppressed_groups = suppressed;
             rec.rows += rows;
             rec.batches += u64::from(rows > 0);
-            rec.bytes += n as u64;
         }
-        Ok(n)
+        Ok(Ok(msg))
     }
 
     fn add_output(&mut self, name: String, kind: i32, bytes: Vec<u8>) -> wasmtime::Result<i32> {

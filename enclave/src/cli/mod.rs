@@ -1,0 +1,3 @@
+//! Command-line front ends that are more than a few lines (binary only; `anyhow` lives here).
+
+pub mod audit;

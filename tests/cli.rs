@@ -1,12 +1,10 @@
 //! The `enclave` command line as a developer uses it.
 
-use std::process::Command;
-
 use enclave_tests::*;
 use serde_json::Value;
 
 fn run_json(args: &[&str]) -> (bool, Value) {
-    let out = Command::new(enclave_bin())
+    let out = enclave_cmd()
         .args(args)
         .arg("--json")
         .arg("--no-cache")
@@ -110,7 +108,7 @@ fn run_json_reports_errors_with_kind_and_nonzero_exit() {
 fn human_report_and_datagen() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.parquet");
-    let out = Command::new(enclave_bin())
+    let out = enclave_cmd()
         .args([
             "datagen",
             "traffic_records",
@@ -129,7 +127,7 @@ fn human_report_and_datagen() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(file.exists());
-    let out = Command::new(enclave_bin())
+    let out = enclave_cmd()
         .args(["datagen", "nope", "--rows", "1", "--out"])
         .arg(&file)
         .output()
@@ -138,7 +136,7 @@ fn human_report_and_datagen() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown table"));
 
     let module = example("sql-report");
-    let out = Command::new(enclave_bin())
+    let out = enclave_cmd()
         .args(["run", "--no-cache", "--module"])
         .arg(&module)
         .arg("--table")
@@ -164,8 +162,8 @@ fn policy_refusal_and_sample_from_the_cli() {
     let p = policy.to_str().unwrap();
     let home = tempfile::tempdir().unwrap();
     let run = |sql: &str| {
-        let out = Command::new(enclave_bin())
-            .env("XDG_DATA_HOME", home.path())
+        let out = enclave_cmd()
+            .env("ENCLAVE_HOME", home.path())
             .args([
                 "run",
                 "--json",
@@ -200,8 +198,8 @@ fn policy_refusal_and_sample_from_the_cli() {
     assert!(ok, "{doc}");
     assert_eq!(doc["outputs"][0]["rows"], 9);
     // A dataset the policy does not classify is not granted.
-    let out = Command::new(enclave_bin())
-        .env("XDG_DATA_HOME", home.path())
+    let out = enclave_cmd()
+        .env("ENCLAVE_HOME", home.path())
         .args([
             "run",
             "--json",
@@ -225,7 +223,7 @@ fn policy_refusal_and_sample_from_the_cli() {
     );
 
     let sample = home.path().join("sample.parquet");
-    let out = Command::new(enclave_bin())
+    let out = enclave_cmd()
         .args([
             "sample", "--table", &table, "--policy", p, "--rows", "500", "--seed", "3", "--out",
         ])

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::entry::{Draft, Entry, EntryError, Line};
 use crate::merkle::{Hash, ProofError, Tree};
@@ -113,16 +113,30 @@ fn now_ms() -> i64 {
 }
 
 impl Log {
-    /// Opens (or creates) the log at `path`, signing checkpoints with `signer`.
+    /// Opens (or creates) the log at `path`, signing checkpoints with `signer`; fails at once
+    /// if another process holds it.
     pub fn open(path: &Path, signer: Signer) -> Result<(Log, OpenReport), LogError> {
+        Log::open_waiting(path, signer, Duration::ZERO)
+    }
+
+    /// Like [`Log::open`], but waits up to `wait` for another holder to let go.
+    pub fn open_waiting(
+        path: &Path,
+        signer: Signer,
+        wait: Duration,
+    ) -> Result<(Log, OpenReport), LogError> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)
             .map_err(io(path))?;
-        if file.try_lock().is_err() {
-            return Err(LogError::Locked(path.to_owned()));
+        let deadline = Instant::now() + wait;
+        while file.try_lock().is_err() {
+            if Instant::now() >= deadline {
+                return Err(LogError::Locked(path.to_owned()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         let key = signer.verifier();
         let mut v = Verifier::new(&key, Tree::new());

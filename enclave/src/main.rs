@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a job module against local Parquet files (a developer's run on samples).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Generate a deterministic, realistic sample table as Parquet.
     Datagen(DatagenArgs),
     /// Write a sampled, desensitized sample of a dataset for developers (抽样、脱敏样本).
@@ -132,7 +132,6 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("enclave").join("modules"))
 }
 
-
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut limits = Limits::default();
     if let Some(f) = args.fuel {
@@ -163,7 +162,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let sandbox = Sandbox::new(engine_limits, cache).map_err(|e| anyhow::anyhow!(e.message))?;
-    let root = args.home.clone().unwrap_or_else(enclave::store::default_home);
+    let root = args
+        .home
+        .clone()
+        .unwrap_or_else(enclave::store::default_home);
     let domain = enclave::audit::Domain::open(&root, enclave::audit::local_actor("developer"))
         .with_context(|| format!("opening the domain directory {}", root.display()))?;
     let opened = &domain.opened;
@@ -300,7 +302,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => run(a),
+        Command::Run(a) => run(*a),
         Command::Datagen(a) => datagen(a),
         Command::Sample(a) => sample(a),
         Command::Audit(a) => cli::audit::audit(a),

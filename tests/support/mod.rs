@@ -134,6 +134,21 @@ pub fn enclave_bin() -> PathBuf {
     target_dir().join("debug").join("enclave")
 }
 
+/// A command running the `enclave` binary in a fresh domain directory of its own.
+pub fn enclave_cmd() -> Command {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let home = target_dir().join("enclave-test-homes").join(format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&home);
+    let mut cmd = Command::new(enclave_bin());
+    cmd.env("ENCLAVE_HOME", home);
+    cmd
+}
+
 /// The shipped default policy.
 pub fn default_policy() -> std::sync::Arc<enclave::policy::Policy> {
     std::sync::Arc::new(

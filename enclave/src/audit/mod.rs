@@ -212,7 +212,12 @@ impl Domain {
     pub fn open(root: &std::path::Path, actor: String) -> Result<Domain, AuditError> {
         let home = Home::open(root)?;
         let signer = home.log_signer()?;
-        let (log, opened) = Log::open(&home.log_path(), signer)?;
+        // Local runs on one domain take turns: wait for another process's job to finish.
+        let (log, opened) = Log::open_waiting(
+            &home.log_path(),
+            signer,
+            std::time::Duration::from_secs(600),
+        )?;
         Ok(Domain {
             home,
             log,
@@ -312,7 +317,11 @@ impl Domain {
             result: Ok(()),
         };
         let mut report = sandbox.run(&module, spec);
-        let events = report.tape.take().map(|t| t.into_events()).unwrap_or_default();
+        let events = report
+            .tape
+            .take()
+            .map(|t| t.into_events())
+            .unwrap_or_default();
         let header = Header {
             outputs: report
                 .outputs

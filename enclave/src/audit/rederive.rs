@@ -115,7 +115,10 @@ fn canonical_column(col: &ArrayRef) -> ArrayRef {
 
 /// Order-free canonical digest of a result: schema, row count and the lane-wise sum of the
 /// blake3 of each row's arrow row encoding (floats rounded to 12 significant digits).
-pub fn canonical_digest(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<([u8; 32], u64), String> {
+pub fn canonical_digest(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<([u8; 32], u64), String> {
     let mut h = blake3::Hasher::new();
     let mut fields = Vec::new();
     for f in schema.fields() {
@@ -254,13 +257,18 @@ pub(super) fn rederive(
                 .await
                 .into_iter()
                 .collect::<Result<_, _>>()
-                .map_err(crate::query::classify_exec_error(header.limits.query_memory_bytes))?;
+                .map_err(crate::query::classify_exec_error(
+                    header.limits.query_memory_bytes,
+                ))?;
             Ok::<_, crate::query::QueryError>((schema, batches))
         });
         let (schema2, batches2) = match rerun {
             Ok(r) => r,
             Err(e) => {
-                report.differ(format!("query #{index}"), format!("re-running it failed: {e}"));
+                report.differ(
+                    format!("query #{index}"),
+                    format!("re-running it failed: {e}"),
+                );
                 check.status = "different";
                 checks.push(check);
                 continue;
@@ -311,7 +319,7 @@ mod tests {
         let b1 = batch(&[3], &["c"], &[2.5]);
         let b2 = batch(&[2, 1], &["b", "a"], &[1.0, 0.3]);
         let s = a.schema();
-        let (d1, n1) = canonical_digest(&s, &[a.clone()]).unwrap();
+        let (d1, n1) = canonical_digest(&s, std::slice::from_ref(&a)).unwrap();
         let (d2, n2) = canonical_digest(&s, &[b1, b2]).unwrap();
         assert_eq!((d1, n1), (d2, n2));
         // A real change, a missing row or a duplicated row changes the digest.

@@ -105,8 +105,12 @@ fn logged(domain: &Domain, job_id: &str) -> Result<Logged, AuditError> {
             let name = e.subject.rsplit_once("/output:").map(|(_, n)| n.to_owned());
             l.outputs.push((name.unwrap_or_default(), digest("output")));
         } else if e.action == "dataset.read" {
-            let name = e.subject.rsplit_once("/dataset:").map(|(_, n)| n.to_owned());
-            l.datasets.push((e.seq, name.unwrap_or_default(), digest("file")));
+            let name = e
+                .subject
+                .rsplit_once("/dataset:")
+                .map(|(_, n)| n.to_owned());
+            l.datasets
+                .push((e.seq, name.unwrap_or_default(), digest("file")));
         }
     }
     Ok(l)
@@ -136,7 +140,9 @@ pub fn replay(
             if blake3::Hash::from(digest).to_hex().as_str() != transcript_hex {
                 report.differ(
                     "transcript",
-                    format!("the sealed transcript differs from the digest logged in entry {finish_seq}"),
+                    format!(
+                        "the sealed transcript differs from the digest logged in entry {finish_seq}"
+                    ),
                 );
                 return Ok(report);
             }
@@ -181,9 +187,8 @@ pub fn replay(
     let module_hash = blake3::hash(&module);
     let mut spec = JobSpec::new(&module_hash, header.params.clone(), vec![]);
     spec.job_id = header.job_id.clone();
-    spec.seed = parse_hex32(&header.seed).ok_or_else(|| {
-        AuditError::NotFound("the transcript's seed is not 64 hex digits".into())
-    })?;
+    spec.seed = parse_hex32(&header.seed)
+        .ok_or_else(|| AuditError::NotFound("the transcript's seed is not 64 hex digits".into()))?;
     spec.clock_ms = header.clock_ms;
     spec.limits = header.limits.clone();
     spec.target_partitions = header.target_partitions;
@@ -204,11 +209,18 @@ pub fn replay(
         ),
         (Err(e), Ok(())) => report.differ(
             "result",
-            format!("the job failed ({}) but its replay succeeded", e.kind.as_str()),
+            format!(
+                "the job failed ({}) but its replay succeeded",
+                e.kind.as_str()
+            ),
         ),
         (Err(a), Err(b)) if a.kind != b.kind => report.differ(
             "result",
-            format!("the job failed with {} but its replay with {}", a.kind.as_str(), b.kind.as_str()),
+            format!(
+                "the job failed with {} but its replay with {}",
+                a.kind.as_str(),
+                b.kind.as_str()
+            ),
         ),
         _ => {}
     }
@@ -225,7 +237,11 @@ pub fn replay(
             recorded: rec.map(|o| o.blake3.clone()),
             replayed: rep.map(|o| o.blake3.clone()),
         };
-        let logged_digest = logged.outputs.iter().find(|(n, _)| *n == name).map(|(_, d)| d);
+        let logged_digest = logged
+            .outputs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, d)| d);
         if check.recorded != check.replayed || rep.map(|o| &o.name) != rec.map(|o| &o.name) {
             report.differ(
                 format!("output {name}"),
@@ -240,7 +256,14 @@ pub fn replay(
         report.outputs.push(check);
     }
     if with_rederive {
-        let checks = rederive(domain, sandbox, &transcript, &logged.datasets, &secret, &mut report)?;
+        let checks = rederive(
+            domain,
+            sandbox,
+            &transcript,
+            &logged.datasets,
+            &secret,
+            &mut report,
+        )?;
         report.rederived = Some(checks);
     }
     report.identical = report.first_difference.is_none();

@@ -300,7 +300,10 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), &'static str> {
 fn put_err(out: &mut Vec<u8>, he: &HostErr) -> Result<(), &'static str> {
     out.push(1);
     out.extend_from_slice(&he.code.to_le_bytes());
-    put_bytes(out, &serde_json::to_vec(&he.error).map_err(|_| "error encoding")?)
+    put_bytes(
+        out,
+        &serde_json::to_vec(&he.error).map_err(|_| "error encoding")?,
+    )
 }
 
 struct Reader<'a>(&'a [u8]);

@@ -93,7 +93,11 @@ fn existing_home(root: &std::path::Path) -> anyhow::Result<Home> {
     Ok(Home::open(root)?)
 }
 
-fn verify(root: &std::path::Path, trusted: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+fn verify(
+    root: &std::path::Path,
+    trusted: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     // Read-only: an auditor's check never repairs or rewrites the log.
     let home = existing_home(root)?;
     let key = public_key(&home)?;
@@ -102,7 +106,11 @@ fn verify(root: &std::path::Path, trusted: Option<PathBuf>, json: bool) -> anyho
         .transpose()?;
     let path = home.log_path();
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let result = verify_log(BufReader::with_capacity(1 << 20, file), &key, trusted.as_deref());
+    let result = verify_log(
+        BufReader::with_capacity(1 << 20, file),
+        &key,
+        trusted.as_deref(),
+    );
     let ok = result.is_ok();
     if json {
         let v = match &result {
@@ -126,7 +134,11 @@ fn verify(root: &std::path::Path, trusted: Option<PathBuf>, json: bool) -> anyho
             Err(f) => println!("BAD: {f}"),
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn prove(
@@ -204,7 +216,8 @@ fn replay_job(
 ) -> anyhow::Result<ExitCode> {
     existing_home(root)?;
     let domain = Domain::open(root, local_actor("auditor"))?;
-    let sandbox = Sandbox::new(EngineLimits::default(), None).map_err(|e| anyhow::anyhow!(e.message))?;
+    let sandbox =
+        Sandbox::new(EngineLimits::default(), None).map_err(|e| anyhow::anyhow!(e.message))?;
     let report = replay::replay(&domain, &sandbox, job, rederive)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -231,7 +244,10 @@ fn replay_job(
                     c.index,
                     c.status,
                     c.rows,
-                    c.note.as_deref().map(|n| format!(" — {n}")).unwrap_or_default()
+                    c.note
+                        .as_deref()
+                        .map(|n| format!(" — {n}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -251,7 +267,10 @@ fn export(root: &std::path::Path, out: &std::path::Path, json: bool) -> anyhow::
     std::fs::copy(home.log_path(), &log).context("copying the log")?;
     std::fs::copy(home.log_public_key_path(), &key).context("copying the key")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&json!({"ok": true, "log": log, "key": key}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"ok": true, "log": log, "key": key}))?
+        );
     } else {
         println!(
             "exported {} and {}\n  verify with: enclave-audit verify --log {} --key {}",

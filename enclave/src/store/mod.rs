@@ -122,9 +122,10 @@ impl Home {
         make: impl FnOnce(&[u8; 32]) -> Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
         match std::fs::metadata(path) {
-            Ok(m) if m.len() > max.max(4096) => {
-                Err(StoreError::Invalid(format!("{} is too large", path.display())))
-            }
+            Ok(m) if m.len() > max.max(4096) => Err(StoreError::Invalid(format!(
+                "{} is too large",
+                path.display()
+            ))),
             Ok(_) => std::fs::read(path).map_err(io_err("reading", path)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut seed = [0u8; 32];
@@ -142,10 +143,7 @@ impl Home {
     pub fn log_signer(&self) -> Result<Signer, StoreError> {
         let path = self.root.join("log.key");
         let secret = self.domain_secret()?;
-        let name = format!(
-            "enclave-domain/{}",
-            &blake3::hash(&secret).to_hex()[..12]
-        );
+        let name = format!("enclave-domain/{}", &blake3::hash(&secret).to_hex()[..12]);
         let bytes = self.secret_file(&path, 4096, |seed| {
             Signer::from_seed(&name, *seed)
                 .map(|s| s.encode().into_bytes())
@@ -190,7 +188,9 @@ impl Home {
     /// The stored module with this blake3; its bytes are checked against the digest.
     pub fn module(&self, blake3_hex: &str) -> Result<Vec<u8>, StoreError> {
         if blake3_hex.len() != 64 || !blake3_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StoreError::Invalid("module digest must be 64 hex digits".into()));
+            return Err(StoreError::Invalid(
+                "module digest must be 64 hex digits".into(),
+            ));
         }
         let path = self.module_path(blake3_hex);
         let bytes = read_bounded(&path, MAX_MODULE).map_err(|e| match e {
@@ -211,7 +211,9 @@ impl Home {
 
     /// Where the sealed transcript of `job_id` lives.
     pub fn transcript_path(&self, job_id: &str) -> PathBuf {
-        self.root.join("transcripts").join(format!("{job_id}.sealed"))
+        self.root
+            .join("transcripts")
+            .join(format!("{job_id}.sealed"))
     }
 }
 
@@ -264,7 +266,12 @@ mod tests {
         let hex = home.store_module(b"\0asm module").unwrap();
         assert_eq!(home.module(&hex).unwrap(), b"\0asm module");
         std::fs::write(home.module_path(&hex), b"\0asm altered").unwrap();
-        assert!(home.module(&hex).unwrap_err().to_string().contains("changed"));
+        assert!(
+            home.module(&hex)
+                .unwrap_err()
+                .to_string()
+                .contains("changed")
+        );
         assert!(matches!(
             home.module(&"0".repeat(64)),
             Err(StoreError::NoModule(_))

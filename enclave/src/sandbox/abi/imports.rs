@@ -3,7 +3,6 @@
 //! Owns argument handling of every import: deadline first, hostile pointers checked, limits
 //! charged, then the call into `HostState`. It must never index guest memory without a check.
 
-
 use wasmtime::{Caller, Linker};
 
 use super::super::guest_mem::{bad_call, read_bytes, read_prefix, read_str, write_bytes};

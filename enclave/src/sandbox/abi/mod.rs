@@ -384,7 +384,9 @@ impl HostState {
             _ => Ok(()),
         })?;
         let Event::Open { result, .. } = event else {
-            return Err(wasmtime::Error::new(JobError::internal("tape event mismatch")));
+            return Err(wasmtime::Error::new(JobError::internal(
+                "tape event mismatch",
+            )));
         };
         match result {
             Err(he) => {
@@ -410,8 +412,7 @@ impl HostState {
     fn suppressed(&mut self, h: i32) -> wasmtime::Result<i64> {
         let q = self.handle("query_suppressed", h)?;
         if let Some(live) = &q.live {
-            let value =
-                i64::try_from(live.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+            let value = i64::try_from(live.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
             self.tape.push(Event::Suppressed { handle: h, value })?;
             return Ok(value);
         }
@@ -423,7 +424,9 @@ impl HostState {
         })?;
         match event {
             Event::Suppressed { value, .. } => Ok(value),
-            _ => Err(wasmtime::Error::new(JobError::internal("tape event mismatch"))),
+            _ => Err(wasmtime::Error::new(JobError::internal(
+                "tape event mismatch",
+            ))),
         }
     }
 
@@ -446,7 +449,11 @@ impl HostState {
             })?;
             match event {
                 Event::Next { result, .. } => result,
-                _ => return Err(wasmtime::Error::new(JobError::internal("tape event mismatch"))),
+                _ => {
+                    return Err(wasmtime::Error::new(JobError::internal(
+                        "tape event mismatch",
+                    )));
+                }
             }
         };
         let q = self.handle("query_next", h)?;
@@ -488,7 +495,9 @@ impl HostState {
         let record = q.record;
         let done = q.done;
         let Some(live) = q.live.as_mut() else {
-            return Err(wasmtime::Error::new(JobError::internal("live query missing")));
+            return Err(wasmtime::Error::new(JobError::internal(
+                "live query missing",
+            )));
         };
         if let Some(w) = live.writer.as_mut() {
             let buffered = std::mem::take(w.get_mut());

@@ -72,27 +72,42 @@ impl Draft {
 
     /// Checks every field's shape.
     pub fn validate(&self) -> Result<(), EntryError> {
-        ident("actor", &self.actor, ":._-@/")?;
-        ident("action", &self.action, "._-")?;
-        ident("subject", &self.subject, ":._-/@")?;
-        if self.digests.len() > MAX_DIGESTS {
-            return Err(field("digests", "too many digests"));
-        }
-        for (name, value) in &self.digests {
-            if name.is_empty()
-                || name.len() > 64
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            {
-                return Err(field("digests", "digest names are [a-z0-9._-], at most 64"));
-            }
-            if !is_hex32(value) {
-                return Err(field("digests", "digests are 64 lowercase hex digits"));
-            }
-        }
-        Ok(())
+        check_fields(
+            &self.actor,
+            &self.action,
+            &self.subject,
+            self.digests.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
+}
+
+/// The shape rules of an entry's caller-supplied fields.
+fn check_fields<'a>(
+    actor: &str,
+    action: &str,
+    subject: &str,
+    digests: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), EntryError> {
+    ident("actor", actor, ":._-@/")?;
+    ident("action", action, "._-")?;
+    ident("subject", subject, ":._-/@")?;
+    if digests.len() > MAX_DIGESTS {
+        return Err(field("digests", "too many digests"));
+    }
+    for (name, value) in digests {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            return Err(field("digests", "digest names are [a-z0-9._-], at most 64"));
+        }
+        if !is_hex32(value) {
+            return Err(field("digests", "digests are 64 lowercase hex digits"));
+        }
+    }
+    Ok(())
 }
 
 fn ident(name: &'static str, v: &str, extra: &str) -> Result<(), EntryError> {
@@ -170,14 +185,181 @@ impl Entry {
         if !is_hex32(&self.prev) {
             return Err(field("prev", "must be 64 lowercase hex digits"));
         }
-        Draft {
-            actor: self.actor.clone(),
-            action: self.action.clone(),
-            subject: self.subject.clone(),
-            digests: self.digests.clone(),
-        }
-        .validate()
+        check_fields(
+            &self.actor,
+            &self.action,
+            &self.subject,
+            self.digests.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
+
+    /// The encoded log line (with newline) and the leaf hash, from one serialization.
+    pub fn encode_line(&self) -> (String, Hash) {
+        let canonical = self.canonical();
+        let leaf = leaf_hash(canonical.as_bytes());
+        (format!("{{\"entry\":{canonical}}}\n"), leaf)
+    }
+}
+
+/// An entry borrowed from a line, for verifying without copying.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryRef<'a> {
+    seq: u64,
+    time_ms: i64,
+    prev: &'a str,
+    actor: &'a str,
+    action: &'a str,
+    subject: &'a str,
+    #[serde(borrow)]
+    digests: BTreeMap<&'a str, &'a str>,
+}
+
+/// What a verifier needs from one entry line, checked for shape and canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFacts {
+    /// Sequence number.
+    pub seq: u64,
+    /// Time in ms.
+    pub time_ms: i64,
+    /// The previous entry's leaf hash as recorded.
+    pub prev: Hash,
+    /// This entry's leaf hash.
+    pub leaf: Hash,
+}
+
+const ENTRY_PREFIX: &[u8] = b"{\"entry\":";
+
+/// Checks an entry line (without newline) and returns its facts; `None` if it is not an entry
+/// line at all. `scratch` is reused between calls.
+///
+/// The fast path scans the exact canonical serialization (fields in order, digests in strictly
+/// increasing key order, no escapes, canonical integers), which is equivalent to parsing and
+/// re-encoding because every field's alphabet needs no escaping; anything it refuses goes
+/// through the slow serde path, which names the problem.
+pub fn entry_facts(text: &[u8], scratch: &mut Vec<u8>) -> Option<Result<EntryFacts, String>> {
+    let body = text.strip_prefix(ENTRY_PREFIX)?.strip_suffix(b"}")?;
+    if text.len() > MAX_LINE {
+        return Some(Err("line too long".to_owned()));
+    }
+    if let Some(facts) = scan_canonical(body) {
+        return Some(Ok(facts));
+    }
+    Some((|| {
+        let e: EntryRef<'_> =
+            serde_json::from_slice(body).map_err(|_| "not a log line".to_owned())?;
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, &e).map_err(|_| "not a log line".to_owned())?;
+        if scratch.as_slice() != body {
+            return Err("line is not in canonical form".to_owned());
+        }
+        let mut prev = [0u8; 32];
+        if !is_hex32(e.prev) || hex::decode_to_slice(e.prev, &mut prev).is_err() {
+            return Err("field `prev`: must be 64 lowercase hex digits".to_owned());
+        }
+        check_fields(
+            e.actor,
+            e.action,
+            e.subject,
+            e.digests.iter().map(|(k, v)| (*k, *v)),
+        )
+        .map_err(|e| e.to_string())?;
+        // Valid and canonical, yet refused by the scanner: a bug in one of the two paths.
+        Err("entry could not be checked (verifier inconsistency)".to_owned())
+    })())
+}
+
+/// A cursor over canonical JSON bytes.
+struct Scan<'a>(&'a [u8]);
+
+impl<'a> Scan<'a> {
+    fn lit(&mut self, l: &[u8]) -> Option<()> {
+        self.0 = self.0.strip_prefix(l)?;
+        Some(())
+    }
+    fn uint(&mut self) -> Option<u64> {
+        let n = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = &self.0[..n];
+        if n == 0 || (n > 1 && digits[0] == b'0') {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for d in digits {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        self.0 = &self.0[n..];
+        Some(v)
+    }
+    fn int(&mut self) -> Option<i64> {
+        if self.0.first() == Some(&b'-') {
+            self.0 = &self.0[1..];
+            let v = self.uint()?;
+            if v == 0 {
+                return None;
+            }
+            return 0i64.checked_sub_unsigned(v);
+        }
+        i64::try_from(self.uint()?).ok()
+    }
+    /// A string without escapes or control characters.
+    fn string(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        let n = self.0.iter().position(|&b| b == b'"')?;
+        let s = &self.0[..n];
+        if s.iter().any(|&b| b == b'\\' || b < 0x20) {
+            return None;
+        }
+        self.0 = &self.0[n + 1..];
+        std::str::from_utf8(s).ok()
+    }
+}
+
+fn scan_canonical(body: &[u8]) -> Option<EntryFacts> {
+    let mut c = Scan(body);
+    c.lit(b"{\"seq\":")?;
+    let seq = c.uint()?;
+    c.lit(b",\"time_ms\":")?;
+    let time_ms = c.int()?;
+    c.lit(b",\"prev\":")?;
+    let prev_hex = c.string()?;
+    c.lit(b",\"actor\":")?;
+    let actor = c.string()?;
+    c.lit(b",\"action\":")?;
+    let action = c.string()?;
+    c.lit(b",\"subject\":")?;
+    let subject = c.string()?;
+    c.lit(b",\"digests\":{")?;
+    let mut digests: [(&str, &str); MAX_DIGESTS] = [("", ""); MAX_DIGESTS];
+    let mut n = 0;
+    if c.lit(b"}").is_none() {
+        loop {
+            let k = c.string()?;
+            c.lit(b":")?;
+            let v = c.string()?;
+            if n == MAX_DIGESTS || (n > 0 && digests[n - 1].0 >= k) {
+                return None;
+            }
+            digests[n] = (k, v);
+            n += 1;
+            if c.lit(b",").is_none() {
+                c.lit(b"}")?;
+                break;
+            }
+        }
+    }
+    c.lit(b"}")?;
+    if !c.0.is_empty() || !is_hex32(prev_hex) {
+        return None;
+    }
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(prev_hex, &mut prev).ok()?;
+    check_fields(actor, action, subject, digests[..n].iter().copied()).ok()?;
+    Some(EntryFacts {
+        seq,
+        time_ms,
+        prev,
+        leaf: leaf_hash(body),
+    })
 }
 
 /// One line of a log file.
@@ -235,6 +417,88 @@ mod tests {
         let mut d = ok;
         d.digests.insert("Bad Name".into(), hex::encode([0; 32]));
         assert!(d.validate().is_err());
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_owned_encoding() {
+        let d = Draft::new("system", "domain.init", "domain:x").digest("a", &[9; 32]);
+        let e = Entry::from_draft(d, 7, 5, &[3; 32]);
+        let (line, leaf) = e.encode_line();
+        assert_eq!(line, Line::Entry(e.clone()).encode());
+        assert_eq!(leaf, e.leaf_hash());
+        let bare = line.trim_end().as_bytes();
+        let mut scratch = Vec::new();
+        let f = entry_facts(bare, &mut scratch).unwrap().unwrap();
+        assert_eq!((f.seq, f.time_ms, f.prev, f.leaf), (7, 5, [3; 32], leaf));
+        let spaced = line.replacen(":", ": ", 2);
+        assert!(
+            entry_facts(spaced.trim_end().as_bytes(), &mut scratch)
+                .unwrap()
+                .is_err()
+        );
+        let bad = line.replace("domain.init", "domain init");
+        assert!(
+            entry_facts(bad.trim_end().as_bytes(), &mut scratch)
+                .unwrap()
+                .is_err()
+        );
+        assert!(entry_facts(b"{\"checkpoint\":\"x\"}", &mut scratch).is_none());
+    }
+
+    /// The scanner accepts exactly what parse-and-re-encode accepts, on mutations of real lines.
+    #[test]
+    fn scanner_agrees_with_serde_on_mutated_lines() {
+        let d = Draft::new("developer:a", "job.run", "job:1/output:x")
+            .digest("b", &[1; 32])
+            .digest("a", &[2; 32]);
+        let (line, _) = Entry::from_draft(d, 12, -5, &[4; 32]).encode_line();
+        let body = line
+            .trim_end()
+            .strip_prefix("{\"entry\":")
+            .unwrap()
+            .strip_suffix('}')
+            .unwrap();
+        let slow = |b: &[u8]| -> bool {
+            let Ok(e) = serde_json::from_slice::<EntryRef<'_>>(b) else {
+                return false;
+            };
+            serde_json::to_vec(&e).unwrap() == b
+                && is_hex32(e.prev)
+                && check_fields(
+                    e.actor,
+                    e.action,
+                    e.subject,
+                    e.digests.iter().map(|(k, v)| (*k, *v)),
+                )
+                .is_ok()
+        };
+        assert!(scan_canonical(body.as_bytes()).is_some());
+        let mut variants = vec![
+            body.replace("\"seq\":12", "\"seq\":012"),
+            body.replace("\"time_ms\":-5", "\"time_ms\":-0"),
+            body.replace("\"time_ms\":-5", "\"time_ms\":5"),
+            body.replace("\"a\":", "\"c\":"),
+            body.replace("job.run", "job\\u002erun"),
+            body.replace(",\"subject\"", " ,\"subject\""),
+            body.replace("}}", "},\"x\":1}"),
+            body.replace("\"seq\":12", "\"seq\":18446744073709551616"),
+        ];
+        // Every single-byte deletion and a few substitutions.
+        for i in 0..body.len() {
+            let mut b = body.as_bytes().to_vec();
+            b.remove(i);
+            variants.push(String::from_utf8_lossy(&b).into_owned());
+            let mut b = body.as_bytes().to_vec();
+            b[i] = b'1';
+            variants.push(String::from_utf8_lossy(&b).into_owned());
+        }
+        for v in variants {
+            assert_eq!(
+                scan_canonical(v.as_bytes()).is_some(),
+                slow(v.as_bytes()),
+                "{v}"
+            );
+        }
     }
 
     #[test]

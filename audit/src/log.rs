@@ -11,13 +11,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::entry::{Draft, Entry, EntryError, Line};
 use crate::merkle::{Hash, ProofError, Tree};
 use crate::note::{Checkpoint, NoteError, Signer};
-use crate::verify::{Failure, FailureKind, LineKind, Verifier, read_line};
+use crate::verify::{Failure, FailureKind, LineKind, Verifier, prepare, read_line};
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,17 +85,37 @@ struct State {
     pending: Vec<u8>,
     /// Entries that are durable.
     committed: u64,
-    committing: bool,
     poisoned: Option<String>,
     latest: Option<String>,
+    shutdown: bool,
 }
 
-/// The domain's append-only log.
-pub struct Log {
+/// What the appenders and the committer share.
+struct Inner {
     path: PathBuf,
     signer: Signer,
     state: Mutex<State>,
+    /// Signalled when a commit ends (appenders wait on it).
     done: Condvar,
+    /// Signalled when entries are pending or the log closes (the committer waits on it).
+    work: Condvar,
+}
+
+/// The domain's append-only log. A committer thread writes whatever is pending, then a signed
+/// checkpoint, then syncs; appenders wait until their entries are durable (group commit).
+pub struct Log {
+    inner: Arc<Inner>,
+    committer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.inner.lock().shutdown = true;
+        self.inner.work.notify_all();
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
@@ -143,11 +163,11 @@ impl Log {
         let mut offsets = Vec::new();
         let mut report = OpenReport::default();
         let (mut pos, mut line_no) = (0u64, 0u64);
-        let mut last_time = i64::MIN;
         {
             let mut r = BufReader::with_capacity(1 << 20, &mut file);
             r.seek(SeekFrom::Start(0)).map_err(io(path))?;
             let mut buf = Vec::with_capacity(1024);
+            let mut scratch = Vec::with_capacity(1024);
             loop {
                 match read_line(&mut r, &mut buf, line_no) {
                     Ok(false) => break,
@@ -159,14 +179,9 @@ impl Log {
                     Err(f) => return Err(LogError::Damaged(f)),
                 }
                 line_no += 1;
-                match v.line(&buf).map_err(LogError::Damaged)? {
-                    LineKind::Entry(_) => {
-                        offsets.push(pos);
-                        if let Ok(Line::Entry(e)) = Line::decode(&buf) {
-                            last_time = e.time_ms;
-                        }
-                    }
-                    LineKind::Checkpoint(_) => {}
+                let p = prepare(&key, &buf, &mut scratch);
+                if let LineKind::Entry(_) = v.apply(p).map_err(LogError::Damaged)? {
+                    offsets.push(pos);
                 }
                 pos += buf.len() as u64 + 1;
             }
@@ -175,13 +190,14 @@ impl Log {
             file.set_len(pos).map_err(io(path))?;
             file.sync_data().map_err(io(path))?;
         }
+        let last_time = v.last_time();
         let (summary, tree) = v.finish().map_err(LogError::Damaged)?;
         report.entries = summary.entries;
         let prev_leaf = match tree.size() {
             0 => [0u8; 32],
             n => tree.leaf(n - 1).unwrap_or_default(),
         };
-        let log = Log {
+        let inner = Arc::new(Inner {
             path: path.to_owned(),
             signer,
             state: Mutex::new(State {
@@ -193,15 +209,16 @@ impl Log {
                 last_time,
                 pending: Vec::new(),
                 committed: summary.entries - summary.uncommitted,
-                committing: false,
                 poisoned: None,
                 latest: summary.latest_checkpoint,
+                shutdown: false,
             }),
             done: Condvar::new(),
-        };
+            work: Condvar::new(),
+        });
         if summary.uncommitted > 0 {
             report.recommitted = summary.uncommitted;
-            let (st, result) = log.commit(log.lock());
+            let (st, result) = inner.commit(inner.lock());
             drop(st);
             result?;
         } else if summary.entries == 0
@@ -212,23 +229,30 @@ impl Log {
             // Make the new file's directory entry durable too (best effort on odd filesystems).
             let _ = d.sync_all();
         }
+        let worker = Arc::clone(&inner);
+        let committer = std::thread::Builder::new()
+            .name("enclave-log-commit".into())
+            .spawn(move || worker.commit_loop())
+            .map_err(io(path))?;
+        let log = Log {
+            inner,
+            committer: Some(committer),
+        };
         Ok((log, report))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the file half-written (writes happen
-        // outside it), so a poisoned mutex still holds consistent state.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
     /// The file path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// The signing key's name (the checkpoint origin).
     pub fn origin(&self) -> &str {
-        self.signer.name()
+        self.inner.signer.name()
     }
 
     /// Appends one entry; returns once it is durable and covered by a signed checkpoint.
@@ -252,8 +276,7 @@ impl Log {
             let seq = st.tree.size();
             let time = now_ms().max(st.last_time);
             let entry = Entry::from_draft(d, seq, time, &st.prev_leaf);
-            let leaf = entry.leaf_hash();
-            let line = Line::Entry(entry).encode();
+            let (line, leaf) = entry.encode_line();
             let offset = st.tail + st.pending.len() as u64;
             st.pending.extend_from_slice(line.as_bytes());
             st.offsets.push(offset);
@@ -263,6 +286,7 @@ impl Log {
             out.push(Appended { seq, leaf });
         }
         let need = st.tree.size();
+        self.inner.work.notify_one();
         loop {
             if let Some(why) = &st.poisoned {
                 return Err(LogError::Poisoned(why.clone()));
@@ -270,13 +294,32 @@ impl Log {
             if st.committed >= need {
                 return Ok(out);
             }
-            if st.committing {
-                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
-            } else {
-                let (guard, result) = self.commit(st);
-                st = guard;
-                result?;
+            st = self.inner.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the file half-written (writes happen
+        // outside it), so a poisoned mutex still holds consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The committer: commits whatever is pending, as long as the log is open. Entries that
+    /// arrive during a commit's write and sync form the next group.
+    fn commit_loop(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.poisoned.is_some() || (st.pending.is_empty() && st.shutdown) {
+                return;
             }
+            if st.pending.is_empty() {
+                st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // A failed commit poisons the log and wakes the appenders with the error.
+            st = self.commit(st).0;
         }
     }
 
@@ -307,7 +350,6 @@ impl Log {
             return (st, Err(LogError::Poisoned("log file missing".into())));
         };
         st.tail += buf.len() as u64;
-        st.committing = true;
         drop(st);
         let result = file
             .write_all(&buf)
@@ -315,7 +357,6 @@ impl Log {
             .map_err(io(&self.path));
         let mut st = self.lock();
         st.file = Some(file);
-        st.committing = false;
         let result = match result {
             Ok(()) => {
                 st.committed = size;
@@ -330,7 +371,9 @@ impl Log {
         self.done.notify_all();
         (st, result)
     }
+}
 
+impl Log {
     /// Number of durable entries.
     pub fn size(&self) -> u64 {
         self.lock().committed
@@ -357,8 +400,9 @@ impl Log {
         }
         let offset = st.offsets[seq as usize];
         drop(st);
-        let mut f = File::open(&self.path).map_err(io(&self.path))?;
-        f.seek(SeekFrom::Start(offset)).map_err(io(&self.path))?;
+        let path = &self.inner.path;
+        let mut f = File::open(path).map_err(io(path))?;
+        f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
         let mut r = BufReader::new(f.take(crate::entry::MAX_LINE as u64 + 1));
         let mut buf = Vec::new();
         let damaged = |f: Failure| LogError::Damaged(f);
@@ -377,7 +421,8 @@ impl Log {
     /// Calls `f` on every committed entry, in order, reading the file sequentially.
     pub fn scan(&self, mut f: impl FnMut(&Entry)) -> Result<(), LogError> {
         let committed = self.size();
-        let file = File::open(&self.path).map_err(io(&self.path))?;
+        let path = &self.inner.path;
+        let file = File::open(path).map_err(io(path))?;
         let mut r = BufReader::with_capacity(1 << 20, file);
         let mut buf = Vec::with_capacity(1024);
         let mut line_no = 0;

@@ -6,11 +6,11 @@
 //! writer replays its own file through the same code at start. It must never report success for
 //! a log it did not fully read, and never stop at anything but the first failure.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use serde::Serialize;
 
-use crate::entry::{GENESIS_PREV, Line, MAX_LINE};
+use crate::entry::{EntryFacts, Line, MAX_LINE, entry_facts};
 use crate::merkle::{CompactRange, Hash, Tree};
 use crate::note::{Checkpoint, NoteError, VerifierKey};
 
@@ -117,6 +117,29 @@ pub enum LineKind {
     Checkpoint(u64),
 }
 
+/// A line checked on its own (the part of verification that can run in parallel).
+#[derive(Debug)]
+pub enum Prepared {
+    /// An entry line: its facts, or why it is malformed.
+    Entry(Result<EntryFacts, String>),
+    /// A checkpoint line: the opened checkpoint (or why not) and the note.
+    Checkpoint(Result<Checkpoint, NoteError>, String),
+    /// Neither.
+    Bad(String),
+}
+
+/// Checks one line on its own: canonical form, field shapes, leaf hash, checkpoint signature.
+pub fn prepare(key: &VerifierKey, text: &[u8], scratch: &mut Vec<u8>) -> Prepared {
+    if let Some(r) = entry_facts(text, scratch) {
+        return Prepared::Entry(r);
+    }
+    match Line::decode(text) {
+        Ok(Line::Checkpoint(note)) => Prepared::Checkpoint(Checkpoint::open(&note, key), note),
+        Ok(Line::Entry(_)) => Prepared::Bad("line is not in canonical form".into()),
+        Err(why) => Prepared::Bad(why.into()),
+    }
+}
+
 /// Line-by-line verifier state.
 pub struct Verifier<'k, A> {
     key: &'k VerifierKey,
@@ -163,22 +186,33 @@ impl<'k, A: Accumulator> Verifier<'k, A> {
 
     /// Verifies the next line (without its newline).
     pub fn line(&mut self, text: &[u8]) -> Result<LineKind, Failure> {
+        let mut scratch = Vec::new();
+        let p = prepare(self.key, text, &mut scratch);
+        self.apply(p)
+    }
+
+    /// Time of the last entry read (`i64::MIN` before any).
+    pub fn last_time(&self) -> i64 {
+        self.last_time
+    }
+
+    /// Applies the next prepared line: the checks that depend on what came before.
+    pub fn apply(&mut self, p: Prepared) -> Result<LineKind, Failure> {
         self.line += 1;
         let at = self.acc.size();
-        let line = Line::decode(text).map_err(|why| {
-            self.fail(
+        match p {
+            Prepared::Bad(why) => Err(self.fail(
                 Some(at),
                 FailureKind::Malformed,
                 format!("{why} (where entry {at} or a checkpoint belongs)"),
-            )
-        })?;
-        match line {
-            Line::Entry(e) => self.entry(e),
-            Line::Checkpoint(note) => self.checkpoint(note),
+            )),
+            Prepared::Entry(Err(why)) => Err(self.fail(Some(at), FailureKind::Malformed, why)),
+            Prepared::Entry(Ok(facts)) => self.entry(facts),
+            Prepared::Checkpoint(cp, note) => self.checkpoint(cp, note),
         }
     }
 
-    fn entry(&mut self, e: crate::entry::Entry) -> Result<LineKind, Failure> {
+    fn entry(&mut self, e: EntryFacts) -> Result<LineKind, Failure> {
         let at = self.acc.size();
         if e.seq != at {
             return Err(self.fail(
@@ -190,13 +224,7 @@ impl<'k, A: Accumulator> Verifier<'k, A> {
                 ),
             ));
         }
-        if let Err(why) = e.validate() {
-            return Err(self.fail(Some(at), FailureKind::Malformed, why.to_string()));
-        }
-        let want_prev = self
-            .prev_leaf
-            .map_or_else(|| GENESIS_PREV.to_owned(), hex::encode);
-        if e.prev != want_prev {
+        if e.prev != self.prev_leaf.unwrap_or([0u8; 32]) {
             let bad = at.saturating_sub(1);
             let msg = if at == 0 {
                 "the first entry must link to the genesis hash".to_owned()
@@ -213,9 +241,8 @@ impl<'k, A: Accumulator> Verifier<'k, A> {
             ));
         }
         self.last_time = e.time_ms;
-        let leaf = e.leaf_hash();
-        self.acc.push(leaf);
-        self.prev_leaf = Some(leaf);
+        self.acc.push(e.leaf);
+        self.prev_leaf = Some(e.leaf);
         if let Some(t) = &self.trusted
             && t.size == self.acc.size()
             && t.root != self.acc.root()
@@ -232,9 +259,13 @@ impl<'k, A: Accumulator> Verifier<'k, A> {
         Ok(LineKind::Entry(at))
     }
 
-    fn checkpoint(&mut self, note: String) -> Result<LineKind, Failure> {
+    fn checkpoint(
+        &mut self,
+        cp: Result<Checkpoint, NoteError>,
+        note: String,
+    ) -> Result<LineKind, Failure> {
         let size = self.acc.size();
-        let cp = Checkpoint::open(&note, self.key).map_err(|e| {
+        let cp = cp.map_err(|e| {
             let kind = match e {
                 NoteError::BadSignature(_) | NoteError::Unsigned(_) => {
                     FailureKind::ForgedCheckpoint
@@ -267,7 +298,9 @@ impl<'k, A: Accumulator> Verifier<'k, A> {
             return Err(self.fail(
                 Some(first),
                 FailureKind::CheckpointMismatch,
-                format!("signed checkpoint of size {size} does not match {range}: the first altered entry is {first} or later"),
+                format!(
+                    "signed checkpoint of size {size} does not match {range}: the first altered entry is {first} or later"
+                ),
             ));
         }
         self.committed = size;
@@ -339,8 +372,61 @@ pub fn read_line<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, line_no: u64) -> Resu
     })
 }
 
+/// Bytes read per block of the parallel verifier.
+const BLOCK: usize = 4 << 20;
+
+/// Fills `buf` from `r` up to `want` bytes; true at end of file.
+fn fill<R: Read>(r: &mut R, buf: &mut Vec<u8>, want: usize, line: u64) -> Result<bool, Failure> {
+    let mut chunk = [0u8; 64 << 10];
+    while buf.len() < want {
+        match r.read(&mut chunk) {
+            Ok(0) => return Ok(true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Failure {
+                    line: line + 1,
+                    entry: None,
+                    kind: FailureKind::Io,
+                    message: format!("read failed: {}", e.kind()),
+                });
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Checks every line of `block` (whole lines, each ending in a newline) on its own, on up to
+/// `workers` threads; results in line order.
+fn prepare_block(key: &VerifierKey, block: &[u8], workers: usize) -> Vec<Prepared> {
+    let lines: Vec<&[u8]> = block.split(|&b| b == b'\n').collect();
+    let lines = &lines[..lines.len().saturating_sub(1)];
+    let per = lines.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut scratch = Vec::with_capacity(1024);
+                    part.iter()
+                        .map(|l| prepare(key, l, &mut scratch))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Prepared::Bad("verifier worker failed".into())])
+            })
+            .collect()
+    })
+}
+
 /// Verifies a whole exported log read from `r`; every entry must be covered by a checkpoint.
-pub fn verify_log<R: BufRead>(
+/// Lines are checked on their own in parallel (one worker per core), then in order.
+pub fn verify_log<R: Read>(
     mut r: R,
     key: &VerifierKey,
     trusted: Option<&str>,
@@ -354,10 +440,53 @@ pub fn verify_log<R: BufRead>(
             message: format!("trusted checkpoint: {e}"),
         })?;
     }
-    let mut buf = Vec::with_capacity(1024);
-    while read_line(&mut r, &mut buf, v.line)? {
-        v.line(&buf)?;
-    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    // Pipeline: while block k is checked line by line on worker threads, the lines of block
+    // k-1 are applied in order here.
+    std::thread::scope(|s| -> Result<(), Failure> {
+        let mut carry: Vec<u8> = Vec::with_capacity(BLOCK + MAX_LINE);
+        let mut pending: Option<std::thread::ScopedJoinHandle<'_, Vec<Prepared>>> = None;
+        let apply = |v: &mut Verifier<'_, CompactRange>,
+                     h: std::thread::ScopedJoinHandle<'_, Vec<Prepared>>| {
+            let prepared = h
+                .join()
+                .unwrap_or_else(|_| vec![Prepared::Bad("verifier worker failed".into())]);
+            prepared
+                .into_iter()
+                .try_for_each(|p| v.apply(p).map(|_| ()))
+        };
+        loop {
+            let eof = fill(&mut r, &mut carry, BLOCK, v.line)?;
+            let cut = carry.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let block: Vec<u8> = carry.drain(..cut).collect();
+            let next = s.spawn(move || prepare_block(key, &block, workers));
+            if let Some(h) = pending.take() {
+                apply(&mut v, h)?;
+            }
+            pending = Some(next);
+            if carry.len() > MAX_LINE || eof {
+                if let Some(h) = pending.take() {
+                    apply(&mut v, h)?;
+                }
+                let failure = |kind, message: String| Failure {
+                    line: v.line + 1,
+                    entry: None,
+                    kind,
+                    message,
+                };
+                if carry.len() > MAX_LINE {
+                    return Err(failure(FailureKind::Malformed, "line too long".into()));
+                }
+                if !carry.is_empty() {
+                    return Err(failure(
+                        FailureKind::TornTail,
+                        format!("the last {} bytes are an incomplete line", carry.len()),
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    })?;
     let lines = v.line;
     let (summary, _) = v.finish()?;
     if summary.entries == 0 {

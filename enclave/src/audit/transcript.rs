@@ -270,7 +270,7 @@ impl Transcript {
                 2 => {
                     let handle = r.i32()?;
                     let result = match r.u8()? {
-                        0 => Ok(r.bytes()?.to_vec()),
+                        0 => Ok(std::sync::Arc::new(r.bytes()?.to_vec())),
                         _ => Err(r.err()?),
                     };
                     Event::Next { handle, result }
@@ -369,7 +369,7 @@ mod tests {
                 },
                 Event::Next {
                     handle: 0,
-                    result: Ok(vec![7; 3 * CHUNK]),
+                    result: Ok(std::sync::Arc::new(vec![7; 3 * CHUNK])),
                 },
                 Event::Next {
                     handle: 0,

@@ -135,7 +135,7 @@ struct OpenQuery {
     /// Index of this query's record in `query_log`.
     record: usize,
     /// The message announced by `query_next`, waiting for `query_read`.
-    pending: Option<Vec<u8>>,
+    pending: Option<Arc<Vec<u8>>>,
     done: bool,
 }
 
@@ -486,7 +486,7 @@ impl HostState {
     }
 
     /// The next message of a live query (empty once the stream has ended).
-    fn live_next(&mut self, h: i32) -> wasmtime::Result<Result<Vec<u8>, HostErr>> {
+    fn live_next(&mut self, h: i32) -> wasmtime::Result<Result<Arc<Vec<u8>>, HostErr>> {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let memory_limit = self.limits.query_memory_bytes;
         let runtime = self.runtime.clone();
@@ -502,11 +502,11 @@ impl HostState {
         if let Some(w) = live.writer.as_mut() {
             let buffered = std::mem::take(w.get_mut());
             if !buffered.is_empty() {
-                return Ok(Ok(buffered));
+                return Ok(Ok(Arc::new(buffered)));
             }
         }
         if done {
-            return Ok(Ok(Vec::new()));
+            return Ok(Ok(Arc::new(Vec::new())));
         }
         let next =
             runtime.block_on(async { tokio::time::timeout(remaining, live.stream.next()).await });
@@ -546,7 +546,7 @@ impl HostState {
             rec.rows += rows;
             rec.batches += u64::from(rows > 0);
         }
-        Ok(Ok(msg))
+        Ok(Ok(Arc::new(msg)))
     }
 
     fn add_output(&mut self, name: String, kind: i32, bytes: Vec<u8>) -> wasmtime::Result<i32> {

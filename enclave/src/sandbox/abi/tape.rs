@@ -34,8 +34,8 @@ pub enum Event {
     Next {
         /// The handle the guest passed.
         handle: i32,
-        /// IPC message bytes, or the error.
-        result: Result<Vec<u8>, HostErr>,
+        /// IPC message bytes (shared with the guest's pending read), or the error.
+        result: Result<std::sync::Arc<Vec<u8>>, HostErr>,
     },
     /// `query_suppressed(handle)` returned a count.
     Suppressed {

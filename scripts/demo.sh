@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 ROWS="${ROWS:-100000}"
 OUT="${DEMO_DIR:-target/demo}"
 TARGET="${CARGO_TARGET_DIR:-target}"
+# The demo's own domain directory (log, keys, transcripts); set ENCLAVE_HOME to use another.
+export ENCLAVE_HOME="${ENCLAVE_HOME:-$OUT/home}"
 
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 echo "== building enclave and the example jobs"
 # The dev profile builds dependencies optimized (see Cargo.toml) and shares its build with the tests.
-cargo build -p enclave
+cargo build -p enclave -p enclave-audit
 cargo build --profile wasm --target wasm32-unknown-unknown -p sql-report -p income-by-district -p linear-model
 ENCLAVE="$TARGET/debug/enclave"
 WASM="$TARGET/wasm32-unknown-unknown/wasm"
@@ -31,7 +33,8 @@ echo "== income-by-district"
 
 echo
 echo "== linear-model: income ~ age + age² (rows streamed into the guest, only coefficients leave)"
-"$ENCLAVE" run --module "$WASM/linear_model.wasm" --table residents="$OUT/residents.parquet"
+"$ENCLAVE" run --module "$WASM/linear_model.wasm" --table residents="$OUT/residents.parquet" | tee "$OUT/linear-model.txt"
+JOB="$(sed -n 's/^job \([0-9a-f]*\):.*/\1/p' "$OUT/linear-model.txt" | head -1)"
 
 echo
 echo "== under the domain policy (policies/default.toml): column rules, threshold, pseudonyms"
@@ -52,3 +55,16 @@ echo
 echo "== a refused statement (the SQL guard at work), as JSON"
 "$ENCLAVE" run --module "$WASM/sql_report.wasm" --table residents="$OUT/residents.parquet" \
   --param sql="COPY residents TO '/tmp/leak.csv'" --json || true
+
+echo
+echo "== the audit log: every run above is on the record ($ENCLAVE_HOME)"
+"$ENCLAVE" audit verify
+echo
+echo "== replay the linear-model job $JOB from its sealed transcript, and re-derive its query"
+"$ENCLAVE" audit replay "$JOB" --rederive
+echo
+echo "== an auditor's proof that entry 0 is in the log, checked by the standalone verifier"
+"$ENCLAVE" audit prove --entry 0 --out "$OUT/proof.json"
+"$ENCLAVE" audit export "$OUT/export" >/dev/null
+"$TARGET/debug/enclave-audit" check-proof "$OUT/proof.json" --key "$OUT/export/log.pub"
+"$TARGET/debug/enclave-audit" verify --log "$OUT/export/log.jsonl" --key "$OUT/export/log.pub"

@@ -3,6 +3,9 @@
 //! - `linear-model` (rows streamed into the guest, OLS in Wasm) vs the same OLS code compiled
 //!   natively over the same DataFusion stream; also rows/s streamed into the guest.
 //!
+//! Enclave runs are recorded as in a domain: every host-call result streams into a sealed
+//! (AES-256-GCM) transcript on disk, finished and synced before the run counts as done.
+//!
 //! `cargo bench -p enclave-benches --bench vs_native` (ENCLAVE_BENCH_ROWS, ENCLAVE_BENCH_RUNS).
 
 use std::time::Duration;
@@ -31,6 +34,49 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Runs `spec` with its host-call results streaming into a sealed transcript in `dir`, as a
+/// domain run does, and finishes (seals, syncs) the transcript.
+fn recorded(
+    sb: &enclave::Sandbox,
+    prepared: &std::sync::Arc<enclave::sandbox::Prepared>,
+    mut spec: enclave::JobSpec,
+    dir: &std::path::Path,
+) -> enclave::JobReport {
+    use enclave::audit::transcript::{Header, Recorder, SealedWriter};
+    let path = dir.join(format!("{}.sealed", spec.job_id));
+    let writer = SealedWriter::create(&[7; 32], &path, &spec.job_id).unwrap();
+    let (sink, recorder) = Recorder::start(writer).unwrap();
+    spec.tape_sink = Some(sink);
+    let header = Header {
+        version: 1,
+        job_id: spec.job_id.clone(),
+        module_blake3: String::new(),
+        params: spec.params.clone(),
+        seed: String::new(),
+        clock_ms: 0,
+        limits: spec.limits.clone(),
+        target_partitions: spec.target_partitions,
+        datasets: vec![],
+        policy: None,
+        application: String::new(),
+        outputs: vec![],
+        result: Ok(()),
+    };
+    let t = std::time::Instant::now();
+    let r = sb.run_prepared(prepared, spec);
+    let t1 = t.elapsed();
+    recorder.finish(&header).unwrap();
+    if std::env::var_os("ENCLAVE_BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "run {:?}, finish {:?}, transcript {} MiB",
+            t1,
+            t.elapsed() - t1,
+            std::fs::metadata(&path).map(|m| m.len() >> 20).unwrap_or(0)
+        );
+    }
+    r
+}
+
 fn main() {
     // `cargo test --benches` passes `--bench`-less args; only run when benchmarking.
     if std::env::args().any(|a| a == "--list") {
@@ -42,6 +88,7 @@ fn main() {
     let path = bench_residents(rows);
     let ds = || vec![Dataset::new("residents", &path).unwrap()];
     let sb = sandbox();
+    let transcripts = tempfile::tempdir_in(enclave_tests::target_dir()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,7 +109,12 @@ fn main() {
     let report = std::fs::read(example("sql-report")).unwrap();
     let prepared = sb.prepare(&report).unwrap();
     let enclave_agg = time_runs(runs, || {
-        let r = sb.run_prepared(&prepared, spec(&report, &[("sql", GROUP_BY)], ds()));
+        let r = recorded(
+            &sb,
+            &prepared,
+            spec(&report, &[("sql", GROUP_BY)], ds()),
+            transcripts.path(),
+        );
         assert!(r.result.is_ok(), "{:?}", r.result);
     });
     let native_agg = time_runs(runs, || {
@@ -84,7 +136,7 @@ fn main() {
     let prepared = sb.prepare(&lm).unwrap();
     let mut guest_coef = String::new();
     let enclave_ols = time_runs(runs, || {
-        let r = sb.run_prepared(&prepared, spec(&lm, &[], ds()));
+        let r = recorded(&sb, &prepared, spec(&lm, &[], ds()), transcripts.path());
         assert!(r.result.is_ok(), "{:?}", r.result);
         assert_eq!(r.queries[0].rows, rows);
         guest_coef = format!("{:?}", r.outputs[0].rows_json().unwrap());

@@ -12,16 +12,15 @@ pub mod rederive;
 pub mod replay;
 pub mod transcript;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use enclave_audit::{Draft, Entry, Log, LogError, OpenReport};
 
 use crate::error::JobError;
 use crate::runner::LocalRun;
-use crate::sandbox::{Event, JobReport, Sandbox};
+use crate::sandbox::{JobReport, Sandbox};
 use crate::store::{Home, StoreError, file_blake3};
-use transcript::{DatasetRef, Header, OutputRef, Transcript, TranscriptError};
+use transcript::{DatasetRef, Header, OutputRef, Recorder, SealedWriter, TranscriptError};
 
 /// Why an audited operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -316,12 +315,11 @@ impl Domain {
             outputs: vec![],
             result: Ok(()),
         };
-        let mut report = sandbox.run(&module, spec);
-        let events = report
-            .tape
-            .take()
-            .map(|t| t.into_events())
-            .unwrap_or_default();
+        let secret = self.home.domain_secret()?;
+        let path = self.home.transcript_path(&job);
+        let (sink, recorder) = Recorder::start(SealedWriter::create(&secret, &path, &job)?)?;
+        spec.tape_sink = Some(sink);
+        let report = sandbox.run(&module, spec);
         let header = Header {
             outputs: report
                 .outputs
@@ -334,11 +332,7 @@ impl Domain {
             result: report.result.clone(),
             ..header_base
         };
-        let results = query_result_digests(&events);
-        let transcript = Transcript { header, events };
-        let path = self.home.transcript_path(&job);
-        let secret = self.home.domain_secret()?;
-        let sealed = transcript.seal(&secret, &path)?;
+        let (sealed, results) = recorder.finish(&header)?;
 
         let mut actions = Vec::new();
         for (i, q) in report.queries.iter().enumerate() {
@@ -383,36 +377,4 @@ impl Domain {
 /// Parses 64 hex digits.
 pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     blake3::Hash::from_hex(s).ok().map(|h| *h.as_bytes())
-}
-
-/// For each query (in `Open` order), blake3 over the result messages handed to the guest.
-pub fn query_result_digests(events: &[Event]) -> Vec<[u8; 32]> {
-    let mut hashers: Vec<blake3::Hasher> = Vec::new();
-    let mut by_handle: BTreeMap<i32, usize> = BTreeMap::new();
-    for e in events {
-        match e {
-            Event::Open { result, .. } => {
-                hashers.push(blake3::Hasher::new());
-                if let Ok(h) = result
-                    && let Ok(h) = i32::try_from(*h)
-                {
-                    by_handle.insert(h, hashers.len() - 1);
-                }
-            }
-            Event::Next {
-                handle,
-                result: Ok(msg),
-            } => {
-                if let Some(&i) = by_handle.get(handle) {
-                    hashers[i].update(&(msg.len() as u64).to_le_bytes());
-                    hashers[i].update(msg);
-                }
-            }
-            _ => {}
-        }
-    }
-    hashers
-        .into_iter()
-        .map(|h| *h.finalize().as_bytes())
-        .collect()
 }

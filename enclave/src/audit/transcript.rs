@@ -2,23 +2,26 @@
 //!
 //! A transcript holds the job's inputs (module digest, parameters, seed, clock, limits, datasets
 //! with their file digests, the policy text, the application) and the recorded results of every
-//! world-dependent host call (the tape). It is sealed with ChaCha20-Poly1305 (ring) under a key
+//! world-dependent host call (the tape). It is sealed with AES-256-GCM (ring) under a key
 //! derived by HKDF-SHA-256 from the domain secret and a per-file random salt, in 1 MiB chunks whose
 //! nonces carry the chunk number and a final-chunk flag, so edits, reordering and truncation are
 //! all detected. The job id is bound in as associated data. It must never write plaintext to disk
 //! and never return a transcript that did not authenticate.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf::{HKDF_SHA256, Salt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::JobError;
 use crate::limits::Limits;
-use crate::sandbox::{Event, HostErr};
-use crate::store::{StoreError, read_bounded, write_atomic};
+use crate::sandbox::{Event, HostErr, SharedSink, TapeSink};
+use crate::store::{StoreError, read_bounded};
 
 const MAGIC: &[u8; 8] = b"ENCLTX01";
 const CHUNK: usize = 1 << 20;
@@ -107,7 +110,7 @@ pub struct Transcript {
 
 fn key(secret: &[u8; 32], salt: &[u8; 32]) -> Result<LessSafeKey, ring::error::Unspecified> {
     let prk = Salt::new(HKDF_SHA256, salt).extract(secret);
-    let okm = prk.expand(&[b"enclave transcript v1"], &CHACHA20_POLY1305)?;
+    let okm = prk.expand(&[b"enclave transcript v1"], &AES_256_GCM)?;
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
@@ -126,40 +129,270 @@ fn prefix(salt: &[u8; 32], job_id: &str) -> Vec<u8> {
     p
 }
 
-impl Transcript {
-    /// Seals the transcript to `path`; returns the blake3 of the sealed file.
-    pub fn seal(&self, secret: &[u8; 32], path: &Path) -> Result<[u8; 32], TranscriptError> {
-        let job = self.header.job_id.clone();
+/// Writes a sealed transcript as the job runs: events are encoded and sealed chunk by chunk
+/// (so a streaming job's results are not held in memory), the header goes last, and the file
+/// appears under its final name only when finished.
+#[derive(Debug)]
+pub struct SealedWriter {
+    job: String,
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: Option<File>,
+    key: LessSafeKey,
+    head: Vec<u8>,
+    plain: Vec<u8>,
+    counter: u64,
+    hasher: blake3::Hasher,
+}
+
+impl SealedWriter {
+    /// Starts the sealed transcript of `job_id` at `path`.
+    pub fn create(secret: &[u8; 32], path: &Path, job_id: &str) -> Result<Self, TranscriptError> {
         let internal = |why| TranscriptError::Malformed {
-            job: job.clone(),
+            job: job_id.to_owned(),
             why,
         };
-        let plain = self.encode().map_err(internal)?;
         let mut salt = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
             .map_err(|_| internal("no system randomness"))?;
         let key = key(secret, &salt).map_err(|_| internal("key derivation"))?;
-        let head = prefix(&salt, &self.header.job_id);
-        let mut out = head.clone();
-        let chunks: Vec<&[u8]> = if plain.is_empty() {
-            vec![&[][..]]
-        } else {
-            plain.chunks(CHUNK).collect()
-        };
-        for (i, chunk) in chunks.iter().enumerate() {
-            let mut buf = chunk.to_vec();
-            let last = i + 1 == chunks.len();
-            key.seal_in_place_append_tag(nonce(i as u64, last), Aad::from(&head), &mut buf)
-                .map_err(|_| internal("sealing"))?;
-            out.extend_from_slice(&(buf.len() as u32).to_le_bytes());
-            out.extend_from_slice(&buf);
-        }
-        write_atomic(path, &out).map_err(|source| StoreError::Io {
+        let head = prefix(&salt, job_id);
+        let tmp = path.with_extension("partial");
+        let io = |source| StoreError::Io {
             what: "writing transcript",
-            path: path.to_owned(),
+            path: tmp.clone(),
             source,
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut file = opts.open(&tmp).map_err(io)?;
+        file.write_all(&head).map_err(io)?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&head);
+        Ok(SealedWriter {
+            job: job_id.to_owned(),
+            path: path.to_owned(),
+            tmp,
+            file: Some(file),
+            key,
+            head,
+            plain: Vec::with_capacity(CHUNK + 64 * 1024),
+            counter: 0,
+            hasher,
+        })
+    }
+
+    fn seal_chunk(&mut self, len: usize, last: bool) -> Result<(), TranscriptError> {
+        // Move the first `len` bytes out without a byte-wise copy loop.
+        let rest = self.plain.split_off(len);
+        let mut buf = std::mem::replace(&mut self.plain, rest);
+        self.plain.reserve(CHUNK + (64 << 10));
+        self.key
+            .seal_in_place_append_tag(nonce(self.counter, last), Aad::from(&self.head), &mut buf)
+            .map_err(|_| TranscriptError::Malformed {
+                job: self.job.clone(),
+                why: "sealing",
+            })?;
+        self.counter += 1;
+        let framed_len = (buf.len() as u32).to_le_bytes();
+        let Some(file) = self.file.as_mut() else {
+            return Err(TranscriptError::Malformed {
+                job: self.job.clone(),
+                why: "transcript already finished",
+            });
+        };
+        let tmp = &self.tmp;
+        let io = |source| StoreError::Io {
+            what: "writing transcript",
+            path: tmp.clone(),
+            source,
+        };
+        file.write_all(&framed_len).map_err(io)?;
+        file.write_all(&buf).map_err(io)?;
+        self.hasher.update(&framed_len).update(&buf);
+        Ok(())
+    }
+
+    fn write_plain(&mut self, bytes: &[u8]) -> Result<(), TranscriptError> {
+        self.plain.extend_from_slice(bytes);
+        while self.plain.len() > CHUNK {
+            self.seal_chunk(CHUNK, false)?;
+        }
+        Ok(())
+    }
+
+    /// Appends one recorded host-call result.
+    pub fn event(&mut self, e: &Event) -> Result<(), TranscriptError> {
+        let mut out = Vec::new();
+        encode_event(&mut out, e).map_err(|why| TranscriptError::Malformed {
+            job: self.job.clone(),
+            why,
         })?;
-        Ok(*blake3::hash(&out).as_bytes())
+        self.write_plain(&out)
+    }
+
+    /// Writes the header, seals the last chunk, syncs and moves the file to its final name;
+    /// returns the blake3 of the sealed file.
+    pub fn finish(&mut self, header: &Header) -> Result<[u8; 32], TranscriptError> {
+        let mut out = vec![0u8];
+        let json = serde_json::to_vec(header).map_err(|_| TranscriptError::Malformed {
+            job: self.job.clone(),
+            why: "header encoding",
+        })?;
+        put_bytes(&mut out, &json).map_err(|why| TranscriptError::Malformed {
+            job: self.job.clone(),
+            why,
+        })?;
+        self.write_plain(&out)?;
+        let rest = self.plain.len();
+        self.seal_chunk(rest, true)?;
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { what, path, source }
+        };
+        if let Some(file) = self.file.take() {
+            file.sync_all()
+                .map_err(io("syncing transcript", &self.tmp))?;
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(io("storing transcript", &self.path))?;
+        Ok(*self.hasher.finalize().as_bytes())
+    }
+}
+
+impl Drop for SealedWriter {
+    fn drop(&mut self) {
+        // An unfinished transcript (the job could not run) leaves nothing behind.
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl TapeSink for SealedWriter {
+    fn record(&mut self, event: &Event) -> Result<(), String> {
+        self.event(event).map_err(|e| e.to_string())
+    }
+}
+
+/// Per query (in `Open` order), blake3 over the result messages handed to the guest.
+#[derive(Debug, Default)]
+struct ResultDigests {
+    hashers: Vec<blake3::Hasher>,
+    by_handle: BTreeMap<i32, usize>,
+}
+
+impl ResultDigests {
+    fn add(&mut self, e: &Event) {
+        match e {
+            Event::Open { result, .. } => {
+                self.hashers.push(blake3::Hasher::new());
+                if let Ok(h) = result
+                    && let Ok(h) = i32::try_from(*h)
+                {
+                    self.by_handle.insert(h, self.hashers.len() - 1);
+                }
+            }
+            Event::Next {
+                handle,
+                result: Ok(msg),
+            } => {
+                if let Some(&i) = self.by_handle.get(handle) {
+                    self.hashers[i].update(&(msg.len() as u64).to_le_bytes());
+                    self.hashers[i].update(msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&self) -> Vec<[u8; 32]> {
+        self.hashers
+            .iter()
+            .map(|h| *h.finalize().as_bytes())
+            .collect()
+    }
+}
+
+/// Events in flight between a running job and its recorder thread.
+const RECORDER_QUEUE: usize = 16;
+
+/// Records a job's tape on a thread of its own: the job thread only hands over shared event
+/// values; sealing, writing and digesting happen beside it, with a bounded queue between.
+pub struct Recorder {
+    tx: Option<std::sync::mpsc::SyncSender<Event>>,
+    worker: Option<std::thread::JoinHandle<Result<(SealedWriter, ResultDigests), TranscriptError>>>,
+}
+
+#[derive(Debug)]
+struct QueueSink(std::sync::mpsc::SyncSender<Event>);
+
+impl TapeSink for QueueSink {
+    fn record(&mut self, event: &Event) -> Result<(), String> {
+        self.0
+            .send(event.clone())
+            .map_err(|_| "the transcript writer stopped".to_owned())
+    }
+}
+
+impl Recorder {
+    /// Starts recording into `writer`; returns the sink for the job spec and the recorder.
+    pub fn start(writer: SealedWriter) -> Result<(SharedSink, Recorder), TranscriptError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(RECORDER_QUEUE);
+        let job = writer.job.clone();
+        let worker = std::thread::Builder::new()
+            .name("enclave-transcript".into())
+            .spawn(move || {
+                let mut writer = writer;
+                let mut digests = ResultDigests::default();
+                for e in rx {
+                    digests.add(&e);
+                    writer.event(&e)?;
+                }
+                Ok((writer, digests))
+            })
+            .map_err(|_| TranscriptError::Malformed {
+                job,
+                why: "cannot start the transcript writer",
+            })?;
+        let sink: SharedSink = Arc::new(Mutex::new(QueueSink(tx.clone())));
+        Ok((
+            sink,
+            Recorder {
+                tx: Some(tx),
+                worker: Some(worker),
+            },
+        ))
+    }
+
+    /// Waits for every event to be written, then seals the transcript with `header`; returns
+    /// the sealed file's blake3 and each query's result digest.
+    pub fn finish(mut self, header: &Header) -> Result<([u8; 32], Vec<[u8; 32]>), TranscriptError> {
+        self.tx = None;
+        let Some(worker) = self.worker.take() else {
+            return Err(TranscriptError::Malformed {
+                job: header.job_id.clone(),
+                why: "transcript already finished",
+            });
+        };
+        let (mut writer, digests) = worker.join().map_err(|_| TranscriptError::Malformed {
+            job: header.job_id.clone(),
+            why: "the transcript writer panicked",
+        })??;
+        let sealed = writer.finish(header)?;
+        Ok((sealed, digests.finish()))
+    }
+}
+
+impl Transcript {
+    /// Seals a whole transcript to `path`; returns the blake3 of the sealed file.
+    pub fn seal(&self, secret: &[u8; 32], path: &Path) -> Result<[u8; 32], TranscriptError> {
+        let mut w = SealedWriter::create(secret, path, &self.header.job_id)?;
+        for e in &self.events {
+            w.event(e)?;
+        }
+        w.finish(&self.header)
     }
 
     /// Opens the sealed transcript of `job_id` at `path`; returns it and the file's blake3.
@@ -212,53 +445,12 @@ impl Transcript {
         Ok((t, digest))
     }
 
-    fn encode(&self) -> Result<Vec<u8>, &'static str> {
-        let header = serde_json::to_vec(&self.header).map_err(|_| "header encoding")?;
-        let mut out = Vec::new();
-        put_bytes(&mut out, &header)?;
-        out.extend_from_slice(&(self.events.len() as u64).to_le_bytes());
-        for e in &self.events {
-            match e {
-                Event::Open { sql, result } => {
-                    out.push(1);
-                    put_bytes(&mut out, sql.as_bytes())?;
-                    match result {
-                        Ok(h) => {
-                            out.push(0);
-                            out.extend_from_slice(&h.to_le_bytes());
-                        }
-                        Err(he) => put_err(&mut out, he)?,
-                    }
-                }
-                Event::Next { handle, result } => {
-                    out.push(2);
-                    out.extend_from_slice(&handle.to_le_bytes());
-                    match result {
-                        Ok(msg) => {
-                            out.push(0);
-                            put_bytes(&mut out, msg)?;
-                        }
-                        Err(he) => put_err(&mut out, he)?,
-                    }
-                }
-                Event::Suppressed { handle, value } => {
-                    out.push(3);
-                    out.extend_from_slice(&handle.to_le_bytes());
-                    out.extend_from_slice(&value.to_le_bytes());
-                }
-            }
-        }
-        Ok(out)
-    }
-
     fn decode(bytes: &[u8]) -> Result<Transcript, &'static str> {
         let mut r = Reader(bytes);
-        let header: Header =
-            serde_json::from_slice(r.bytes()?).map_err(|_| "header is not valid")?;
-        let n = r.u64()?;
         let mut events = Vec::new();
-        for _ in 0..n {
+        loop {
             let e = match r.u8()? {
+                0 => break,
                 1 => {
                     let sql = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| "SQL text")?;
                     let result = match r.u8()? {
@@ -283,11 +475,47 @@ impl Transcript {
             };
             events.push(e);
         }
+        let header: Header =
+            serde_json::from_slice(r.bytes()?).map_err(|_| "header is not valid")?;
         if !r.0.is_empty() {
             return Err("trailing bytes");
         }
         Ok(Transcript { header, events })
     }
+}
+
+/// Encodes one event: a tag byte, then its fields (little-endian, length-prefixed bytes).
+fn encode_event(out: &mut Vec<u8>, e: &Event) -> Result<(), &'static str> {
+    match e {
+        Event::Open { sql, result } => {
+            out.push(1);
+            put_bytes(out, sql.as_bytes())?;
+            match result {
+                Ok(h) => {
+                    out.push(0);
+                    out.extend_from_slice(&h.to_le_bytes());
+                }
+                Err(he) => put_err(out, he)?,
+            }
+        }
+        Event::Next { handle, result } => {
+            out.push(2);
+            out.extend_from_slice(&handle.to_le_bytes());
+            match result {
+                Ok(msg) => {
+                    out.push(0);
+                    put_bytes(out, msg)?;
+                }
+                Err(he) => put_err(out, he)?,
+            }
+        }
+        Event::Suppressed { handle, value } => {
+            out.push(3);
+            out.extend_from_slice(&handle.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    Ok(())
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> Result<(), &'static str> {
@@ -319,9 +547,6 @@ impl<'a> Reader<'a> {
     }
     fn arr<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
         self.take(N)?.try_into().map_err(|_| "truncated")
-    }
-    fn u64(&mut self) -> Result<u64, &'static str> {
-        Ok(u64::from_le_bytes(self.arr()?))
     }
     fn i64(&mut self) -> Result<i64, &'static str> {
         Ok(i64::from_le_bytes(self.arr()?))

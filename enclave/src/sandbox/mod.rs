@@ -25,7 +25,7 @@ use wasmtime::{
 
 use abi::HostState;
 pub use abi::QueryRecord;
-pub use abi::tape::{Divergence, Event, HostErr, Tape};
+pub use abi::tape::{Divergence, Event, HostErr, SharedSink, Tape, TapeSink};
 use cache::ModuleCache;
 pub use cache::Prepared;
 
@@ -60,6 +60,8 @@ pub struct JobSpec {
     pub governance: Option<Governance>,
     /// Replay: take query results from these recorded events instead of running queries.
     pub replay: Option<Vec<abi::tape::Event>>,
+    /// Live: stream the recorded host-call results here (else they are kept in the report).
+    pub tape_sink: Option<abi::tape::SharedSink>,
 }
 
 impl JobSpec {
@@ -92,6 +94,7 @@ impl JobSpec {
             target_partitions: SessionLimits::default().target_partitions,
             governance: None,
             replay: None,
+            tape_sink: None,
         }
     }
 }
@@ -354,7 +357,7 @@ fn execute(
     let limits = spec.limits.clone();
     let tape = match spec.replay {
         Some(events) => Tape::replay(events),
-        None => Tape::record(limits.transcript_bytes),
+        None => Tape::record(limits.transcript_bytes, spec.tape_sink),
     };
     let state = HostState::new(
         limits.clone(),
@@ -384,7 +387,8 @@ fn execute(
         Ok(())
     })();
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-    let state = store.into_data();
+    let mut state = store.into_data();
+    state.tape.close_sink();
     let result = result.map_err(|e| classify(e, &state, fuel_used, &limits));
     // Outputs of a failed job are dropped: nothing partial is kept.
     let outputs = if result.is_ok() {

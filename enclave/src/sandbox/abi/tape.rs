@@ -77,12 +77,24 @@ pub struct Divergence {
     pub what: String,
 }
 
+/// Where a recording tape sends events as they happen (the sealed transcript writer), so that
+/// a streaming job's results need not stay in memory.
+pub trait TapeSink: Send + std::fmt::Debug {
+    /// Records one event; an error ends the job (a job that cannot be recorded cannot run).
+    fn record(&mut self, event: &Event) -> Result<(), String>;
+}
+
+/// A sink shared between the caller (who finishes it) and the running job.
+pub type SharedSink = std::sync::Arc<std::sync::Mutex<dyn TapeSink>>;
+
 /// Recording or playing back.
 #[derive(Debug)]
 pub enum Tape {
     /// Live execution: results are recorded.
     Record {
-        /// Events so far.
+        /// Where events go; without a sink they are kept in `events`.
+        sink: Option<SharedSink>,
+        /// Events so far (only without a sink).
         events: Vec<Event>,
         /// Bytes recorded so far.
         bytes: u64,
@@ -101,9 +113,10 @@ pub enum Tape {
 }
 
 impl Tape {
-    /// A recording tape capped at `cap` bytes.
-    pub fn record(cap: u64) -> Self {
+    /// A recording tape capped at `cap` bytes, streaming into `sink` if given.
+    pub fn record(cap: u64, sink: Option<SharedSink>) -> Self {
         Tape::Record {
+            sink,
             events: Vec::new(),
             bytes: 0,
             cap,
@@ -126,7 +139,13 @@ impl Tape {
 
     /// Records a live event; the transcript limit ends the job when exceeded.
     pub fn push(&mut self, event: Event) -> wasmtime::Result<()> {
-        if let Tape::Record { events, bytes, cap } = self {
+        if let Tape::Record {
+            sink,
+            events,
+            bytes,
+            cap,
+        } = self
+        {
             let used = bytes.saturating_add(event.bytes());
             if used > *cap {
                 return Err(wasmtime::Error::new(JobError::limit(
@@ -136,7 +155,17 @@ impl Tape {
                 )));
             }
             *bytes = used;
-            events.push(event);
+            match sink {
+                Some(sink) => {
+                    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    sink.record(&event).map_err(|why| {
+                        wasmtime::Error::new(JobError::internal(format!(
+                            "recording the transcript failed: {why}"
+                        )))
+                    })?;
+                }
+                None => events.push(event),
+            }
         }
         Ok(())
     }
@@ -181,7 +210,14 @@ impl Tape {
         Ok(events[call].clone())
     }
 
-    /// The recorded events (for sealing) or, in replay, those left unplayed.
+    /// Lets go of the sink (the job has ended; its recorder can finish).
+    pub fn close_sink(&mut self) {
+        if let Tape::Record { sink, .. } = self {
+            *sink = None;
+        }
+    }
+
+    /// The events kept in memory (recording without a sink) or, in replay, those left unplayed.
     pub fn into_events(self) -> Vec<Event> {
         match self {
             Tape::Record { events, .. } => events,

@@ -260,3 +260,42 @@ fn cli_audit_verify_prove_replay_and_no_data_values_in_the_log() {
     assert_eq!(v["failure"]["kind"], "sequence");
     assert_eq!(v["failure"]["entry"], 2);
 }
+
+#[test]
+fn transcript_limit_ends_the_job_and_failed_jobs_replay_too() {
+    let m = std::fs::read(example("sql-report")).unwrap();
+    let sb = sandbox();
+    let mut s = spec(
+        &m,
+        &[("sql", "SELECT * FROM residents")],
+        vec![residents_ds(5000)],
+    );
+    s.limits.transcript_bytes = 64 << 10;
+    let r = sb.run(&m, s);
+    let e = err(&r);
+    assert_eq!(e.limit, Some(enclave::Limit::TranscriptBytes), "{e:?}");
+
+    // A job the policy refuses is logged with its status and replays to the same refusal.
+    let dir = tempfile::tempdir().unwrap();
+    let d = domain(dir.path());
+    let table = residents(5000);
+    let mut run = local(
+        "sql-report",
+        &table,
+        &["sql=SELECT district, income FROM residents"],
+        true,
+    );
+    run.domain_secret = d.home.domain_secret().unwrap();
+    let logged = d.run(&run, &sb).unwrap();
+    assert_eq!(
+        err(&logged.report).kind,
+        enclave::ErrorKind::PolicyViolation
+    );
+    let entries = d.job_entries(&logged.report.job_id).unwrap();
+    assert_eq!(
+        entries.last().unwrap().action,
+        "job.finish.policy_violation"
+    );
+    let rep = replay(&d, &sb, &logged.report.job_id, true).unwrap();
+    assert!(rep.identical, "{:?}", rep.first_difference);
+}

@@ -409,3 +409,47 @@ fn command_line_verifier_reports_and_exits() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A writer process killed at a random moment (SIGKILL, no chance to clean up) loses no entry it
+/// had acknowledged; the next open repairs whatever it left half-written.
+#[test]
+fn acknowledged_entries_survive_a_killed_writer() {
+    if let Some(path) = std::env::var_os("ENCLAVE_AUDIT_CHILD_LOG") {
+        // Child: append forever, printing each acknowledged sequence number.
+        let (log, _) = Log::open(Path::new(&path), signer()).unwrap();
+        let mut out = std::io::stdout();
+        for i in 0.. {
+            let a = log.append_all(vec![draft(i), draft(i)]).unwrap();
+            use std::io::Write;
+            writeln!(out, "{}", a[1].seq).unwrap();
+            out.flush().unwrap();
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.jsonl");
+    for round in 0..3u32 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "acknowledged_entries_survive_a_killed_writer", "--nocapture"])
+            .env("ENCLAVE_AUDIT_CHILD_LOG", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut acked = None;
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().take(40 + 13 * round as usize) {
+            if let Ok(n) = line.unwrap().trim().parse::<u64>() {
+                acked = Some(n);
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let acked = acked.expect("the child acknowledged entries");
+        let (log, _report) = Log::open(&path, signer()).unwrap();
+        assert!(log.size() > acked, "round {round}: entry {acked} was acknowledged but lost");
+        drop(log);
+        verify(&path, None).unwrap();
+    }
+}

@@ -430,7 +430,11 @@ fn acknowledged_entries_survive_a_killed_writer() {
     let path = dir.path().join("log.jsonl");
     for round in 0..3u32 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "acknowledged_entries_survive_a_killed_writer", "--nocapture"])
+            .args([
+                "--exact",
+                "acknowledged_entries_survive_a_killed_writer",
+                "--nocapture",
+            ])
             .env("ENCLAVE_AUDIT_CHILD_LOG", &path)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -439,7 +443,10 @@ fn acknowledged_entries_survive_a_killed_writer() {
         let stdout = child.stdout.take().unwrap();
         let mut acked = None;
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().take(40 + 13 * round as usize) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .take(40 + 13 * round as usize)
+        {
             if let Ok(n) = line.unwrap().trim().parse::<u64>() {
                 acked = Some(n);
             }
@@ -448,7 +455,10 @@ fn acknowledged_entries_survive_a_killed_writer() {
         child.wait().unwrap();
         let acked = acked.expect("the child acknowledged entries");
         let (log, _report) = Log::open(&path, signer()).unwrap();
-        assert!(log.size() > acked, "round {round}: entry {acked} was acknowledged but lost");
+        assert!(
+            log.size() > acked,
+            "round {round}: entry {acked} was acknowledged but lost"
+        );
         drop(log);
         verify(&path, None).unwrap();
     }

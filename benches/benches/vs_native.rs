@@ -42,7 +42,8 @@ fn recorded(
     mut spec: enclave::JobSpec,
     dir: &std::path::Path,
 ) -> enclave::JobReport {
-    use enclave::audit::transcript::{Header, Recorder, SealedWriter};
+    use enclave::audit::recorder::Recorder;
+    use enclave::audit::transcript::{Header, SealedWriter};
     let path = dir.join(format!("{}.sealed", spec.job_id));
     let writer = SealedWriter::create(&[7; 32], &path, &spec.job_id).unwrap();
     let (sink, recorder) = Recorder::start(writer).unwrap();

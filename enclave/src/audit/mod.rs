@@ -5,9 +5,11 @@
 //! never a data value — and the sequence a logged job follows: record submission and inputs
 //! durably, run, seal the transcript, record queries, outputs and outcome. The log itself (Merkle
 //! tree, checkpoints, durability) lives in the `enclave-audit` crate so auditors can build it
-//! alone; `replay` re-runs jobs from their transcripts. It must never log a value from a dataset,
+//! alone; `transcript` seals what a job saw, `recorder` writes it while the job runs, `replay`
+//! and `rederive` re-run jobs from it. It must never log a value from a dataset,
 //! a parameter or an output — only digests.
 
+pub mod recorder;
 pub mod rederive;
 pub mod replay;
 pub mod transcript;
@@ -20,7 +22,8 @@ use crate::error::JobError;
 use crate::runner::LocalRun;
 use crate::sandbox::{JobReport, Sandbox};
 use crate::store::{Home, StoreError, file_blake3};
-use transcript::{DatasetRef, Header, OutputRef, Recorder, SealedWriter, TranscriptError};
+use recorder::Recorder;
+use transcript::{DatasetRef, Header, OutputRef, SealedWriter, TranscriptError};
 
 /// Why an audited operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -106,6 +106,12 @@ fn verify(
         .transpose()?;
     let path = home.log_path();
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    // A job running in this domain holds the log; read it between commits, not during one.
+    if file.try_lock_shared().is_err() {
+        eprintln!("waiting for the job running in this domain to finish…");
+        file.lock_shared()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
     let result = verify_log(
         BufReader::with_capacity(1 << 20, file),
         &key,

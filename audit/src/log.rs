@@ -88,6 +88,8 @@ struct State {
     poisoned: Option<String>,
     latest: Option<String>,
     shutdown: bool,
+    /// Appenders parked until the log holds `need` durable entries.
+    waiters: Vec<(u64, std::thread::Thread)>,
 }
 
 /// What the appenders and the committer share.
@@ -95,8 +97,6 @@ struct Inner {
     path: PathBuf,
     signer: Signer,
     state: Mutex<State>,
-    /// Signalled when a commit ends (appenders wait on it).
-    done: Condvar,
     /// Signalled when entries are pending or the log closes (the committer waits on it).
     work: Condvar,
 }
@@ -212,8 +212,8 @@ impl Log {
                 poisoned: None,
                 latest: summary.latest_checkpoint,
                 shutdown: false,
+                waiters: Vec::new(),
             }),
-            done: Condvar::new(),
             work: Condvar::new(),
         });
         if summary.uncommitted > 0 {
@@ -286,15 +286,20 @@ impl Log {
             out.push(Appended { seq, leaf });
         }
         let need = st.tree.size();
+        st.waiters.push((need, std::thread::current()));
+        drop(st);
         self.inner.work.notify_one();
+        // Parked rather than waiting on a condition variable: the committer wakes exactly the
+        // appenders its commit covers, and they do not queue on the lock to find out.
         loop {
+            std::thread::park();
+            let st = self.lock();
             if let Some(why) = &st.poisoned {
                 return Err(LogError::Poisoned(why.clone()));
             }
             if st.committed >= need {
                 return Ok(out);
             }
-            st = self.inner.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -368,7 +373,14 @@ impl Inner {
                 Err(e)
             }
         };
-        self.done.notify_all();
+        let failed = st.poisoned.is_some();
+        let (wake, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.waiters)
+            .into_iter()
+            .partition(|(need, _)| failed || *need <= size);
+        st.waiters = keep;
+        for (_, t) in wake {
+            t.unpark();
+        }
         (st, result)
     }
 }

@@ -294,6 +294,11 @@ impl Domain {
                 file: *file,
             });
         }
+        // The transcript is opened before anything is logged: a job that cannot be recorded
+        // is not started.
+        let secret = self.home.domain_secret()?;
+        let path = self.home.transcript_path(&job);
+        let (sink, recorder) = Recorder::start(SealedWriter::create(&secret, &path, &job)?)?;
         let mut entries = self.record(&actions)?;
 
         let header_base = Header {
@@ -318,9 +323,6 @@ impl Domain {
             outputs: vec![],
             result: Ok(()),
         };
-        let secret = self.home.domain_secret()?;
-        let path = self.home.transcript_path(&job);
-        let (sink, recorder) = Recorder::start(SealedWriter::create(&secret, &path, &job)?)?;
         spec.tape_sink = Some(sink);
         let report = sandbox.run(&module, spec);
         let header = Header {

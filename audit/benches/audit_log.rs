@@ -142,7 +142,9 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     drop(log);
-    let _ = std::fs::remove_file(&path);
+    if std::env::var_os("ENCLAVE_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
 
     // Inclusion proofs on a 10M-leaf tree.
     let leaves = env_u64("ENCLAVE_BENCH_TREE_LEAVES", 10_000_000);

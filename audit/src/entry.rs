@@ -269,6 +269,43 @@ pub fn entry_facts(text: &[u8], scratch: &mut Vec<u8>) -> Option<Result<EntryFac
     })())
 }
 
+/// Byte classes of the fields, as lookup tables (the same alphabets `check_fields` enforces).
+const fn class(lower_only: bool, extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] =
+            c.is_ascii_lowercase() || c.is_ascii_digit() || (!lower_only && c.is_ascii_uppercase());
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+static ACTOR: [bool; 256] = class(false, b":._-@/");
+static ACTION: [bool; 256] = class(false, b"._-");
+static SUBJECT: [bool; 256] = class(false, b":._-/@");
+static DIGEST_NAME: [bool; 256] = class(true, b"._-");
+/// Lowercase hex digit values; 0xff for anything else.
+static HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// A cursor over canonical JSON bytes.
 struct Scan<'a>(&'a [u8]);
 
@@ -301,16 +338,32 @@ impl<'a> Scan<'a> {
         }
         i64::try_from(self.uint()?).ok()
     }
-    /// A string without escapes or control characters.
-    fn string(&mut self) -> Option<&'a str> {
+    /// A quoted string of 1..=`max` bytes, all in `class` (which never holds `"` or `\`).
+    fn token(&mut self, class: &[bool; 256], max: usize) -> Option<&'a [u8]> {
         self.lit(b"\"")?;
-        let n = self.0.iter().position(|&b| b == b'"')?;
-        let s = &self.0[..n];
-        if s.iter().any(|&b| b == b'\\' || b < 0x20) {
+        let n = self.0.iter().position(|&b| !class[b as usize])?;
+        if self.0[n] != b'"' || n == 0 || n > max {
             return None;
         }
+        let t = &self.0[..n];
         self.0 = &self.0[n + 1..];
-        std::str::from_utf8(s).ok()
+        Some(t)
+    }
+    /// A quoted string of exactly 64 lowercase hex digits, decoded.
+    fn hex32(&mut self) -> Option<[u8; 32]> {
+        self.lit(b"\"")?;
+        let (digits, rest) = self.0.split_at_checked(64)?;
+        self.0 = rest;
+        self.lit(b"\"")?;
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let (hi, lo) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+            if hi | lo == 0xff {
+                return None;
+            }
+            *o = hi << 4 | lo;
+        }
+        Some(out)
     }
 }
 
@@ -321,25 +374,26 @@ fn scan_canonical(body: &[u8]) -> Option<EntryFacts> {
     c.lit(b",\"time_ms\":")?;
     let time_ms = c.int()?;
     c.lit(b",\"prev\":")?;
-    let prev_hex = c.string()?;
+    let prev = c.hex32()?;
     c.lit(b",\"actor\":")?;
-    let actor = c.string()?;
+    c.token(&ACTOR, MAX_IDENT)?;
     c.lit(b",\"action\":")?;
-    let action = c.string()?;
+    c.token(&ACTION, MAX_IDENT)?;
     c.lit(b",\"subject\":")?;
-    let subject = c.string()?;
+    c.token(&SUBJECT, MAX_IDENT)?;
     c.lit(b",\"digests\":{")?;
-    let mut digests: [(&str, &str); MAX_DIGESTS] = [("", ""); MAX_DIGESTS];
-    let mut n = 0;
     if c.lit(b"}").is_none() {
+        let mut last: &[u8] = &[];
+        let mut n = 0;
         loop {
-            let k = c.string()?;
+            let k = c.token(&DIGEST_NAME, 64)?;
             c.lit(b":")?;
-            let v = c.string()?;
-            if n == MAX_DIGESTS || (n > 0 && digests[n - 1].0 >= k) {
+            c.hex32()?;
+            // Keys strictly increasing: canonical order, no duplicates.
+            if n == MAX_DIGESTS || (n > 0 && last >= k) {
                 return None;
             }
-            digests[n] = (k, v);
+            last = k;
             n += 1;
             if c.lit(b",").is_none() {
                 c.lit(b"}")?;
@@ -348,12 +402,9 @@ fn scan_canonical(body: &[u8]) -> Option<EntryFacts> {
         }
     }
     c.lit(b"}")?;
-    if !c.0.is_empty() || !is_hex32(prev_hex) {
+    if !c.0.is_empty() {
         return None;
     }
-    let mut prev = [0u8; 32];
-    hex::decode_to_slice(prev_hex, &mut prev).ok()?;
-    check_fields(actor, action, subject, digests[..n].iter().copied()).ok()?;
     Some(EntryFacts {
         seq,
         time_ms,

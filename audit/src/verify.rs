@@ -399,8 +399,13 @@ fn fill<R: Read>(r: &mut R, buf: &mut Vec<u8>, want: usize, line: u64) -> Result
 /// Checks every line of `block` (whole lines, each ending in a newline) on its own, on up to
 /// `workers` threads; results in line order.
 fn prepare_block(key: &VerifierKey, block: &[u8], workers: usize) -> Vec<Prepared> {
-    let lines: Vec<&[u8]> = block.split(|&b| b == b'\n').collect();
-    let lines = &lines[..lines.len().saturating_sub(1)];
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(block.len() / 256);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', block) {
+        lines.push(&block[start..end]);
+        start = end + 1;
+    }
+    let lines = &lines[..];
     let per = lines.len().div_ceil(workers).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = lines
@@ -457,7 +462,7 @@ pub fn verify_log<R: Read>(
         };
         loop {
             let eof = fill(&mut r, &mut carry, BLOCK, v.line)?;
-            let cut = carry.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let cut = memchr::memrchr(b'\n', &carry).map_or(0, |i| i + 1);
             let block: Vec<u8> = carry.drain(..cut).collect();
             let next = s.spawn(move || prepare_block(key, &block, workers));
             if let Some(h) = pending.take() {

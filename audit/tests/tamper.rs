@@ -408,6 +408,52 @@ fn command_line_verifier_reports_and_exits() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+
+    // check-proof: a good bundle passes (also against an older trusted checkpoint), a bundle
+    // for an edited entry fails with exit status 1.
+    let path = build(&dir.path().join("p").tap_mkdir());
+    let (log, _) = Log::open(&path, signer()).unwrap();
+    let old = signer()
+        .sign(
+            &enclave_audit::Checkpoint {
+                origin: NAME.into(),
+                size: 4,
+                root: log.root(4).unwrap(),
+            }
+            .body(),
+        )
+        .unwrap();
+    let bundle = ProofBundle {
+        entry: log.entry(7).unwrap(),
+        checkpoint: log.latest_checkpoint().unwrap(),
+        inclusion: encode_hashes(&log.inclusion_proof(7, 10).unwrap()),
+        consistency_from: Some(4),
+        consistency: encode_hashes(&log.consistency_proof(4, 10).unwrap()),
+    };
+    let (bundle_path, old_path) = (dir.path().join("b.json"), dir.path().join("old.txt"));
+    std::fs::write(&old_path, &old).unwrap();
+    let check = |b: &ProofBundle| {
+        std::fs::write(&bundle_path, serde_json::to_string(b).unwrap()).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_enclave-audit"))
+            .args(["check-proof", "--json", "--key", &key, "--trusted"])
+            .arg(&old_path)
+            .arg(&bundle_path)
+            .output()
+            .unwrap()
+    };
+    let out = check(&bundle);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["proof"]["consistent_with"], 4);
+    let mut bad = bundle;
+    bad.entry.action = "job.delete".into();
+    let out = check(&bad);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 /// A writer process killed at a random moment (SIGKILL, no chance to clean up) loses no entry it

@@ -88,19 +88,14 @@ fn check_fields<'a>(
     subject: &str,
     digests: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), EntryError> {
-    ident("actor", actor, ":._-@/")?;
-    ident("action", action, "._-")?;
-    ident("subject", subject, ":._-/@")?;
+    ident("actor", actor, &ACTOR)?;
+    ident("action", action, &ACTION)?;
+    ident("subject", subject, &SUBJECT)?;
     if digests.len() > MAX_DIGESTS {
         return Err(field("digests", "too many digests"));
     }
     for (name, value) in digests {
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        {
+        if name.is_empty() || name.len() > 64 || !in_class(name, &DIGEST_NAME) {
             return Err(field("digests", "digest names are [a-z0-9._-], at most 64"));
         }
         if !is_hex32(value) {
@@ -110,14 +105,15 @@ fn check_fields<'a>(
     Ok(())
 }
 
-fn ident(name: &'static str, v: &str, extra: &str) -> Result<(), EntryError> {
+fn in_class(v: &str, class: &[bool; 256]) -> bool {
+    v.bytes().all(|b| class[b as usize])
+}
+
+fn ident(name: &'static str, v: &str, class: &[bool; 256]) -> Result<(), EntryError> {
     if v.is_empty() || v.len() > MAX_IDENT {
         return Err(field(name, "must hold 1 to 200 characters"));
     }
-    if !v
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || extra.as_bytes().contains(&b))
-    {
+    if !in_class(v, class) {
         return Err(field(
             name,
             "only ASCII letters, digits and a few separators are allowed",
@@ -127,9 +123,7 @@ fn ident(name: &'static str, v: &str, extra: &str) -> Result<(), EntryError> {
 }
 
 fn is_hex32(v: &str) -> bool {
-    v.len() == 64
-        && v.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    v.len() == 64 && v.bytes().all(|b| HEX[b as usize] != 0xff)
 }
 
 /// One committed log entry. Its canonical JSON is the Merkle leaf.
@@ -269,7 +263,8 @@ pub fn entry_facts(text: &[u8], scratch: &mut Vec<u8>) -> Option<Result<EntryFac
     })())
 }
 
-/// Byte classes of the fields, as lookup tables (the same alphabets `check_fields` enforces).
+/// Byte classes of the fields, as lookup tables: the one definition of each field's alphabet,
+/// used by `check_fields` and by the scanner.
 const fn class(lower_only: bool, extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut b = 0;

@@ -75,24 +75,7 @@ pub struct VerifierKey {
 impl VerifierKey {
     /// Parses `<name>+<8 hex id>+<base64(0x01 ‖ key)>`.
     pub fn parse(s: &str) -> Result<Self, NoteError> {
-        let s = s.trim();
-        let mut parts = s.splitn(3, '+');
-        let (Some(name), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::BadKey("expected <name>+<id>+<key>"));
-        };
-        if !valid_name(name) {
-            return Err(NoteError::BadKey("invalid key name"));
-        }
-        let id = decode_id(id)?;
-        let raw = STANDARD
-            .decode(data)
-            .map_err(|_| NoteError::BadKey("key is not base64"))?;
-        let Some((&ALG_ED25519, public)) = raw.split_first() else {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        };
-        let public: [u8; 32] = public
-            .try_into()
-            .map_err(|_| NoteError::BadKey("Ed25519 key must be 32 bytes"))?;
+        let (name, id, public) = split_key(s.trim(), "expected <name>+<id>+<key>")?;
         if key_id(name, &public) != id {
             return Err(NoteError::BadKey("key id does not match the key"));
         }
@@ -105,14 +88,7 @@ impl VerifierKey {
 
     /// The text form `<name>+<id>+<key>`.
     pub fn encode(&self) -> String {
-        let mut data = vec![ALG_ED25519];
-        data.extend_from_slice(&self.public);
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex::encode(self.id),
-            STANDARD.encode(data)
-        )
+        encode_key(&self.name, &self.id, &self.public)
     }
 
     /// Verifies `note` and returns its text (everything before the signature block).
@@ -139,6 +115,38 @@ impl VerifierKey {
     fn label(&self) -> String {
         format!("{}+{}", self.name, hex::encode(self.id))
     }
+}
+
+/// Splits `<name>+<8 hex id>+<base64(0x01 ‖ 32 bytes)>` (the base64 may itself hold `+`).
+fn split_key<'a>(
+    s: &'a str,
+    shape: &'static str,
+) -> Result<(&'a str, [u8; 4], [u8; 32]), NoteError> {
+    let mut parts = s.splitn(3, '+');
+    let (Some(name), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::BadKey(shape));
+    };
+    if !valid_name(name) {
+        return Err(NoteError::BadKey("invalid key name"));
+    }
+    let id = decode_id(id)?;
+    let raw = STANDARD
+        .decode(data)
+        .map_err(|_| NoteError::BadKey("key is not base64"))?;
+    let Some((&ALG_ED25519, key)) = raw.split_first() else {
+        return Err(NoteError::BadKey("not an Ed25519 key"));
+    };
+    let key = key
+        .try_into()
+        .map_err(|_| NoteError::BadKey("Ed25519 keys are 32 bytes"))?;
+    Ok((name, id, key))
+}
+
+/// The text form `<name>+<id>+<base64(0x01 ‖ key)>`.
+fn encode_key(name: &str, id: &[u8; 4], key: &[u8; 32]) -> String {
+    let mut data = vec![ALG_ED25519];
+    data.extend_from_slice(key);
+    format!("{name}+{}+{}", hex::encode(id), STANDARD.encode(data))
 }
 
 fn decode_id(id: &str) -> Result<[u8; 4], NoteError> {
@@ -232,23 +240,11 @@ impl Signer {
 
     /// Parses `PRIVATE+KEY+<name>+<id>+<base64(0x01 ‖ seed)>`.
     pub fn parse(s: &str) -> Result<Self, NoteError> {
+        const SHAPE: &str = "expected PRIVATE+KEY+<name>+<id>+<key>";
         let Some(rest) = s.trim().strip_prefix("PRIVATE+KEY+") else {
-            return Err(NoteError::BadKey("expected PRIVATE+KEY+<name>+<id>+<key>"));
+            return Err(NoteError::BadKey(SHAPE));
         };
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::BadKey("expected PRIVATE+KEY+<name>+<id>+<key>"));
-        };
-        let id = decode_id(id)?;
-        let raw = STANDARD
-            .decode(data)
-            .map_err(|_| NoteError::BadKey("key is not base64"))?;
-        let Some((&ALG_ED25519, seed)) = raw.split_first() else {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        };
-        let seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| NoteError::BadKey("Ed25519 seed must be 32 bytes"))?;
+        let (name, id, seed) = split_key(rest, SHAPE)?;
         let signer = Signer::from_seed(name, seed)?;
         if signer.id != id {
             return Err(NoteError::BadKey("key id does not match the key"));
@@ -258,13 +254,9 @@ impl Signer {
 
     /// The text form `PRIVATE+KEY+<name>+<id>+<key>`. Secret: write it only to a private file.
     pub fn encode(&self) -> String {
-        let mut data = vec![ALG_ED25519];
-        data.extend_from_slice(&self.seed);
         format!(
-            "PRIVATE+KEY+{}+{}+{}",
-            self.name,
-            hex::encode(self.id),
-            STANDARD.encode(data)
+            "PRIVATE+KEY+{}",
+            encode_key(&self.name, &self.id, &self.seed)
         )
     }
 

@@ -46,6 +46,20 @@ pub struct ProofCheck {
     pub consistent_with: Option<u64>,
 }
 
+impl std::fmt::Display for ProofCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok: entry {} is in the log of size {} (root {})",
+            self.entry, self.size, self.root
+        )?;
+        if let Some(n) = self.consistent_with {
+            write!(f, ", which extends the trusted size {n}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a bundle was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

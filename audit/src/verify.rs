@@ -73,6 +73,29 @@ pub struct Summary {
     pub trusted_size: Option<u64>,
 }
 
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok: {} entries and {} signed checkpoints verified, root {}",
+            self.entries, self.checkpoints, self.root
+        )?;
+        if let Some(n) = self.trusted_size {
+            write!(f, "; extends the trusted checkpoint of size {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON report of a verification: `{"ok": true, "summary": …}` or
+/// `{"ok": false, "failure": …}`.
+pub fn outcome_json(result: &Result<Summary, Failure>) -> serde_json::Value {
+    match result {
+        Ok(s) => serde_json::json!({"ok": true, "summary": s}),
+        Err(f) => serde_json::json!({"ok": false, "failure": f}),
+    }
+}
+
 /// A tree being built while verifying: either just its right edge or the whole tree.
 pub trait Accumulator {
     /// Appends a leaf.
@@ -182,13 +205,6 @@ impl<'k, A: Accumulator> Verifier<'k, A> {
             kind,
             message,
         }
-    }
-
-    /// Verifies the next line (without its newline).
-    pub fn line(&mut self, text: &[u8]) -> Result<LineKind, Failure> {
-        let mut scratch = Vec::new();
-        let p = prepare(self.key, text, &mut scratch);
-        self.apply(p)
     }
 
     /// Time of the last entry read (`i64::MIN` before any).

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use enclave_audit::verify::outcome_json;
 use enclave_audit::{ProofBundle, VerifierKey, verify_log};
 
 #[derive(Parser)]
@@ -100,28 +101,15 @@ fn run(cli: Cli) -> Result<bool> {
                 &key,
                 trusted.as_deref(),
             );
-            let ok = result.is_ok();
             if json {
-                let v = match &result {
-                    Ok(s) => serde_json::json!({"ok": true, "summary": s}),
-                    Err(f) => serde_json::json!({"ok": false, "failure": f}),
-                };
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&outcome_json(&result))?);
             } else {
-                match result {
-                    Ok(s) => println!(
-                        "ok: {} entries, {} checkpoints verified, root {}{}",
-                        s.entries,
-                        s.checkpoints,
-                        s.root,
-                        s.trusted_size
-                            .map(|n| format!(", extends the trusted checkpoint of size {n}"))
-                            .unwrap_or_default()
-                    ),
+                match &result {
+                    Ok(s) => println!("{s}"),
                     Err(f) => println!("BAD: {f}"),
                 }
             }
-            Ok(ok)
+            Ok(result.is_ok())
         }
         Cmd::CheckProof {
             bundle,
@@ -134,7 +122,6 @@ fn run(cli: Cli) -> Result<bool> {
             let bundle: ProofBundle =
                 serde_json::from_str(&read_small(&bundle)?).context("parsing the proof bundle")?;
             let result = bundle.check(&key, trusted.as_deref());
-            let ok = result.is_ok();
             if json {
                 let v = match &result {
                     Ok(c) => serde_json::json!({"ok": true, "proof": c}),
@@ -142,20 +129,12 @@ fn run(cli: Cli) -> Result<bool> {
                 };
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                match result {
-                    Ok(c) => println!(
-                        "ok: entry {} is in the log of size {} (root {}){}",
-                        c.entry,
-                        c.size,
-                        c.root,
-                        c.consistent_with
-                            .map(|n| format!(", which extends the trusted size {n}"))
-                            .unwrap_or_default()
-                    ),
+                match &result {
+                    Ok(c) => println!("{c}"),
                     Err(e) => println!("BAD: {e}"),
                 }
             }
-            Ok(ok)
+            Ok(result.is_ok())
         }
     }
 }

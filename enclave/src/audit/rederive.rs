@@ -20,9 +20,9 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::AuditError;
 use super::replay::ReplayReport;
 use super::transcript::Transcript;
-use super::{AuditError, Domain};
 use crate::policy::Policy;
 use crate::policy::functions::pseudonym_key;
 use crate::query::{Dataset, Governance, JobSession, SessionLimits};
@@ -167,7 +167,6 @@ fn decode(messages: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
 
 /// Checks the dataset files and re-derives every complete recorded query.
 pub(super) fn rederive(
-    domain: &Domain,
     sandbox: &Sandbox,
     transcript: &Transcript,
     logged: &[(u64, String, String)],
@@ -219,7 +218,6 @@ pub(super) fn rederive(
         target_partitions: header.target_partitions,
         ..SessionLimits::default()
     };
-    let _ = domain;
     let rt = sandbox.runtime();
     let session = rt
         .block_on(JobSession::new(&datasets, limits, governance))

@@ -256,14 +256,7 @@ pub fn replay(
         report.outputs.push(check);
     }
     if with_rederive {
-        let checks = rederive(
-            domain,
-            sandbox,
-            &transcript,
-            &logged.datasets,
-            &secret,
-            &mut report,
-        )?;
+        let checks = rederive(sandbox, &transcript, &logged.datasets, &secret, &mut report)?;
         report.rederived = Some(checks);
     }
     report.identical = report.first_difference.is_none();

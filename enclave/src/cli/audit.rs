@@ -13,6 +13,7 @@ use enclave::audit::{Domain, local_actor, replay};
 use enclave::store::{Home, default_home};
 use enclave::{EngineLimits, Sandbox};
 use enclave_audit::proof::encode_hashes;
+use enclave_audit::verify::outcome_json;
 use enclave_audit::{Checkpoint, ProofBundle, VerifierKey, verify_log};
 use serde_json::json;
 
@@ -117,30 +118,18 @@ fn verify(
         &key,
         trusted.as_deref(),
     );
-    let ok = result.is_ok();
     if json {
-        let v = match &result {
-            Ok(s) => json!({"ok": true, "log": path, "public_key": key.encode(), "summary": s}),
-            Err(f) => json!({"ok": false, "log": path, "public_key": key.encode(), "failure": f}),
-        };
+        let mut v = outcome_json(&result);
+        v["log"] = json!(path);
+        v["public_key"] = json!(key.encode());
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        match result {
-            Ok(s) => {
-                println!(
-                    "ok: {} entries and {} signed checkpoints verified",
-                    s.entries, s.checkpoints
-                );
-                println!("  root {}", s.root);
-                println!("  log key {}", key.encode());
-                if let Some(n) = s.trusted_size {
-                    println!("  extends the trusted checkpoint of size {n}");
-                }
-            }
+        match &result {
+            Ok(s) => println!("{s}\n  log key {}", key.encode()),
             Err(f) => println!("BAD: {f}"),
         }
     }
-    Ok(if ok {
+    Ok(if result.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -160,7 +149,8 @@ fn prove(
     let checkpoint = log
         .latest_checkpoint()
         .context("the log has no checkpoint yet")?;
-    let cp = Checkpoint::open(&checkpoint, &domain.home.log_signer()?.verifier())?;
+    let key = public_key(&domain.home)?;
+    let cp = Checkpoint::open(&checkpoint, &key)?;
     anyhow::ensure!(
         entry < cp.size,
         "entry {entry} does not exist: the log holds {} entries",
@@ -177,7 +167,7 @@ fn prove(
         consistency_from: from_size,
         consistency,
     };
-    let check = bundle.check(&cp_key(&domain)?, None)?;
+    let check = bundle.check(&key, None)?;
     if let Some(p) = &out {
         std::fs::write(p, serde_json::to_string_pretty(&bundle)?)
             .with_context(|| format!("writing {}", p.display()))?;
@@ -208,10 +198,6 @@ fn prove(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn cp_key(domain: &Domain) -> anyhow::Result<VerifierKey> {
-    public_key(&domain.home)
 }
 
 fn replay_job(

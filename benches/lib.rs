@@ -1,7 +1,10 @@
-//! Helpers of the benchmarks: medians and the shared bench data.
+//! Helpers of the benchmarks: medians, the shared bench data, a query host for jobs that run no
+//! queries.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use enclave_core::{CallCtx, HostError, JobError, Message, QueryHost, QueryRecord};
 
 /// Times `f` `runs` times after one warm-up; returns the sorted durations.
 pub fn time_runs(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
@@ -25,4 +28,23 @@ pub fn median(v: &[Duration]) -> Duration {
 /// A residents table of `rows` rows for benchmarks (generated once, kept in the target dir).
 pub fn bench_residents(rows: u64) -> PathBuf {
     enclave_tests::residents(rows)
+}
+
+/// The query host of a job that runs no queries.
+pub struct NoQueries;
+
+impl QueryHost for NoQueries {
+    fn open(&mut self, _: &CallCtx, _: i32, _: &str) -> Result<(), HostError> {
+        Err(HostError::Fatal(JobError::internal("no queries here")))
+    }
+    fn next(&mut self, _: &CallCtx, _: i32) -> Result<Message, HostError> {
+        Err(HostError::Fatal(JobError::internal("no queries here")))
+    }
+    fn suppressed(&mut self, _: &CallCtx, _: i32) -> Result<i64, HostError> {
+        Err(HostError::Fatal(JobError::internal("no queries here")))
+    }
+    fn close(&mut self, _: i32) {}
+    fn records(&self) -> Vec<QueryRecord> {
+        vec![]
+    }
 }

@@ -13,7 +13,7 @@ export ENCLAVE_HOME="${ENCLAVE_HOME:-$OUT/home}"
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 echo "== building enclave and the example jobs"
 # The dev profile builds dependencies optimized (see Cargo.toml) and shares its build with the tests.
-cargo build -p enclave -p enclave-audit
+cargo build -p enclave-cli -p enclave-auditor
 cargo build --profile wasm --target wasm32-unknown-unknown -p sql-report -p income-by-district -p linear-model
 ENCLAVE="$TARGET/debug/enclave"
 WASM="$TARGET/wasm32-unknown-unknown/wasm"
@@ -23,7 +23,7 @@ echo "== generating sample data ($ROWS residents)"
 "$ENCLAVE" datagen residents --rows "$ROWS" --seed 42 --out "$OUT/residents.parquet"
 
 echo
-echo "== sql-report: residents per age band"
+echo "== sql-report: residents per age band (no --policy: the explicit open policy of your own files)"
 "$ENCLAVE" run --module "$WASM/sql_report.wasm" --table residents="$OUT/residents.parquet" \
   --param sql="SELECT age_band, COUNT(*) AS residents, CAST(AVG(income) AS BIGINT) AS mean_income FROM residents GROUP BY age_band ORDER BY age_band"
 

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# Runs every test of Enclave: formatting, lints, unit and integration tests (which build the
-# example guests to wasm32-unknown-unknown and run them in the sandbox).
+# Runs every test of Enclave: formatting, lints (clippy runs as the compiler's wrapper during the
+# test build, so dependencies are compiled once, not twice), unit and integration tests (which
+# build the example guests for wasm32 and the C guest with clang), then each fuzz target for a few
+# seconds (`scripts/fuzz.sh`; skipped when cargo-fuzz or nightly is missing — `.ci/run` installs
+# them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+GUESTS=(sql-report income-by-district linear-model)
+EXCLUDE=()
+for g in "${GUESTS[@]}"; do EXCLUDE+=(--exclude "$g"); done
 
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || rustup target list --installed | grep -q wasm32-unknown-unknown
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== build the example guests (wasm32-unknown-unknown)"
-cargo build --profile wasm --target wasm32-unknown-unknown \
-  -p sql-report -p income-by-district -p linear-model
-
-echo "== clippy (host and guests)"
-cargo clippy --workspace --exclude sql-report --exclude income-by-district --exclude linear-model \
-  --all-targets -- -D warnings
-cargo clippy --target wasm32-unknown-unknown -p enclave-guest \
-  -p sql-report -p income-by-district -p linear-model -- -D warnings
+echo "== build and lint every target (clippy -D warnings as the workspace's rustc wrapper)"
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+cargo test --workspace "${EXCLUDE[@]}" --all-targets --no-run
 
 echo "== tests"
-cargo test --workspace --exclude sql-report --exclude income-by-district --exclude linear-model
+cargo test --workspace "${EXCLUDE[@]}"
+
+./scripts/fuzz.sh

@@ -1,23 +1,28 @@
-//! The example guests, built to Wasm with the SDK and run in the sandbox.
+//! The example guests, built to Wasm with the SDK and run as jobs.
 
-use enclave::ErrorKind;
+use enclave_abi::OutputKind;
+use enclave_core::ErrorKind;
+use enclave_runtime::report::rows_json;
 use enclave_tests::*;
+use libtest_mimic::Trial;
 
-fn run_example(name: &str, params: &[(&str, &str)], rows: u64) -> enclave::JobReport {
-    let m = std::fs::read(example(name)).unwrap();
-    sandbox().run(&m, spec(&m, params, vec![residents_ds(rows)]))
+fn run_example(name: &str, params: &[(&str, &str)], rows: u64) -> enclave_runtime::JobReport {
+    let mut job = Job::new(example_bytes(name)).table("residents", residents(rows));
+    for (k, v) in params {
+        job = job.param(k, v);
+    }
+    job.run()
 }
 
-#[test]
 fn every_example_module_has_only_abi_imports() {
-    let sb = sandbox();
     for name in EXAMPLES {
-        let m = std::fs::read(example(name)).unwrap();
-        assert!(sb.prepare(&m).is_ok(), "{name} is not admitted");
+        assert!(
+            engine().sandbox.prepare(&example_bytes(name)).is_ok(),
+            "{name} is not admitted"
+        );
     }
 }
 
-#[test]
 fn sql_report_emits_the_query_result() {
     let r = run_example(
         "sql-report",
@@ -31,17 +36,22 @@ fn sql_report_emits_the_query_result() {
     let out = &r.outputs[0];
     assert_eq!(
         (out.name.as_str(), out.kind),
-        ("result", enclave::outputs::OutputKind::Aggregate)
+        ("result", OutputKind::Aggregate)
     );
-    let rows = out.rows_json().unwrap();
+    let rows = rows_json(out).unwrap();
     assert_eq!(
         rows.iter().map(|v| v["n"].as_i64().unwrap()).sum::<i64>(),
         5000
     );
-    assert!(r.logs.iter().any(|l| l.contains("result rows")));
+    assert!(
+        r.run
+            .unwrap()
+            .logs
+            .iter()
+            .any(|l| l.contains("result rows"))
+    );
 }
 
-#[test]
 fn sql_report_surfaces_refusals() {
     for (sql, kind) in [
         (
@@ -70,11 +80,10 @@ fn sql_report_surfaces_refusals() {
     );
 }
 
-#[test]
 fn income_by_district_gives_nine_districts() {
     let r = run_example("income-by-district", &[], 20_000);
     assert!(r.result.is_ok(), "{:?}", r.result);
-    let rows = r.outputs[0].rows_json().unwrap();
+    let rows = rows_json(&r.outputs[0]).unwrap();
     assert_eq!(rows.len(), 9);
     assert_eq!(
         rows.iter()
@@ -88,13 +97,12 @@ fn income_by_district_gives_nine_districts() {
     }
 }
 
-#[test]
 fn linear_model_fits_the_income_curve() {
     let r = run_example("linear-model", &[], 50_000);
     assert!(r.result.is_ok(), "{:?}", r.result);
     let out = &r.outputs[0];
-    assert_eq!(out.kind, enclave::outputs::OutputKind::Model);
-    let rows = out.rows_json().unwrap();
+    assert_eq!(out.kind, OutputKind::Model);
+    let rows = rows_json(out).unwrap();
     let coef = |t: &str| {
         rows.iter().find(|v| v["term"] == t).unwrap()["coefficient"]
             .as_f64()
@@ -111,7 +119,6 @@ fn linear_model_fits_the_income_curve() {
     );
 }
 
-#[test]
 fn same_module_same_data_same_bytes() {
     for (name, params) in [
         (
@@ -127,16 +134,24 @@ fn same_module_same_data_same_bytes() {
         let a = run_example(name, &params, 30_000);
         let b = run_example(name, &params, 30_000);
         assert!(a.result.is_ok() && b.result.is_ok(), "{name}");
-        let digests = |r: &enclave::JobReport| {
-            r.outputs
-                .iter()
-                .map(|o| o.blake3.clone())
-                .collect::<Vec<_>>()
-        };
+        let digests =
+            |r: &enclave_runtime::JobReport| r.outputs.iter().map(|o| o.digest).collect::<Vec<_>>();
         assert_eq!(digests(&a), digests(&b), "{name} is not deterministic");
         assert_eq!(
-            a.fuel_used, b.fuel_used,
+            a.run.unwrap().fuel_used,
+            b.run.unwrap().fuel_used,
             "{name}: fuel is deterministic too"
         );
     }
+}
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        every_example_module_has_only_abi_imports,
+        sql_report_emits_the_query_result,
+        sql_report_surfaces_refusals,
+        income_by_district_gives_nine_districts,
+        linear_model_fits_the_income_curve,
+        same_module_same_data_same_bytes,
+    ]
 }

@@ -1,21 +1,34 @@
-//! Column rules, the group threshold, pseudonyms and samples, end to end through the sandbox.
+//! Column rules, the group threshold, pseudonyms and samples, end to end through jobs.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use enclave::ErrorKind;
-use enclave::query::Dataset;
+use enclave_core::{Digest, ErrorKind};
+use enclave_runtime::report::rows_json;
+use enclave_runtime::sample::{sample as make_sample, sample_key};
 use enclave_tests::*;
+use libtest_mimic::Trial;
 
-fn sql_report(sql: &str, datasets: Vec<Dataset>, app: &str) -> enclave::JobReport {
-    let m = std::fs::read(example("sql-report")).unwrap();
-    let mut s = spec(&m, &[("sql", sql)], datasets);
-    s.governance = Some(governance(app));
-    sandbox().run(&m, s)
+fn sql_report(sql: &str, tables: &[(&str, PathBuf)], app: &str) -> enclave_runtime::JobReport {
+    let mut job = Job::new(example_bytes("sql-report"))
+        .param("sql", sql)
+        .default_policy();
+    for (n, p) in tables {
+        job = job.table(n, p);
+    }
+    job.application = app.to_owned();
+    job.run()
+}
+
+fn default_policy() -> enclave_policy::Policy {
+    enclave_policy::Policy::load(&default_policy_path())
+        .unwrap()
+        .0
 }
 
 fn read(path: &std::path::Path) -> RecordBatch {
@@ -28,11 +41,10 @@ fn read(path: &std::path::Path) -> RecordBatch {
     datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
-#[test]
 fn restricted_columns_are_refused_through_the_sandbox() {
     let r = sql_report(
         "SELECT district, income FROM residents",
-        vec![residents_ds(2000)],
+        &[("residents", residents(2000))],
         "app",
     );
     let e = err(&r);
@@ -46,7 +58,7 @@ fn restricted_columns_are_refused_through_the_sandbox() {
     );
     let r = sql_report(
         "SELECT district, AVG(income) AS m FROM residents GROUP BY district ORDER BY district",
-        vec![residents_ds(2000)],
+        &[("residents", residents(2000))],
         "app",
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
@@ -54,7 +66,7 @@ fn restricted_columns_are_refused_through_the_sandbox() {
 }
 
 /// Visits where group A has 30 rows from 3 subjects, B 12 subjects, C exactly 10, D 9.
-fn visits_fixture(dir: &std::path::Path) -> Dataset {
+fn visits_fixture(dir: &Path) -> PathBuf {
     let mut rid = Vec::new();
     let mut diag = Vec::new();
     for s in 0..3 {
@@ -70,7 +82,7 @@ fn visits_fixture(dir: &std::path::Path) -> Dataset {
         }
     }
     let n = rid.len();
-    let schema = enclave::datagen::schema_of("hospital_visits").unwrap();
+    let schema = enclave_datagen::schema_of("hospital_visits").unwrap();
     let cols: Vec<Arc<dyn Array>> = schema
         .fields()
         .iter()
@@ -95,20 +107,19 @@ fn visits_fixture(dir: &std::path::Path) -> Dataset {
         ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), nullable, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    Dataset::new("hospital_visits", path).unwrap()
+    path
 }
 
-#[test]
 fn group_threshold_counts_subjects_not_rows() {
     let dir = tempfile::tempdir().unwrap();
     let ds = visits_fixture(dir.path());
     let r = sql_report(
         "SELECT diagnosis, COUNT(*) AS visits FROM hospital_visits GROUP BY diagnosis ORDER BY diagnosis",
-        vec![ds.clone()],
+        &[("hospital_visits", ds.clone())],
         "app",
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
-    let rows = r.outputs[0].rows_json().unwrap();
+    let rows = rows_json(&r.outputs[0]).unwrap();
     let shown: Vec<&str> = rows
         .iter()
         .map(|v| v["diagnosis"].as_str().unwrap())
@@ -116,15 +127,15 @@ fn group_threshold_counts_subjects_not_rows() {
     // A has 30 rows but 3 subjects: suppressed. D has 9 subjects: suppressed. C has exactly k.
     assert_eq!(shown, vec!["B", "C"]);
     assert_eq!(r.queries[0].suppressed_groups, 2);
+    let logs = &r.run.as_ref().unwrap().logs;
     assert!(
-        r.logs.iter().any(|l| l.contains("2 groups suppressed")),
-        "{:?}",
-        r.logs
+        logs.iter().any(|l| l.contains("2 groups suppressed")),
+        "{logs:?}"
     );
     // Through a CTE that drops the subject column, the host threads it back in.
     let r = sql_report(
         "WITH t AS (SELECT diagnosis FROM hospital_visits) SELECT diagnosis, COUNT(*) AS n FROM t GROUP BY diagnosis",
-        vec![ds.clone()],
+        &[("hospital_visits", ds.clone())],
         "app",
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
@@ -132,24 +143,18 @@ fn group_threshold_counts_subjects_not_rows() {
     // An aggregate over an aggregate: each inner group already has ≥ k subjects.
     let r = sql_report(
         "SELECT COUNT(*) AS groups FROM (SELECT diagnosis, COUNT(*) AS n FROM hospital_visits GROUP BY diagnosis)",
-        vec![ds],
+        &[("hospital_visits", ds)],
         "app",
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
-    assert_eq!(r.outputs[0].rows_json().unwrap()[0]["groups"], 2);
+    assert_eq!(rows_json(&r.outputs[0]).unwrap()[0]["groups"], 2);
 }
 
-#[test]
 fn pseudonyms_are_stable_within_and_differ_across_applications() {
     // (ORDER BY a pseudonym would be a comparison, which the rule does not allow.)
     let q = "SELECT resident_id FROM residents LIMIT 5";
-    let a1 = sql_report(q, vec![residents_ds(2000)], "app-1");
-    let a2 = sql_report(q, vec![residents_ds(2000)], "app-1");
-    let b = sql_report(q, vec![residents_ds(2000)], "app-2");
-    assert!(a1.result.is_ok(), "{:?}", a1.result);
-    let ids = |r: &enclave::JobReport| -> Vec<String> {
-        let mut v: Vec<String> = r.outputs[0]
-            .rows_json()
+    let ids = |r: &enclave_runtime::JobReport| -> Vec<String> {
+        let mut v: Vec<String> = rows_json(&r.outputs[0])
             .unwrap()
             .iter()
             .map(|v| v["resident_id"].as_str().unwrap().to_owned())
@@ -157,28 +162,37 @@ fn pseudonyms_are_stable_within_and_differ_across_applications() {
         v.sort();
         v
     };
+    // Each job runs in a domain of its own here: pseudonyms are keyed by the domain secret too.
+    // Within one domain and application they are stable:
+    let (_dir, d) = temp_domain();
+    let job = |app: &str| {
+        let mut j = Job::new(example_bytes("sql-report"))
+            .param("sql", q)
+            .table("residents", residents(2000))
+            .default_policy();
+        j.application = app.to_owned();
+        j.run_in(&d).unwrap()
+    };
+    let (a1, a2, b) = (job("app-1"), job("app-1"), job("app-2"));
+    assert!(a1.result.is_ok(), "{:?}", a1.result);
     assert_eq!(ids(&a1), ids(&a2));
     assert_ne!(ids(&a1), ids(&b));
     for id in ids(&a1) {
         assert_eq!(id.len(), 32, "{id}");
-        assert!(!enclave::datagen::is_valid_resident_id(&id));
+        assert!(!enclave_datagen::is_valid_resident_id(&id));
     }
     // Joins on pseudonyms still work: both tables are pseudonymized with the same key.
     let dir = tempfile::tempdir().unwrap();
     let visits = dir.path().join("v.parquet");
-    enclave::datagen::generate("hospital_visits", 5000, 1, 2000, &visits, |_| {}).unwrap();
+    enclave_datagen::generate("hospital_visits", 5000, 1, 2000, &visits, |_| {}).unwrap();
     let r = sql_report(
         "SELECT r.district, COUNT(*) AS visits FROM residents r JOIN hospital_visits v ON r.resident_id = v.resident_id \
          GROUP BY r.district ORDER BY r.district",
-        vec![
-            residents_ds(2000),
-            Dataset::new("hospital_visits", &visits).unwrap(),
-        ],
+        &[("residents", residents(2000)), ("hospital_visits", visits)],
         "app-1",
     );
     assert!(r.result.is_ok(), "{:?}", r.result);
-    let total: i64 = r.outputs[0]
-        .rows_json()
+    let total: i64 = rows_json(&r.outputs[0])
         .unwrap()
         .iter()
         .map(|v| v["visits"].as_i64().unwrap())
@@ -186,13 +200,13 @@ fn pseudonyms_are_stable_within_and_differ_across_applications() {
     assert!(total > 4000, "joined visits: {total}");
 }
 
-#[test]
 fn samples_keep_schema_hide_values_and_keep_marginals() {
     let dir = tempfile::tempdir().unwrap();
     let src = residents(20_000);
     let out = dir.path().join("sample.parquet");
     let policy = default_policy();
-    let s = enclave::sample::sample(&policy, "residents", &src, 2000, 9, &out).unwrap();
+    let key = sample_key(&[5; 32], &Digest::of(b"snapshot"), 9);
+    let s = make_sample(&policy, "residents", &src, 2000, 9, &key, &out).unwrap();
     assert_eq!((s.rows, s.source_rows), (2000, 20_000));
     let source = read(&src);
     let sample = read(&out);
@@ -252,7 +266,7 @@ fn samples_keep_schema_hide_values_and_keep_marginals() {
     assert!(
         ids.iter()
             .flatten()
-            .all(enclave::datagen::is_valid_resident_id),
+            .all(enclave_datagen::is_valid_resident_id),
         "fakes are format-valid"
     );
     // Marginals of kept (district) and shuffled (sex) columns are preserved.
@@ -276,7 +290,7 @@ fn samples_keep_schema_hide_values_and_keep_marginals() {
     }
     // A full-size sample keeps the exact multiset of kept and shuffled columns.
     let full = dir.path().join("full.parquet");
-    enclave::sample::sample(&policy, "residents", &src, 20_000, 9, &full).unwrap();
+    make_sample(&policy, "residents", &src, 20_000, 9, &key, &full).unwrap();
     let full = read(&full);
     for col in ["district", "sex", "age"] {
         let sorted = |b: &RecordBatch| {
@@ -294,9 +308,106 @@ fn samples_keep_schema_hide_values_and_keep_marginals() {
         };
         assert_eq!(sorted(&source), sorted(&full), "{col}");
     }
-    // Deterministic for a seed.
+    // Deterministic for a domain and a seed.
     let again = dir.path().join("again.parquet");
-    enclave::sample::sample(&policy, "residents", &src, 2000, 9, &again).unwrap();
+    make_sample(&policy, "residents", &src, 2000, 9, &key, &again).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
-    let _ = Int64Array::from(vec![0]);
+}
+
+/// What an attacker who knows the seed (but not the domain secret) can compute: which source rows
+/// were picked, in order (the seed selects them). The shuffle, noise and fakes come from the
+/// domain's key, so the attacker's best reconstruction of a shuffled column — undoing the
+/// shuffle the seed alone would have given — matches the source no better than chance, and a
+/// second domain with the same seed desensitizes differently.
+fn knowing_the_seed_does_not_relink_sample_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = residents(20_000);
+    let policy = default_policy();
+    let snap = Digest::of(b"the same snapshot");
+    let out_a = dir.path().join("a.parquet");
+    let out_b = dir.path().join("b.parquet");
+    make_sample(
+        &policy,
+        "residents",
+        &src,
+        2000,
+        9,
+        &sample_key(&[1; 32], &snap, 9),
+        &out_a,
+    )
+    .unwrap();
+    make_sample(
+        &policy,
+        "residents",
+        &src,
+        2000,
+        9,
+        &sample_key(&[2; 32], &snap, 9),
+        &out_b,
+    )
+    .unwrap();
+    let (a, b, source) = (read(&out_a), read(&out_b), read(&src));
+    // The rows picked are the seed's (open columns are kept row by row and agree).
+    assert_eq!(
+        a.column_by_name("district").unwrap().to_data(),
+        b.column_by_name("district").unwrap().to_data()
+    );
+    // Everything derived from randomness differs between the two domains.
+    for col in ["age", "sex", "income", "resident_id", "name", "phone"] {
+        assert_ne!(
+            a.column_by_name(col).unwrap().to_data(),
+            b.column_by_name(col).unwrap().to_data(),
+            "{col} does not depend on the domain's key"
+        );
+    }
+    // Re-link attempt: the attacker knows which source row each sample row came from (seed) and
+    // tries the seed-only shuffle (SplitMix64 from the seed, as samples were made before) to map
+    // the shuffled `age` back. The match rate must be near chance, not near 100 %.
+    let total = source.num_rows() as u64;
+    let mut rng = enclave_datagen::fakes::Rng::for_row(9, 0x5a4d_504c, 0);
+    let picked = {
+        use enclave_datagen::fakes::Random;
+        let mut set = std::collections::BTreeSet::new();
+        for j in total - 2000..total {
+            let t = rng.below(j + 1);
+            if !set.insert(t) {
+                set.insert(j);
+            }
+        }
+        set.into_iter().collect::<Vec<u64>>()
+    };
+    let src_age = source
+        .column_by_name("age")
+        .unwrap()
+        .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+    let sample_age = a
+        .column_by_name("age")
+        .unwrap()
+        .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+    let mut order: Vec<u64> = (0..2000).collect();
+    {
+        use enclave_datagen::fakes::Random;
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+    }
+    let mut matched = 0;
+    for (i, &from) in order.iter().enumerate() {
+        // The seed-only shuffle put source row picked[from] at sample row i.
+        if sample_age.value(i) == src_age.value(picked[from as usize] as usize) {
+            matched += 1;
+        }
+    }
+    // Ages have ~100 values; chance agreement is a few percent.
+    assert!(matched < 2000 / 5, "{matched} of 2000 rows re-linked");
+}
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        restricted_columns_are_refused_through_the_sandbox,
+        group_threshold_counts_subjects_not_rows,
+        pseudonyms_are_stable_within_and_differ_across_applications,
+        samples_keep_schema_hide_values_and_keep_marginals,
+        knowing_the_seed_does_not_relink_sample_rows,
+    ]
 }

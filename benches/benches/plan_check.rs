@@ -7,8 +7,8 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use enclave::policy::{check, threshold};
-use enclave_tests::default_policy;
+use enclave_query::{check, threshold};
+use enclave_tests::default_policy_path;
 
 const SIMPLE: &str = "SELECT district, COUNT(*) AS n, AVG(income) AS m FROM residents WHERE age > 30 GROUP BY district";
 const JOIN5: &str = "SELECT r.district, v.diagnosis, COUNT(*) AS n, AVG(v.cost) AS c \
@@ -25,15 +25,17 @@ fn plan_check(c: &mut Criterion) {
         .build()
         .unwrap();
     let ctx = SessionContext::new();
-    for t in enclave::datagen::TABLES {
-        let schema = enclave::datagen::schema_of(t).unwrap();
+    for t in enclave_datagen::TABLES {
+        let schema = enclave_datagen::schema_of(t).unwrap();
         ctx.register_table(
             *t,
             Arc::new(MemTable::try_new(schema, vec![vec![]]).unwrap()),
         )
         .unwrap();
     }
-    let policy = default_policy();
+    let policy = enclave_policy::Policy::load(&default_policy_path())
+        .unwrap()
+        .0;
     for (name, sql) in [("simple", SIMPLE), ("5-way join", JOIN5)] {
         let plan = rt.block_on(ctx.state().create_logical_plan(sql)).unwrap();
         c.bench_function(&format!("plan SQL ({name})"), |b| {

@@ -3,8 +3,9 @@
 //! - `linear-model` (rows streamed into the guest, OLS in Wasm) vs the same OLS code compiled
 //!   natively over the same DataFusion stream; also rows/s streamed into the guest.
 //!
-//! Enclave runs are recorded as in a domain: every host-call result streams into a sealed
-//! (AES-256-GCM) transcript on disk, finished and synced before the run counts as done.
+//! Enclave runs are whole jobs in a domain: manifest, authorization, the query session, every
+//! host-call result streamed into a sealed (AES-256-GCM) transcript on disk, finished and synced,
+//! and the log entries committed before the run counts as done.
 //!
 //! `cargo bench -p enclave-benches --bench vs_native` (ENCLAVE_BENCH_ROWS, ENCLAVE_BENCH_RUNS).
 
@@ -13,9 +14,9 @@ use std::time::Duration;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Float64Type;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use enclave::query::Dataset;
 use enclave_benches::{bench_residents, median, time_runs};
-use enclave_tests::{example, sandbox, spec};
+use enclave_runtime::report::rows_json;
+use enclave_tests::{Job, example_bytes, temp_domain};
 use futures::StreamExt;
 
 const GROUP_BY: &str = "SELECT district, age_band, COUNT(*) AS n, SUM(income) AS total, AVG(income) AS mean \
@@ -34,50 +35,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Runs `spec` with its host-call results streaming into a sealed transcript in `dir`, as a
-/// domain run does, and finishes (seals, syncs) the transcript.
-fn recorded(
-    sb: &enclave::Sandbox,
-    prepared: &std::sync::Arc<enclave::sandbox::Prepared>,
-    mut spec: enclave::JobSpec,
-    dir: &std::path::Path,
-) -> enclave::JobReport {
-    use enclave::audit::recorder::Recorder;
-    use enclave::audit::transcript::{Header, SealedWriter};
-    let path = dir.join(format!("{}.sealed", spec.job_id));
-    let writer = SealedWriter::create(&[7; 32], &path, &spec.job_id).unwrap();
-    let (sink, recorder) = Recorder::start(writer).unwrap();
-    spec.tape_sink = Some(sink);
-    let header = Header {
-        version: 1,
-        job_id: spec.job_id.clone(),
-        module_blake3: String::new(),
-        params: spec.params.clone(),
-        seed: String::new(),
-        clock_ms: 0,
-        limits: spec.limits.clone(),
-        target_partitions: spec.target_partitions,
-        datasets: vec![],
-        policy: None,
-        application: String::new(),
-        outputs: vec![],
-        result: Ok(()),
-    };
-    let t = std::time::Instant::now();
-    let r = sb.run_prepared(prepared, spec);
-    let t1 = t.elapsed();
-    recorder.finish(&header).unwrap();
-    if std::env::var_os("ENCLAVE_BENCH_VERBOSE").is_some() {
-        eprintln!(
-            "run {:?}, finish {:?}, transcript {} MiB",
-            t1,
-            t.elapsed() - t1,
-            std::fs::metadata(&path).map(|m| m.len() >> 20).unwrap_or(0)
-        );
-    }
-    r
-}
-
 fn main() {
     // `cargo test --benches` passes `--bench`-less args; only run when benchmarking.
     if std::env::args().any(|a| a == "--list") {
@@ -87,9 +44,7 @@ fn main() {
     let runs = env("ENCLAVE_BENCH_RUNS", 5) as usize;
     eprintln!("preparing {rows} residents rows…");
     let path = bench_residents(rows);
-    let ds = || vec![Dataset::new("residents", &path).unwrap()];
-    let sb = sandbox();
-    let transcripts = tempfile::tempdir_in(enclave_tests::target_dir()).unwrap();
+    let (_dir, domain) = temp_domain();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,15 +62,11 @@ fn main() {
     };
 
     // 1. GROUP BY aggregate.
-    let report = std::fs::read(example("sql-report")).unwrap();
-    let prepared = sb.prepare(&report).unwrap();
+    let report = Job::new(example_bytes("sql-report"))
+        .table("residents", &path)
+        .param("sql", GROUP_BY);
     let enclave_agg = time_runs(runs, || {
-        let r = recorded(
-            &sb,
-            &prepared,
-            spec(&report, &[("sql", GROUP_BY)], ds()),
-            transcripts.path(),
-        );
+        let r = report.run_in(&domain).unwrap();
         assert!(r.result.is_ok(), "{:?}", r.result);
     });
     let native_agg = time_runs(runs, || {
@@ -133,14 +84,13 @@ fn main() {
     });
 
     // 2. OLS: rows streamed into the guest vs native code on the native stream.
-    let lm = std::fs::read(example("linear-model")).unwrap();
-    let prepared = sb.prepare(&lm).unwrap();
+    let lm = Job::new(example_bytes("linear-model")).table("residents", &path);
     let mut guest_coef = String::new();
     let enclave_ols = time_runs(runs, || {
-        let r = recorded(&sb, &prepared, spec(&lm, &[], ds()), transcripts.path());
+        let r = lm.run_in(&domain).unwrap();
         assert!(r.result.is_ok(), "{:?}", r.result);
         assert_eq!(r.queries[0].rows, rows);
-        guest_coef = format!("{:?}", r.outputs[0].rows_json().unwrap());
+        guest_coef = format!("{:?}", rows_json(&r.outputs[0]).unwrap());
     });
     let mut native_coef = Vec::new();
     let native_ols = time_runs(runs, || {

@@ -34,26 +34,27 @@ use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{ArrowError, SchemaRef};
 
 /// What an output is; the host's egress rules depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub enum OutputKind {
-    /// Aggregate statistics (counts, sums, means…).
-    Aggregate = 0,
-    /// Model parameters (coefficients, weights).
-    Model = 1,
-    /// A report (tables of aggregate figures meant for people).
-    Report = 2,
-}
+pub use enclave_abi::OutputKind;
 
 /// Errors a job sees.
 #[derive(Debug)]
 pub enum Error {
     /// The host refused or failed a request; `code` is one of the `sys::ERR_*` values.
-    Host { code: i64, message: String },
+    Host {
+        /// The code (negative; see `sys`).
+        code: i64,
+        /// The host's explanation (`last_error`).
+        message: String,
+    },
     /// Arrow could not decode or encode data.
     Arrow(ArrowError),
     /// A parameter is missing or malformed.
-    Param { key: String, reason: String },
+    Param {
+        /// The parameter.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An error raised by the job itself.
     Job(String),
 }
@@ -95,8 +96,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Fetches the host's message for the last failed call.
 fn host_error(code: i64) -> Error {
     let mut buf = vec![0u8; 1024];
-    // SAFETY: `buf` is a valid writable buffer of `buf.len()` bytes.
-    let n = unsafe { sys::last_error(buf.as_mut_ptr(), buf.len()) };
+    let n = sys::last_error(&mut buf);
     let n = usize::try_from(n).unwrap_or(0).min(buf.len());
     buf.truncate(n);
     let message = String::from_utf8_lossy(&buf).into_owned();
@@ -107,8 +107,7 @@ fn host_error(code: i64) -> Error {
 pub fn param(key: &str) -> Option<String> {
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: key and buf are valid for their lengths; the host writes at most `buf.len()`.
-        let n = unsafe { sys::param(key.as_ptr(), key.len(), buf.as_mut_ptr(), buf.len()) };
+        let n = sys::param(key, &mut buf);
         let n = usize::try_from(n).ok()?;
         if n <= buf.len() {
             buf.truncate(n);
@@ -156,8 +155,7 @@ pub struct Query {
 
 /// Runs `sql` over the job's granted tables.
 pub fn query(sql: &str) -> Result<Query> {
-    // SAFETY: sql is valid for its length.
-    let h = unsafe { sys::query_open(sql.as_ptr(), sql.len()) };
+    let h = sys::query_open(sql);
     if h < 0 {
         return Err(host_error(h));
     }
@@ -189,15 +187,13 @@ impl Query {
     /// How many groups the host's group threshold suppressed (complete once iteration ended).
     /// The job learns how many, never which.
     pub fn suppressed_groups(&self) -> u64 {
-        // SAFETY: plain call with a handle value.
-        let n = unsafe { sys::query_suppressed(self.handle) };
+        let n = sys::query_suppressed(self.handle);
         u64::try_from(n).unwrap_or(0)
     }
 
     /// Pulls one message from the host; returns a batch if that message completed one.
     fn pump(&mut self) -> Result<Option<RecordBatch>> {
-        // SAFETY: plain call with a handle value.
-        let n = unsafe { sys::query_next(self.handle) };
+        let n = sys::query_next(self.handle);
         if n < 0 {
             self.done = true;
             return Err(host_error(n));
@@ -209,15 +205,12 @@ impl Query {
         }
         let len = usize::try_from(n).map_err(|_| Error::Job("message too large".into()))?;
         self.buf.clear();
-        self.buf.reserve(len);
-        // SAFETY: the buffer has capacity `len`; the host writes exactly `len` bytes or fails.
-        let rc = unsafe { sys::query_read(self.handle, self.buf.as_mut_ptr(), len) };
+        self.buf.resize(len, 0);
+        let rc = sys::query_read(self.handle, &mut self.buf);
         if rc < 0 {
             self.done = true;
             return Err(host_error(i64::from(rc)));
         }
-        // SAFETY: query_read returned success, so all `len` bytes were initialised by the host.
-        unsafe { self.buf.set_len(len) };
         let mut buffer = Buffer::from_vec(std::mem::take(&mut self.buf));
         let mut out = None;
         while !buffer.is_empty() {
@@ -249,8 +242,7 @@ impl Iterator for Query {
 
 impl Drop for Query {
     fn drop(&mut self) {
-        // SAFETY: plain call with a handle value.
-        unsafe { sys::query_close(self.handle) };
+        sys::query_close(self.handle);
     }
 }
 
@@ -285,16 +277,7 @@ pub fn emit_with_schema(
     }
     w.finish()?;
     let bytes = w.into_inner()?;
-    // SAFETY: name and bytes are valid for their lengths.
-    let rc = unsafe {
-        sys::output(
-            name.as_ptr(),
-            name.len(),
-            kind as i32,
-            bytes.as_ptr(),
-            bytes.len(),
-        )
-    };
+    let rc = sys::output(name, kind as i32, &bytes);
     if rc < 0 {
         return Err(host_error(i64::from(rc)));
     }
@@ -303,8 +286,7 @@ pub fn emit_with_schema(
 
 /// Writes one log line. Logs stay inside the domain and are size-capped by the host.
 pub fn log(line: &str) {
-    // SAFETY: line is valid for its length.
-    unsafe { sys::log(line.as_ptr(), line.len()) }
+    sys::log(line)
 }
 
 /// `format!`-style logging: `enclave_guest::log!("{} rows", n)`.
@@ -315,8 +297,7 @@ macro_rules! log {
 
 /// Fills `buf` with the job's deterministic random bytes (seeded per job and recorded).
 pub fn random_bytes(buf: &mut [u8]) {
-    // SAFETY: buf is valid and writable for its length.
-    unsafe { sys::random(buf.as_mut_ptr(), buf.len()) }
+    sys::random(buf)
 }
 
 /// A deterministic random `u64` from the job's seeded stream.
@@ -328,14 +309,12 @@ pub fn random_u64() -> u64 {
 
 /// The job's logical time in milliseconds since the Unix epoch (fixed when the job was submitted).
 pub fn now_ms() -> i64 {
-    // SAFETY: plain call.
-    unsafe { sys::clock() }
+    sys::clock()
 }
 
 /// Reports the job's failure message to the host (the job then ends with an error).
 pub fn fail(message: &str) {
-    // SAFETY: message is valid for its length.
-    unsafe { sys::fail(message.as_ptr(), message.len()) }
+    sys::fail(message)
 }
 
 /// Runs a job body: installs a panic hook that reports panics to the host, then maps the result
@@ -356,6 +335,8 @@ pub fn run_job<E: fmt::Display>(body: impl FnOnce() -> std::result::Result<(), E
 #[macro_export]
 macro_rules! job {
     ($f:path) => {
+        // The export the host calls; `no_mangle` is the one attribute `unsafe_code` flags.
+        #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub extern "C" fn enclave_run() -> i32 {
             $crate::run_job($f)

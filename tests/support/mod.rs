@@ -1,12 +1,14 @@
-//! Shared helpers of the integration tests: building the example guests to Wasm, generating
-//! sample data once, and a sandbox with test-sized limits.
+//! Shared helpers of the integration tests and benchmarks: where the guests are (built once by
+//! `build.rs`), sample data generated once per size without races, a shared engine, jobs run the
+//! way the runtime runs them (in a domain of their own), and the command lines run as child
+//! processes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
 
-use enclave::query::Dataset;
-use enclave::{EngineLimits, JobReport, JobSpec, Limits, Sandbox};
+use enclave_core::{ApplicationId, EngineLimits, JobError, Limits, Params, TableName};
+use enclave_runtime::{Domain, Engine, JobReport, PolicySource, RuntimeError, Submission};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -23,57 +25,36 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// The example guests.
+/// The example guests (Rust).
 pub const EXAMPLES: &[&str] = &["sql-report", "income-by-district", "linear-model"];
 
-/// Builds every example guest for wasm32-unknown-unknown (once per test process) and returns
-/// the path of `name`'s module.
+/// The path of example guest `name` (built by `build.rs`).
 pub fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(root()).args([
-            "build",
-            "--quiet",
-            "--profile",
-            "wasm",
-            "--target",
-            "wasm32-unknown-unknown",
-        ]);
-        for e in EXAMPLES {
-            cmd.args(["-p", e]);
-        }
-        let status = cmd.status().expect("cargo runs");
-        assert!(
-            status.success(),
-            "building the example guests failed (is the wasm32-unknown-unknown target installed?)"
+    let path =
+        Path::new(env!("ENCLAVE_GUEST_DIR")).join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "{} missing (built by tests/build.rs)",
+        path.display()
+    );
+    path
+}
+
+/// The bytes of example guest `name`.
+pub fn example_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(example(name)).expect("guest module")
+}
+
+/// The C example guest, if clang could build it.
+pub fn c_guest() -> Result<PathBuf, String> {
+    let p = env!("ENCLAVE_C_GUEST");
+    if p.is_empty() {
+        return Err(
+            "the C guest was not built: clang with the wasm32 target and wasm-ld (Debian: clang, lld) are needed"
+                .into(),
         );
-    });
-    let path = target_dir()
-        .join("wasm32-unknown-unknown/wasm")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(path.exists(), "{} missing", path.display());
-    path
-}
-
-/// A residents table of `rows` rows (seed 1), generated once per size.
-pub fn residents(rows: u64) -> PathBuf {
-    let dir = target_dir().join("enclave-test-data");
-    std::fs::create_dir_all(&dir).expect("test data dir");
-    let path = dir.join(format!("residents-{rows}.parquet"));
-    if !path.exists() {
-        // Generate under a unique name, then rename: test processes may race.
-        let tmp = dir.join(format!("residents-{rows}.{}.parquet", std::process::id()));
-        enclave::datagen::generate("residents", rows, 1, 0, &tmp, |_| {}).expect("datagen");
-        std::fs::rename(&tmp, &path).expect("rename test data");
     }
-    path
-}
-
-/// A sandbox with default engine limits and no disk cache.
-pub fn sandbox() -> Sandbox {
-    Sandbox::new(EngineLimits::default(), None).expect("sandbox")
+    Ok(PathBuf::from(p))
 }
 
 /// Compiles WAT text to a Wasm binary.
@@ -86,81 +67,202 @@ pub fn wat_file(name: &str) -> Vec<u8> {
     wat::parse_file(root().join("tests/wat").join(name)).expect("valid WAT file")
 }
 
-/// A job spec over `datasets` with `params`.
-pub fn spec(module: &[u8], params: &[(&str, &str)], datasets: Vec<Dataset>) -> JobSpec {
-    let params = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    JobSpec::new(&blake3::hash(module), params, datasets)
+/// A generated table (`datagen`) of `rows` rows, created once per (table, rows, seed, population)
+/// and shared: generated under a unique temporary name and renamed into place, so threads and
+/// processes never see a partial file.
+pub fn table(name: &str, rows: u64, seed: u64, population: u64) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let dir = target_dir().join("enclave-test-data");
+    std::fs::create_dir_all(&dir).expect("test data dir");
+    let path = dir.join(format!("{name}-{rows}-{seed}-{population}.parquet"));
+    let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if !path.exists() {
+        let tmp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .suffix(".parquet")
+            .tempfile_in(&dir)
+            .expect("temporary file");
+        enclave_datagen::generate(name, rows, seed, population, tmp.path(), |_| {})
+            .expect("datagen");
+        tmp.persist(&path).expect("rename test data");
+    }
+    path
 }
 
-/// `spec` with small limits, for hostile modules.
-pub fn tight(mut s: JobSpec) -> JobSpec {
-    s.limits = Limits {
+/// A residents table of `rows` rows (seed 1).
+pub fn residents(rows: u64) -> PathBuf {
+    table("residents", rows, 1, 0)
+}
+
+/// An engine shared by the tests of this process (no module cache on disk).
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(EngineLimits::default(), None).expect("engine"))
+}
+
+/// The shipped default policy file.
+pub fn default_policy_path() -> PathBuf {
+    root().join("policies/default.toml")
+}
+
+/// Small limits for hostile modules.
+pub fn tight_limits() -> Limits {
+    Limits {
         fuel: 200_000_000,
         memory_bytes: 64 << 20,
         wall_clock_ms: 5_000,
         ..Limits::default()
-    };
-    s
+    }
 }
 
-/// The residents dataset of `rows` rows.
-pub fn residents_ds(rows: u64) -> Dataset {
-    Dataset::new("residents", residents(rows)).expect("dataset")
+/// A job to run in a test.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The module.
+    pub module: Vec<u8>,
+    /// Tables: name and file.
+    pub tables: Vec<(String, PathBuf)>,
+    /// Parameters.
+    pub params: Vec<(String, String)>,
+    /// The policy (default: the open policy of the given files).
+    pub policy: PolicySource,
+    /// Limits.
+    pub limits: Limits,
+    /// Application.
+    pub application: String,
+    /// Query parallelism.
+    pub partitions: Option<u32>,
+}
+
+impl Job {
+    /// A job running `module` with default limits under the open policy.
+    pub fn new(module: Vec<u8>) -> Job {
+        Job {
+            module,
+            tables: vec![],
+            params: vec![],
+            policy: PolicySource::Open,
+            limits: Limits::default(),
+            application: "local".into(),
+            partitions: None,
+        }
+    }
+
+    /// Adds a table.
+    pub fn table(mut self, name: &str, file: impl Into<PathBuf>) -> Job {
+        self.tables.push((name.into(), file.into()));
+        self
+    }
+
+    /// Adds a parameter.
+    pub fn param(mut self, k: &str, v: &str) -> Job {
+        self.params.push((k.into(), v.into()));
+        self
+    }
+
+    /// Runs under the shipped default policy.
+    pub fn default_policy(mut self) -> Job {
+        self.policy = PolicySource::File(default_policy_path());
+        self
+    }
+
+    /// The submission of this job.
+    pub fn submission(&self) -> Submission {
+        Submission {
+            module: self.module.clone(),
+            tables: self
+                .tables
+                .iter()
+                .map(|(n, p)| (TableName::new(n).expect("table name"), p.clone()))
+                .collect(),
+            params: Params::new(self.params.clone()).expect("params"),
+            limits: self.limits.clone(),
+            policy: self.policy.clone(),
+            application: ApplicationId::new(&self.application).expect("application"),
+            seed: None,
+            target_partitions: self.partitions,
+            clock_ms: 0,
+        }
+    }
+
+    /// Runs the job in `domain` (submit, authorize, run); a refusal before the run is `Err`.
+    pub fn run_in(&self, domain: &Domain) -> Result<JobReport, RuntimeError> {
+        let s = domain.submit(self.submission())?;
+        let a = domain.authorize(s)?;
+        domain.run(a, engine())
+    }
+
+    /// Runs the job in a fresh domain of its own.
+    pub fn run(&self) -> JobReport {
+        let (_dir, d) = temp_domain();
+        match self.run_in(&d) {
+            Ok(r) => r,
+            Err(RuntimeError::Job(e)) => panic!("the job was refused before it ran: {e:?}"),
+            Err(e) => panic!("the domain failed: {e}"),
+        }
+    }
+}
+
+/// A fresh domain in a temporary directory (kept as long as the `TempDir` lives).
+pub fn temp_domain() -> (tempfile::TempDir, Domain) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Domain::open(dir.path(), "developer:test".into()).expect("domain");
+    (dir, d)
 }
 
 /// The error of a failed report (panics on success, with the report).
-pub fn err(r: &JobReport) -> &enclave::JobError {
+pub fn err(r: &JobReport) -> &JobError {
     match &r.result {
         Err(e) => e,
         Ok(()) => panic!("expected the job to fail: {r:?}"),
     }
 }
 
-/// The `enclave` binary (built once per test process with the test profile).
-pub fn enclave_bin() -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(root())
-            .args(["build", "--quiet", "-p", "enclave", "--bin", "enclave"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the enclave binary failed");
-    });
-    target_dir().join("debug").join("enclave")
+/// The environment variable that makes the test binary act as a command line.
+pub const EXEC_AS: &str = "ENCLAVE_TEST_EXEC";
+
+/// A command running `enclave` (this test binary, re-executed as the CLI) in domain `home`.
+pub fn enclave_cmd(home: &Path) -> Command {
+    let mut c = Command::new(std::env::current_exe().expect("test binary"));
+    c.env(EXEC_AS, "enclave").env("ENCLAVE_HOME", home);
+    c
 }
 
-/// A command running the `enclave` binary in a fresh domain directory of its own.
-pub fn enclave_cmd() -> Command {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let home = target_dir().join("enclave-test-homes").join(format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&home);
-    let mut cmd = Command::new(enclave_bin());
-    cmd.env("ENCLAVE_HOME", home);
-    cmd
+/// A command running the standalone `enclave-audit`.
+pub fn enclave_audit_cmd() -> Command {
+    let mut c = Command::new(std::env::current_exe().expect("test binary"));
+    c.env(EXEC_AS, "enclave-audit");
+    c
 }
 
-/// The shipped default policy.
-pub fn default_policy() -> std::sync::Arc<enclave::policy::Policy> {
-    std::sync::Arc::new(
-        enclave::policy::Policy::load(&root().join("policies/default.toml"))
-            .expect("default policy"),
-    )
+/// stdout as one JSON document (panics with both streams otherwise).
+pub fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
-/// Governance under the default policy for application `app`.
-pub fn governance(app: &str) -> enclave::query::Governance {
-    enclave::query::Governance {
-        policy: default_policy(),
-        pseudonym_key: enclave::policy::functions::pseudonym_key(&[42; 32], app),
+/// Peak resident set of this process so far, in bytes (Linux), and a way to reset it.
+pub mod rss {
+    /// `VmHWM` of this process, in bytes (0 if unknown).
+    pub fn peak() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Resets the peak to the current resident set (Linux `clear_refs` 5).
+    pub fn reset() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
     }
 }

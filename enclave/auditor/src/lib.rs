@@ -1,0 +1,159 @@
+//! `enclave-audit`: the auditor's standalone verifier of an Enclave domain log.
+//!
+//! Checks an exported log file against the domain's public log key (and optionally a checkpoint
+//! kept from an earlier look), or checks one proof bundle. Exit status: 0 verified, 1 the log or
+//! proof is bad (the report names the first failing point), 2 the command could not run. This
+//! package is a binary; its library target is the same entry point, so tests can run it in a
+//! child process. It depends on nothing of the runtime.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use enclave_tlog::verify::outcome_json;
+use enclave_tlog::{ProofBundle, VerifierKey, verify_log};
+
+#[derive(Parser)]
+#[command(
+    name = "enclave-audit",
+    version,
+    about = "Verify an Enclave domain's audit log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check every entry, the Merkle tree and every signed checkpoint of an exported log.
+    Verify {
+        /// The exported log file (`log.jsonl`).
+        #[arg(long)]
+        log: PathBuf,
+        /// The log's public key, or a file holding it (`<name>+<id>+<key>`).
+        #[arg(long)]
+        key: String,
+        /// A signed checkpoint kept from an earlier look: the log must extend it.
+        #[arg(long)]
+        trusted: Option<PathBuf>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a proof bundle made by `enclave audit prove`.
+    CheckProof {
+        /// The bundle (JSON).
+        bundle: PathBuf,
+        /// The log's public key, or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// A signed checkpoint kept from earlier: the bundle must prove the log extends it.
+        #[arg(long)]
+        trusted: Option<PathBuf>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read_small(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(meta.len() <= 1 << 20, "{} is too large", path.display());
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn load_key(arg: &str) -> Result<VerifierKey> {
+    let path = Path::new(arg);
+    let text = if path.is_file() {
+        read_small(path)?
+    } else {
+        arg.to_owned()
+    };
+    VerifierKey::parse(&text).context("parsing the log key")
+}
+
+/// Runs `enclave-audit` with the process's arguments.
+pub fn main() -> ExitCode {
+    ExitCode::from(main_with(std::env::args_os()))
+}
+
+/// Runs `enclave-audit` with `args` (the first is the program name); returns the exit status.
+pub fn main_with<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            eprintln!("enclave-audit: {e:#}");
+            2
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match cli.cmd {
+        Cmd::Verify {
+            log,
+            key,
+            trusted,
+            json,
+        } => {
+            let key = load_key(&key)?;
+            let trusted = trusted.as_deref().map(read_small).transpose()?;
+            let file =
+                std::fs::File::open(&log).with_context(|| format!("opening {}", log.display()))?;
+            let result = verify_log(
+                BufReader::with_capacity(1 << 20, file),
+                &key,
+                trusted.as_deref(),
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome_json(&result))?);
+            } else {
+                match &result {
+                    Ok(s) => println!("{s}"),
+                    Err(f) => println!("BAD: {f}"),
+                }
+            }
+            Ok(result.is_ok())
+        }
+        Cmd::CheckProof {
+            bundle,
+            key,
+            trusted,
+            json,
+        } => {
+            let key = load_key(&key)?;
+            let trusted = trusted.as_deref().map(read_small).transpose()?;
+            let bundle: ProofBundle =
+                serde_json::from_str(&read_small(&bundle)?).context("parsing the proof bundle")?;
+            let result = bundle.check(&key, trusted.as_deref());
+            if json {
+                let v = match &result {
+                    Ok(c) => serde_json::json!({"ok": true, "proof": c}),
+                    Err(e) => serde_json::json!({"ok": false, "error": e.to_string()}),
+                };
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                match &result {
+                    Ok(c) => println!("{c}"),
+                    Err(e) => println!("BAD: {e}"),
+                }
+            }
+            Ok(result.is_ok())
+        }
+    }
+}

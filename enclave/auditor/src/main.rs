@@ -1,0 +1,5 @@
+//! The `enclave-audit` binary.
+
+fn main() -> std::process::ExitCode {
+    enclave_auditor::main()
+}

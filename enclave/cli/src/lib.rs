@@ -1,0 +1,444 @@
+//! The `enclave` command line: `run` (a job on the record), `datagen` (sample tables), `sample`
+//! (desensitized samples), `audit` (verify, prove, replay, export).
+//!
+//! Owns turning command-line arguments into the runtime's types (a [`Submission`], a sample
+//! request) and printing reports. `anyhow`, `clap` and `indicatif` live here only; the libraries
+//! return typed errors. This package is a binary; its library target is the same entry point, so
+//! the integration tests can run it in a child process. It must never print a data value in an
+//! error.
+
+mod audit;
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use enclave_core::{
+    ApplicationId, EngineLimits, ErrorKind, JobError, Limits, Params, Seed, TableName,
+};
+use enclave_runtime::report::{report_human, report_json, setup_error_json};
+use enclave_runtime::sample::SampleRequest;
+use enclave_runtime::{Domain, Engine, PolicySource, RuntimeError, Submission, local_actor};
+use enclave_sandbox::DiskCache;
+
+#[derive(Parser)]
+#[command(
+    name = "enclave",
+    version,
+    about = "Enclave: secure data-enclave runtime for public data under authorized operation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job module against Parquet files, on the record (a developer's run on samples).
+    Run(Box<RunArgs>),
+    /// Generate a deterministic, realistic sample table as Parquet.
+    Datagen(DatagenArgs),
+    /// Write a sampled, desensitized sample of a dataset for developers (抽样、脱敏样本).
+    Sample(SampleArgs),
+    /// Verify the domain log, prove entries, replay jobs (auditors).
+    Audit(audit::AuditArgs),
+}
+
+#[derive(clap::Args)]
+struct SampleArgs {
+    /// The dataset: NAME=FILE.parquet (NAME is the dataset name the policy speaks of).
+    #[arg(long = "table", value_name = "NAME=FILE")]
+    table: String,
+    /// The policy whose rules decide each column's treatment.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Rows in the sample.
+    #[arg(long)]
+    rows: u64,
+    /// Selects the rows (the same seed, the same rows); the desensitization itself draws from a
+    /// key only the domain holds.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output Parquet file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Domain directory (default: $ENCLAVE_HOME, else the user's data dir `enclave/`).
+    #[arg(long)]
+    home: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The job module (.wasm, built with the guest SDK or any language implementing docs/abi.md).
+    #[arg(long)]
+    module: PathBuf,
+    /// A dataset: NAME=FILE.parquet (repeatable). NAME is the table name the job's SQL uses.
+    #[arg(long = "table", value_name = "NAME=FILE")]
+    tables: Vec<String>,
+    /// A job parameter: KEY=VALUE (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Fuel (deterministic CPU budget, ≈ Wasm instructions).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Guest linear-memory cap in MiB.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Wall-clock backstop in milliseconds.
+    #[arg(long)]
+    wall_ms: Option<u64>,
+    /// Output bytes cap.
+    #[arg(long)]
+    output_bytes: Option<u64>,
+    /// Query-engine memory cap in MiB.
+    #[arg(long)]
+    query_memory_mib: Option<u64>,
+    /// Seed of the job's random stream (64 hex digits; default derived from module and inputs).
+    #[arg(long)]
+    seed: Option<String>,
+    /// Query parallelism (DataFusion target partitions).
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// Directory of the compiled-module cache (default: the domain's `cache/`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Do not cache compiled modules on disk.
+    #[arg(long)]
+    no_cache: bool,
+    /// The policy to enforce: column rules on every query plan, the group threshold, grants.
+    /// Without it the job runs under the explicit open policy of your own files (every column of
+    /// the given files plaintext), and the report and the log say so.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Application id under which the job runs (pseudonyms are stable within one application).
+    #[arg(long, default_value = "local")]
+    application: String,
+    /// Print one JSON document instead of the human-readable report.
+    #[arg(long)]
+    json: bool,
+    /// Domain directory for the audit log, transcripts and keys (default: $ENCLAVE_HOME, else
+    /// the user's data dir `enclave/`).
+    #[arg(long)]
+    home: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct DatagenArgs {
+    /// Table: residents, hospital_visits or traffic_records.
+    table: String,
+    /// Number of rows (1 to 1,000,000,000).
+    #[arg(long)]
+    rows: u64,
+    /// Seed: the same table, rows and seed always give the same data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output Parquet file.
+    #[arg(long)]
+    out: PathBuf,
+    /// For hospital_visits: how many residents (same seed) are patients.
+    #[arg(long, default_value_t = 100_000)]
+    population: u64,
+}
+
+fn input(m: impl Into<String>) -> JobError {
+    JobError::new(ErrorKind::InvalidInput, m)
+}
+
+/// Splits `KEY=VALUE`; the key must be non-empty.
+fn split_pair(arg: &str, what: &str) -> Result<(String, String), JobError> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(input(format!(
+            "{what} `{}` is not of the form NAME=VALUE",
+            arg.escape_debug()
+        ))),
+    }
+}
+
+/// Reads a module file, refusing more than `max` bytes before reading them.
+fn read_module(path: &std::path::Path, max: u64) -> Result<Vec<u8>, JobError> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| input(format!("cannot read module {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| input(format!("cannot read module {}: {e}", path.display())))?;
+    if bytes.len() as u64 > max {
+        return Err(JobError::limit(
+            enclave_core::Limit::ModuleBytes,
+            bytes.len() as u64,
+            max,
+        ));
+    }
+    Ok(bytes)
+}
+
+fn submission(args: &RunArgs, engine_limits: &EngineLimits) -> Result<Submission, JobError> {
+    let mut limits = Limits::default();
+    if let Some(f) = args.fuel {
+        limits.fuel = f;
+    }
+    if let Some(m) = args.memory_mib {
+        limits.memory_bytes = m.saturating_mul(1 << 20);
+    }
+    if let Some(w) = args.wall_ms {
+        limits.wall_clock_ms = w;
+    }
+    if let Some(o) = args.output_bytes {
+        limits.output_bytes = o;
+    }
+    if let Some(q) = args.query_memory_mib {
+        limits.query_memory_bytes = q.saturating_mul(1 << 20);
+    }
+    if limits.memory_bytes > engine_limits.max_memory_bytes {
+        return Err(input(format!(
+            "--memory-mib: at most {} MiB",
+            engine_limits.max_memory_bytes >> 20
+        )));
+    }
+    let module = read_module(&args.module, engine_limits.module_bytes)?;
+    let mut tables = Vec::new();
+    for t in &args.tables {
+        let (name, file) = split_pair(t, "--table")?;
+        let name = TableName::new(&name).map_err(|e| input(e.to_string()))?;
+        tables.push((name, PathBuf::from(file)));
+    }
+    let params = Params::new(
+        args.params
+            .iter()
+            .map(|p| split_pair(p, "--param"))
+            .collect::<Result<Vec<_>, _>>()?,
+    )
+    .map_err(|e| input(e.to_string()))?;
+    let seed = args
+        .seed
+        .as_deref()
+        .map(|s| {
+            s.parse::<Seed>()
+                .map_err(|_| input("--seed must be 64 lower-case hexadecimal digits"))
+        })
+        .transpose()?;
+    Ok(Submission {
+        module,
+        tables,
+        params,
+        limits,
+        policy: match &args.policy {
+            Some(p) => PolicySource::File(p.clone()),
+            None => PolicySource::Open,
+        },
+        application: ApplicationId::new(&args.application).map_err(|e| input(e.to_string()))?,
+        seed,
+        target_partitions: args.partitions,
+        clock_ms: 0,
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let engine_limits = EngineLimits::default();
+    let fail = |e: &JobError, json: bool| -> anyhow::Result<u8> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&setup_error_json(e))?);
+        } else {
+            eprintln!("error ({}): {}", e.kind.as_str(), e.message);
+        }
+        Ok(1)
+    };
+    let submission = match submission(&args, &engine_limits) {
+        Ok(s) => s,
+        Err(e) => return fail(&e, args.json),
+    };
+    let root = args
+        .home
+        .clone()
+        .unwrap_or_else(enclave_store::default_home);
+    let domain = Domain::open(&root, local_actor("developer"))
+        .with_context(|| format!("opening the domain directory {}", root.display()))?;
+    let opened = &domain.opened;
+    if opened.torn_bytes_removed > 0 || opened.recommitted > 0 {
+        eprintln!(
+            "note: the audit log was repaired at start ({} torn bytes removed, {} entries committed)",
+            opened.torn_bytes_removed, opened.recommitted
+        );
+    }
+    let cache = if args.no_cache {
+        None
+    } else {
+        let (dir, key) = domain.home.module_cache()?;
+        Some(DiskCache {
+            dir: args.cache_dir.clone().unwrap_or(dir),
+            key,
+        })
+    };
+    let engine = Engine::new(engine_limits, cache)?;
+    let report = match domain
+        .submit(submission)
+        .and_then(|s| domain.authorize(s))
+        .and_then(|a| domain.run(a, &engine))
+    {
+        Ok(r) => r,
+        Err(RuntimeError::Job(e)) => return fail(&e, args.json),
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        let mut v = report_json(&report);
+        v["audit"] = serde_json::json!({
+            "home": root,
+            "entries": report.entries,
+            "transcript": report.transcript,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report_human(&report));
+        if let (Some(first), Some(last)) = (report.entries.first(), report.entries.last()) {
+            println!(
+                "\naudit: log entries {first}..={last} in {}; replay with `enclave audit replay {}`",
+                root.display(),
+                report.manifest.job
+            );
+        }
+    }
+    Ok(if report.result.is_ok() { 0 } else { 1 })
+}
+
+fn datagen(args: DatagenArgs) -> anyhow::Result<u8> {
+    let bar = if std::io::stderr().is_terminal() && args.rows >= 1_000_000 {
+        let b = indicatif::ProgressBar::new(args.rows);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {human_pos}/{human_len} rows [{bar:40}] {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    let n = enclave_datagen::generate(
+        &args.table,
+        args.rows,
+        args.seed,
+        args.population,
+        &args.out,
+        |done| {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        },
+    )
+    .with_context(|| format!("generating {}", args.table))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    eprintln!(
+        "wrote {n} rows of {} (seed {}) to {} in {:.1} s",
+        args.table,
+        args.seed,
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn sample(args: SampleArgs) -> anyhow::Result<u8> {
+    let (name, file) =
+        split_pair(&args.table, "--table").map_err(|e| anyhow::anyhow!(e.message))?;
+    let dataset = TableName::new(&name)?;
+    let (policy, _) = enclave_policy::Policy::load(&args.policy)?;
+    let root = args
+        .home
+        .clone()
+        .unwrap_or_else(enclave_store::default_home);
+    let domain = Domain::open(&root, local_actor("developer"))
+        .with_context(|| format!("opening the domain directory {}", root.display()))?;
+    let input = PathBuf::from(&file);
+    let s = domain.sample(
+        &policy,
+        &SampleRequest {
+            dataset,
+            input: &input,
+            rows: args.rows,
+            seed: args.seed,
+            out: &args.out,
+        },
+    )?;
+    eprintln!(
+        "wrote {} of {} rows of `{name}` to {}",
+        s.rows,
+        s.source_rows,
+        args.out.display()
+    );
+    for (column, t) in s.treatments {
+        eprintln!("  {column}: {t:?}");
+    }
+    for column in s.dense {
+        eprintln!(
+            "  note: `{column}` has a dense domain: some noised values equal other rows' source values"
+        );
+    }
+    Ok(0)
+}
+
+/// Runs `enclave` with the process's arguments.
+pub fn main() -> ExitCode {
+    ExitCode::from(main_with(std::env::args_os()))
+}
+
+/// Runs `enclave` with `args` (the first is the program name); returns the exit status.
+pub fn main_with<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ENCLAVE_LOG"))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let result = match cli.command {
+        Command::Run(a) => run(*a),
+        Command::Datagen(a) => datagen(a),
+        Command::Sample(a) => sample(a),
+        Command::Audit(a) => audit::audit(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs() {
+        assert_eq!(
+            split_pair("a=b=c", "--param").unwrap(),
+            ("a".into(), "b=c".into())
+        );
+        assert_eq!(
+            split_pair("a=", "--param").unwrap(),
+            ("a".into(), "".into())
+        );
+        assert!(split_pair("=b", "--param").is_err());
+        assert!(
+            split_pair("ab", "--table")
+                .unwrap_err()
+                .message
+                .contains("--table")
+        );
+    }
+}

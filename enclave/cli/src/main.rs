@@ -1,0 +1,5 @@
+//! The `enclave` binary.
+
+fn main() -> std::process::ExitCode {
+    enclave_cli::main()
+}

@@ -1,0 +1,140 @@
+//! The interfaces between the sandbox and the world: [`QueryHost`] (where a job's SQL goes) and
+//! [`OutputSink`] (where its outputs go).
+//!
+//! Owns the contract that lets the sandbox run a job without knowing what answers it: the live
+//! query host (DataFusion, in `enclave-query`), the recording host that seals every answer into
+//! a transcript and the replaying host that plays them back (`enclave-record`) all implement
+//! [`QueryHost`]; the egress collector implements [`OutputSink`]. Everything crossing here is
+//! bytes and typed errors. It must never carry a type of the query engine or of wasmtime.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use enclave_abi::{ErrorCode, OutputKind};
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::JobError;
+
+/// One Arrow IPC message of a query result, shared (not copied) between the host, the recording
+/// and the guest's pending read. Empty means the result has ended.
+pub type Message = Arc<Vec<u8>>;
+
+/// What a host call may return instead of a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// Returned to the guest as a negative code (the job may go on); `error` is what
+    /// `last_error` reports and how the job is classified if it then fails.
+    #[error("{error}")]
+    Refused {
+        /// The code returned to the guest.
+        code: ErrorCode,
+        /// Why.
+        error: JobError,
+    },
+    /// Ends the job: a limit, the wall clock, a recording failure, a replay divergence.
+    #[error("{0}")]
+    Fatal(JobError),
+}
+
+impl HostError {
+    /// A refusal with `code`.
+    pub fn refused(code: ErrorCode, error: JobError) -> HostError {
+        HostError::Refused { code, error }
+    }
+}
+
+/// The context of one host call.
+#[derive(Debug, Clone, Copy)]
+pub struct CallCtx {
+    /// When the job started.
+    pub started: Instant,
+    /// The job's wall-clock limit in milliseconds; blocking work must stop by `deadline`.
+    pub wall_clock_ms: u64,
+    /// `started` + the wall-clock limit.
+    pub deadline: Instant,
+}
+
+impl CallCtx {
+    /// The context of a job that started at `started` with `wall_clock_ms` to run.
+    pub fn new(started: Instant, wall_clock_ms: u64) -> CallCtx {
+        CallCtx {
+            started,
+            wall_clock_ms,
+            deadline: started + std::time::Duration::from_millis(wall_clock_ms),
+        }
+    }
+
+    /// Time left before the deadline.
+    pub fn remaining(&self) -> std::time::Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The error that ends a job past its deadline.
+    pub fn wall_clock_error(&self) -> JobError {
+        let used = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        JobError::limit(crate::error::Limit::WallClock, used, self.wall_clock_ms)
+    }
+}
+
+/// Where a job's SQL goes. Handles are chosen by the sandbox (small integers, reused after
+/// close) and are the same in a replay as in the recorded run.
+pub trait QueryHost: Send + std::any::Any {
+    /// Starts `sql` under `handle`.
+    fn open(&mut self, ctx: &CallCtx, handle: i32, sql: &str) -> Result<(), HostError>;
+    /// The next message of query `handle` (schema, batches, end-of-stream marker), or an empty
+    /// message once the stream has ended.
+    fn next(&mut self, ctx: &CallCtx, handle: i32) -> Result<Message, HostError>;
+    /// Groups the threshold suppressed in query `handle` so far.
+    fn suppressed(&mut self, ctx: &CallCtx, handle: i32) -> Result<i64, HostError>;
+    /// Closes query `handle` (its execution stops).
+    fn close(&mut self, handle: i32);
+    /// What each query opened so far did, in open order.
+    fn records(&self) -> Vec<QueryRecord>;
+}
+
+/// Where a job's outputs go once the sandbox has checked their name and charged their size.
+pub trait OutputSink: Send + std::any::Any {
+    /// Takes output `name` of `kind`; a refusal goes back to the guest, a fatal error ends the
+    /// job (an output over a limit).
+    fn output(&mut self, name: &str, kind: OutputKind, bytes: &[u8]) -> Result<(), HostError>;
+}
+
+/// What one query did, for the job report and the log. Never the SQL text itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueryRecord {
+    /// blake3 of the SQL text (the log keys it with the domain key before writing it).
+    pub sql: Digest,
+    /// Length of the SQL text in bytes.
+    pub sql_bytes: u64,
+    /// Batches streamed to the guest.
+    pub batches: u64,
+    /// Rows streamed to the guest.
+    pub rows: u64,
+    /// IPC bytes streamed to the guest.
+    pub bytes: u64,
+    /// Groups the threshold suppressed.
+    pub suppressed_groups: u64,
+    /// The refusal or failure returned to the guest, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// blake3 of the executed (rewritten) plan; absent when planning failed or in replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Digest>,
+}
+
+impl QueryRecord {
+    /// A record for `sql` that has streamed nothing yet.
+    pub fn new(sql: &str) -> QueryRecord {
+        QueryRecord {
+            sql: Digest::of(sql.as_bytes()),
+            sql_bytes: sql.len() as u64,
+            batches: 0,
+            rows: 0,
+            bytes: 0,
+            suppressed_groups: 0,
+            error: None,
+            plan: None,
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Domain policy: classification levels (分类分级) and the column rules derived from them.
+//!
+//! Owns the policy file format (`policies/*.toml`), its validation (errors name file and line),
+//! the lookup "which uses may column C of dataset D be put to", the explicit open policy of a
+//! developer's own files, and job authorization: a job reaches data only through an
+//! [`Authorization`] this crate issues after checking its datasets against the grants. Uses are
+//! modelled on SecretFlow SCQL's column control list. The query host enforces these rules on
+//! plans (`enclave-query`); this crate needs no query engine and no sandbox. It must never
+//! default to permissive: a column the policy does not classify is denied, a dataset it does not
+//! grant is refused, a job without a policy does not run.
+
+mod authorize;
+
+pub use authorize::{Authorization, PseudonymKey, Refusal, open_policy_text};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One way a query may use a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Use {
+    /// Row-level values may reach the guest and appear in outputs.
+    Plaintext,
+    /// May be a GROUP BY key (groups subject to the threshold).
+    GroupBy,
+    /// Only inside statistical aggregate functions.
+    Aggregate,
+    /// In predicates, sort keys and comparisons; values never reach the guest.
+    Compare,
+    /// As an equi-join key; values never reach the guest.
+    Join,
+    /// Reaches the guest only as a keyed pseudonym (HMAC), stable within one application.
+    Pseudonym,
+}
+
+impl Use {
+    /// Name as written in policy files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Use::Plaintext => "plaintext",
+            Use::GroupBy => "group_by",
+            Use::Aggregate => "aggregate",
+            Use::Compare => "compare",
+            Use::Join => "join",
+            Use::Pseudonym => "pseudonym",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Option<Use>> {
+        Some(Some(match s {
+            "plaintext" => Use::Plaintext,
+            "group_by" => Use::GroupBy,
+            "aggregate" => Use::Aggregate,
+            "compare" => Use::Compare,
+            "join" => Use::Join,
+            "pseudonym" => Use::Pseudonym,
+            "denied" => return Some(None),
+            _ => return None,
+        }))
+    }
+}
+
+impl fmt::Display for Use {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The format of a column's values, for format-valid fakes in samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// 18-digit resident ID with a check digit (GB 11643).
+    ResidentId,
+    /// 11-digit mobile number.
+    Phone,
+    /// Personal name.
+    Name,
+    /// Vehicle plate.
+    Plate,
+}
+
+/// The rule for one column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRule {
+    /// Classification level (e.g. `L3`).
+    pub level: String,
+    /// Uses allowed; empty means denied.
+    pub uses: BTreeSet<Use>,
+    /// Value format, if declared.
+    pub format: Option<Format>,
+}
+
+impl ColumnRule {
+    /// Whether `u` is allowed. `plaintext` implies every other use except `pseudonym`
+    /// (which only matters when plaintext is not allowed); `group_by` implies `compare`.
+    pub fn allows(&self, u: Use) -> bool {
+        let has = |x| self.uses.contains(&x);
+        match u {
+            Use::Plaintext => has(Use::Plaintext),
+            Use::Pseudonym => has(Use::Pseudonym),
+            Use::Compare => has(Use::Compare) || has(Use::GroupBy) || has(Use::Plaintext),
+            other => has(other) || has(Use::Plaintext),
+        }
+    }
+
+    /// Whether the column needs no protection at all.
+    pub fn is_open(&self) -> bool {
+        self.uses.contains(&Use::Plaintext)
+    }
+
+    /// Whether the column reaches jobs only as a pseudonym.
+    pub fn is_pseudonymized(&self) -> bool {
+        !self.is_open() && self.uses.contains(&Use::Pseudonym)
+    }
+}
+
+/// Rules of one dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetRules {
+    /// Column whose rows belong to one data subject (e.g. resident ID), if any.
+    pub subject: Option<String>,
+    /// Rules per column.
+    pub columns: BTreeMap<String, ColumnRule>,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Whether this is the explicit open policy of a developer's own files (`kind = "open"`).
+    pub open: bool,
+    /// Smallest group an aggregate over restricted columns may show.
+    pub min_group_size: u64,
+    /// Uses allowed per level.
+    pub levels: BTreeMap<String, BTreeSet<Use>>,
+    /// Rules per dataset.
+    pub datasets: BTreeMap<String, DatasetRules>,
+    /// Datasets a local run is granted when `--table` names them (empty: all classified).
+    pub grants: BTreeSet<String>,
+}
+
+/// A policy that could not be loaded: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct PolicyError {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    version: Spanned<u32>,
+    #[serde(default)]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    threshold: Option<RawThreshold>,
+    levels: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    datasets: BTreeMap<String, Spanned<RawDataset>>,
+    #[serde(default)]
+    grant: Option<RawGrant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    min_group_size: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    datasets: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    #[serde(default)]
+    subject: Option<Spanned<String>>,
+    columns: BTreeMap<String, Spanned<RawColumn>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawColumn {
+    Level(String),
+    Full {
+        level: String,
+        #[serde(default)]
+        uses: Option<Vec<String>>,
+        #[serde(default)]
+        format: Option<String>,
+    },
+}
+
+/// Largest policy text accepted.
+pub const MAX_POLICY_BYTES: usize = 4 << 20;
+
+/// Default minimum group size when the policy sets none.
+pub const DEFAULT_MIN_GROUP: u64 = 10;
+
+impl Policy {
+    /// Loads and validates a policy file (at most [`MAX_POLICY_BYTES`]); returns the policy and
+    /// its text (the text is what a job's transcript seals and its digest what the log names).
+    pub fn load(path: &Path) -> Result<(Policy, String), PolicyError> {
+        let file = path.display().to_string();
+        let cannot = |message: String| PolicyError {
+            file: file.clone(),
+            line: 0,
+            message,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|e| cannot(format!("cannot read: {e}")))?
+            .len();
+        if len > MAX_POLICY_BYTES as u64 {
+            return Err(cannot(format!("larger than {MAX_POLICY_BYTES} bytes")));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| cannot(format!("cannot read: {e}")))?;
+        let policy = Policy::parse(&file, &text)?;
+        Ok((policy, text))
+    }
+
+    /// Parses and validates policy text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(PolicyError {
+                file: file.to_owned(),
+                line: 0,
+                message: format!("larger than {MAX_POLICY_BYTES} bytes"),
+            });
+        }
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let err = |offset: usize, message: String| PolicyError {
+            file: file.to_owned(),
+            line: line_of(offset),
+            message,
+        };
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            err(offset, e.message().trim().to_owned())
+        })?;
+        if *raw.version.get_ref() != 1 {
+            return Err(err(
+                raw.version.span().start,
+                "unsupported policy version (expected 1)".into(),
+            ));
+        }
+        let open = match &raw.kind {
+            None => false,
+            Some(k) => match k.get_ref().as_str() {
+                "domain" => false,
+                "open" => true,
+                other => {
+                    return Err(err(
+                        k.span().start,
+                        format!("unknown policy kind `{other}` (domain, open)"),
+                    ));
+                }
+            },
+        };
+        let min_group_size = match raw.threshold {
+            None => DEFAULT_MIN_GROUP,
+            Some(t) => match u64::try_from(*t.min_group_size.get_ref()) {
+                Ok(k) if k >= 1 => k,
+                _ => {
+                    return Err(err(
+                        t.min_group_size.span().start,
+                        "min_group_size must be at least 1".into(),
+                    ));
+                }
+            },
+        };
+        let mut levels = BTreeMap::new();
+        for (name, uses) in raw.levels {
+            let at = uses.span().start;
+            let set = parse_uses(
+                uses.get_ref()
+                    .iter()
+                    .map(|u| (u.get_ref().as_str(), u.span().start)),
+                &err,
+            )?;
+            if !valid_ident(&name) {
+                return Err(err(at, format!("level name `{name}` is not an identifier")));
+            }
+            levels.insert(name, set);
+        }
+        let mut datasets = BTreeMap::new();
+        for (name, ds) in raw.datasets {
+            let at = ds.span().start;
+            if !valid_ident(&name) {
+                return Err(err(
+                    at,
+                    format!("dataset name `{name}` is not a lower-case identifier"),
+                ));
+            }
+            let ds = ds.into_inner();
+            let mut columns = BTreeMap::new();
+            for (col, rule) in ds.columns {
+                let at = rule.span().start;
+                let (level, uses, format) = match rule.into_inner() {
+                    RawColumn::Level(l) => (l, None, None),
+                    RawColumn::Full {
+                        level,
+                        uses,
+                        format,
+                    } => (level, uses, format),
+                };
+                let format = match format.as_deref() {
+                    None => None,
+                    Some("resident_id") => Some(Format::ResidentId),
+                    Some("phone") => Some(Format::Phone),
+                    Some("name") => Some(Format::Name),
+                    Some("plate") => Some(Format::Plate),
+                    Some(other) => {
+                        return Err(err(
+                            at,
+                            format!(
+                                "column `{name}.{col}`: unknown format `{other}` (resident_id, phone, name, plate)"
+                            ),
+                        ));
+                    }
+                };
+                let Some(level_uses) = levels.get(&level) else {
+                    return Err(err(
+                        at,
+                        format!("column `{name}.{col}`: unknown level `{level}`"),
+                    ));
+                };
+                let uses = match uses {
+                    None => level_uses.clone(),
+                    Some(list) => parse_uses(list.iter().map(|u| (u.as_str(), at)), &err)?,
+                };
+                columns.insert(
+                    col,
+                    ColumnRule {
+                        level,
+                        uses,
+                        format,
+                    },
+                );
+            }
+            let subject = match ds.subject {
+                None => None,
+                Some(s) => {
+                    if !columns.contains_key(s.get_ref()) {
+                        return Err(err(
+                            s.span().start,
+                            format!(
+                                "dataset `{name}`: subject column `{}` is not classified",
+                                s.get_ref()
+                            ),
+                        ));
+                    }
+                    Some(s.into_inner())
+                }
+            };
+            datasets.insert(name, DatasetRules { subject, columns });
+        }
+        let mut grants = BTreeSet::new();
+        if let Some(g) = raw.grant {
+            for d in g.datasets {
+                if !datasets.contains_key(d.get_ref()) {
+                    return Err(err(
+                        d.span().start,
+                        format!(
+                            "grant names dataset `{}`, which the policy does not classify",
+                            d.get_ref()
+                        ),
+                    ));
+                }
+                grants.insert(d.into_inner());
+            }
+        }
+        if open
+            && let Some((name, col)) = datasets.iter().find_map(|(n, d)| {
+                d.columns
+                    .iter()
+                    .find(|(_, r)| !r.is_open())
+                    .map(|(c, _)| (n.clone(), c.clone()))
+            })
+        {
+            return Err(err(
+                0,
+                format!(
+                    "an open policy classifies every column as plaintext; `{name}.{col}` is not"
+                ),
+            ));
+        }
+        Ok(Policy {
+            open,
+            min_group_size,
+            levels,
+            datasets,
+            grants,
+        })
+    }
+
+    /// The rules of `dataset`, if classified.
+    pub fn dataset(&self, dataset: &str) -> Option<&DatasetRules> {
+        self.datasets.get(dataset)
+    }
+
+    /// Whether a local run may use `dataset`.
+    pub fn grants(&self, dataset: &str) -> bool {
+        self.datasets.contains_key(dataset)
+            && (self.grants.is_empty() || self.grants.contains(dataset))
+    }
+}
+
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn parse_uses<'a>(
+    items: impl Iterator<Item = (&'a str, usize)>,
+    err: &impl Fn(usize, String) -> PolicyError,
+) -> Result<BTreeSet<Use>, PolicyError> {
+    let mut set = BTreeSet::new();
+    let mut denied = None;
+    for (name, at) in items {
+        match Use::parse(name) {
+            None => {
+                return Err(err(
+                    at,
+                    format!(
+                        "unknown use `{name}` (plaintext, group_by, aggregate, compare, join, pseudonym, denied)"
+                    ),
+                ));
+            }
+            Some(None) => denied = Some(at),
+            Some(Some(u)) => {
+                set.insert(u);
+            }
+        }
+    }
+    if let (Some(at), false) = (denied, set.is_empty()) {
+        return Err(err(
+            at,
+            "`denied` cannot be combined with other uses".into(),
+        ));
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests;

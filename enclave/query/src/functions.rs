@@ -1,0 +1,187 @@
+//! Host-only SQL functions that carry out column rules at execution time.
+//!
+//! Owns `enclave_pseudonym` (keyed HMAC-SHA-256 pseudonyms, stable within one application,
+//! different across applications) and `enclave_threshold` (the group-size filter that also
+//! counts suppressed groups). Neither is registered in a job's function registry: jobs cannot
+//! call them by name, only the host's plan rewrites insert them. Neither may ever return a
+//! source value.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use enclave_policy::PseudonymKey;
+
+/// `enclave_pseudonym(x)`: hex of the first 16 bytes of HMAC-SHA-256(key, x as text).
+#[derive(Debug)]
+pub struct Pseudonym {
+    key: ring::hmac::Key,
+    key_id: [u8; 32],
+    signature: Signature,
+}
+
+impl PartialEq for Pseudonym {
+    fn eq(&self, other: &Self) -> bool {
+        self.key_id == other.key_id
+    }
+}
+impl Eq for Pseudonym {}
+impl Hash for Pseudonym {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key_id.hash(state);
+    }
+}
+
+impl Pseudonym {
+    /// The function for `key`.
+    pub fn udf(key: &PseudonymKey) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Pseudonym {
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.bytes()),
+            // Identifies the key without revealing it.
+            key_id: *blake3::hash(key.bytes()).as_bytes(),
+            signature: Signature::new(TypeSignature::Any(1), Volatility::Immutable),
+        })
+    }
+
+    /// The pseudonym of one value.
+    pub fn of(&self, value: &str) -> String {
+        let tag = ring::hmac::sign(&self.key, value.as_bytes());
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl ScalarUDFImpl for Pseudonym {
+    fn name(&self) -> &str {
+        "enclave_pseudonym"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "enclave_pseudonym takes one argument".into(),
+            ));
+        };
+        let array = arg.to_array(args.number_rows)?;
+        let text = cast(&array, &DataType::Utf8)?;
+        let text = text
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .ok_or_else(|| DataFusionError::Internal("cast to Utf8 failed".into()))?;
+        let mut out = StringBuilder::with_capacity(text.len(), text.len() * 32);
+        for i in 0..text.len() {
+            if text.is_null(i) {
+                out.append_null();
+            } else {
+                out.append_value(self.of(text.value(i)));
+            }
+        }
+        let out: ArrayRef = Arc::new(out.finish());
+        Ok(match arg {
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+            }
+            ColumnarValue::Array(_) => ColumnarValue::Array(out),
+        })
+    }
+}
+
+/// Name of the threshold filter function (never registered for jobs).
+pub const THRESHOLD_NAME: &str = "enclave_threshold";
+
+/// `enclave_threshold(n)`: true when a group of `n` subjects may be shown (n ≥ k); counts
+/// the groups it suppresses.
+#[derive(Debug)]
+pub struct Threshold {
+    k: i64,
+    suppressed: Arc<AtomicU64>,
+    signature: Signature,
+}
+
+impl PartialEq for Threshold {
+    fn eq(&self, other: &Self) -> bool {
+        self.k == other.k && Arc::ptr_eq(&self.suppressed, &other.suppressed)
+    }
+}
+impl Eq for Threshold {}
+impl Hash for Threshold {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.k.hash(state);
+        (Arc::as_ptr(&self.suppressed) as usize).hash(state);
+    }
+}
+
+impl Threshold {
+    /// The filter for minimum group size `k`, counting into `suppressed`.
+    pub fn udf(k: u64, suppressed: Arc<AtomicU64>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Threshold {
+            k: i64::try_from(k).unwrap_or(i64::MAX),
+            suppressed,
+            // Volatile: never folded, pushed or evaluated more than once per row.
+            signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+        })
+    }
+}
+
+impl ScalarUDFImpl for Threshold {
+    fn name(&self) -> &str {
+        THRESHOLD_NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "enclave_threshold takes one argument".into(),
+            ));
+        };
+        let array = arg.to_array(args.number_rows)?;
+        let counts = array
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("enclave_threshold expects Int64".into()))?;
+        let keep: BooleanArray = counts
+            .iter()
+            .map(|n| Some(n.is_some_and(|n| n >= self.k)))
+            .collect();
+        let dropped = keep.len() - keep.true_count();
+        self.suppressed.fetch_add(dropped as u64, Ordering::Relaxed);
+        Ok(ColumnarValue::Array(Arc::new(keep)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enclave_core::ApplicationId;
+
+    #[test]
+    fn the_udf_computes_the_policy_crates_pseudonym() {
+        let key = PseudonymKey::derive(&[7; 32], &ApplicationId::new("app").unwrap());
+        let udf = Pseudonym::udf(&key);
+        let any: &dyn std::any::Any = udf.inner().as_ref();
+        let p = any.downcast_ref::<Pseudonym>().unwrap();
+        let id = "32090219800101001X";
+        assert_eq!(p.of(id), key.pseudonym(id));
+        assert!(!p.of(id).contains("1980"));
+    }
+}

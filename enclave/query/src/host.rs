@@ -1,0 +1,207 @@
+//! The live query host: the sandbox's [`QueryHost`] over a [`JobSession`].
+//!
+//! Owns the query runtime (tokio worker threads with stacks large enough for bounded expression
+//! trees) and each open query of a job: its result stream, the IPC writer that turns batches
+//! into the messages a guest reads (in wire form: plain types, compact buffers), the count of
+//! suppressed groups, and the [`QueryRecord`] of what it did. Every blocking step stops at the
+//! job's deadline. It must never block past the deadline, and never send a message built from
+//! anything but the checked query's result.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::execution::SendableRecordBatchStream;
+use enclave_abi::ErrorCode;
+use enclave_core::{CallCtx, Digest, HostError, JobError, Message, QueryHost, QueryRecord};
+use futures::StreamExt;
+
+use crate::QueryError;
+use crate::guard::classify_exec_error;
+use crate::session::JobSession;
+use enclave_egress::wire::{compact_batch, wire_schema};
+
+/// Native stack of each query worker thread: planning recursion is bounded by the SQL complexity
+/// limit, and DataFusion grows deeper recursions on the heap (`recursive_protection`).
+const WORKER_STACK: usize = 16 << 20;
+
+/// The runtime queries execute on: one per process, shared by every job.
+pub struct QueryRuntime {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl QueryRuntime {
+    /// A multi-threaded runtime with one worker per core.
+    pub fn new() -> Result<QueryRuntime, QueryError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("enclave-query")
+            .thread_stack_size(WORKER_STACK)
+            .enable_time()
+            .build()
+            .map_err(|e| QueryError::Internal(format!("query runtime: {e}")))?;
+        Ok(QueryRuntime { runtime })
+    }
+
+    /// A handle to spawn on or block on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime.handle()
+    }
+
+    /// Runs `f` to completion from a plain thread (never from inside this runtime).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+}
+
+struct LiveQuery {
+    stream: SendableRecordBatchStream,
+    suppressed: Arc<AtomicU64>,
+    wire: SchemaRef,
+    writer: StreamWriter<Vec<u8>>,
+    record: usize,
+    done: bool,
+}
+
+/// The live [`QueryHost`] of one job.
+pub struct LiveHost {
+    session: Arc<JobSession>,
+    runtime: tokio::runtime::Handle,
+    open: BTreeMap<i32, LiveQuery>,
+    records: Vec<QueryRecord>,
+}
+
+impl LiveHost {
+    /// A host answering from `session`, executing on `runtime`.
+    pub fn new(session: Arc<JobSession>, runtime: tokio::runtime::Handle) -> LiveHost {
+        LiveHost {
+            session,
+            runtime,
+            open: BTreeMap::new(),
+            records: Vec::new(),
+        }
+    }
+
+    fn memory_limit(&self) -> u64 {
+        self.session.limits().memory_bytes
+    }
+
+    fn refuse(&mut self, record: usize, e: &QueryError) -> HostError {
+        let error = e.to_job_error();
+        if let Some(r) = self.records.get_mut(record) {
+            r.error = Some(error.clone());
+        }
+        let code = if e.is_refusal() {
+            ErrorCode::Refused
+        } else {
+            ErrorCode::Failed
+        };
+        HostError::refused(code, error)
+    }
+
+    fn query(&mut self, handle: i32) -> Result<&mut LiveQuery, HostError> {
+        self.open.get_mut(&handle).ok_or_else(|| {
+            HostError::Fatal(JobError::internal(format!(
+                "query handle {handle} is not open in the query host"
+            )))
+        })
+    }
+}
+
+fn ipc_error(e: datafusion::arrow::error::ArrowError) -> HostError {
+    HostError::Fatal(JobError::internal(format!("IPC encoding: {e}")))
+}
+
+impl QueryHost for LiveHost {
+    fn open(&mut self, ctx: &CallCtx, handle: i32, sql: &str) -> Result<(), HostError> {
+        self.records.push(QueryRecord::new(sql));
+        let record = self.records.len() - 1;
+        let session = Arc::clone(&self.session);
+        let opened = self
+            .runtime
+            .block_on(async { tokio::time::timeout(ctx.remaining(), session.open(sql)).await });
+        let started = match opened {
+            Err(_) => return Err(HostError::Fatal(ctx.wall_clock_error())),
+            Ok(Err(e)) => return Err(self.refuse(record, &e)),
+            Ok(Ok(s)) => s,
+        };
+        let wire = wire_schema(&started.stream.schema());
+        let writer = StreamWriter::try_new(Vec::new(), &wire).map_err(ipc_error)?;
+        if let Some(r) = self.records.get_mut(record) {
+            r.plan = Some(Digest(started.plan_blake3));
+        }
+        self.open.insert(
+            handle,
+            LiveQuery {
+                stream: started.stream,
+                suppressed: started.suppressed,
+                wire,
+                writer,
+                record,
+                done: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn next(&mut self, ctx: &CallCtx, handle: i32) -> Result<Message, HostError> {
+        let memory_limit = self.memory_limit();
+        let runtime = self.runtime.clone();
+        let q = self.query(handle)?;
+        let buffered = std::mem::take(q.writer.get_mut());
+        if !buffered.is_empty() {
+            let (record, n) = (q.record, buffered.len() as u64);
+            if let Some(r) = self.records.get_mut(record) {
+                r.bytes += n;
+            }
+            return Ok(Arc::new(buffered));
+        }
+        if q.done {
+            return Ok(Arc::new(Vec::new()));
+        }
+        let step = runtime
+            .block_on(async { tokio::time::timeout(ctx.remaining(), q.stream.next()).await });
+        let rows = match step {
+            Err(_) => return Err(HostError::Fatal(ctx.wall_clock_error())),
+            Ok(Some(Ok(batch))) => {
+                let batch = compact_batch(&batch, &q.wire).map_err(ipc_error)?;
+                q.writer.write(&batch).map_err(ipc_error)?;
+                batch.num_rows() as u64
+            }
+            Ok(Some(Err(e))) => {
+                q.done = true;
+                let record = q.record;
+                let e = classify_exec_error(memory_limit)(e);
+                return Err(self.refuse(record, &e));
+            }
+            Ok(None) => {
+                q.writer.finish().map_err(ipc_error)?;
+                q.done = true;
+                0
+            }
+        };
+        let msg = std::mem::take(q.writer.get_mut());
+        let (record, suppressed) = (q.record, q.suppressed.load(Ordering::Relaxed));
+        if let Some(r) = self.records.get_mut(record) {
+            r.rows += rows;
+            r.batches += u64::from(rows > 0);
+            r.bytes += msg.len() as u64;
+            r.suppressed_groups = suppressed;
+        }
+        Ok(Arc::new(msg))
+    }
+
+    fn suppressed(&mut self, _ctx: &CallCtx, handle: i32) -> Result<i64, HostError> {
+        let q = self.query(handle)?;
+        Ok(i64::try_from(q.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+    }
+
+    fn close(&mut self, handle: i32) {
+        self.open.remove(&handle);
+    }
+
+    fn records(&self) -> Vec<QueryRecord> {
+        self.records.clone()
+    }
+}

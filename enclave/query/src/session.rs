@@ -1,0 +1,387 @@
+//! A job's DataFusion session: only the granted datasets exist in it.
+//!
+//! Owns building the locked-down session (functions yes; table factories, table functions, file
+//! formats, information schema, URL tables, default object stores and disk spill no; a bounded
+//! memory pool) for an [`Authorization`], and the path of one statement through it: length and
+//! complexity bounds, parse, refuse non-queries, resolve tables against the grant, plan, check the
+//! plan against the policy, apply the group threshold, execute. It must never register a table
+//! that was not granted nor run a plan the checker did not pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, TableReference};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{ViewTable, provider_as_source};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::MemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::object_store::local::LocalFileSystem;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use enclave_policy::{Authorization, DatasetRules};
+
+use crate::functions::Pseudonym;
+use crate::guard::{
+    check_regex_literals, classify_exec_error, classify_plan_error, refuse_non_query,
+    refuse_non_query_plan, root_message, sql_complexity,
+};
+use crate::stream::in_partition_order;
+use crate::{Dataset, QueryError, check, registry, threshold};
+
+/// Settings of a job's query session.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Memory pool size in bytes: the engine's operators and every amplifying function draw on it.
+    pub memory_bytes: u64,
+    /// Longest SQL accepted, in bytes.
+    pub sql_bytes: u64,
+    /// Largest expression and plan size accepted (see [`sql_complexity`]).
+    pub sql_complexity: u64,
+    /// Parallelism of execution (DataFusion target partitions).
+    pub target_partitions: usize,
+    /// Rows per record batch.
+    pub batch_size: usize,
+    /// The job's logical time (ms since the Unix epoch): what `now()` and `current_date` return.
+    pub clock_ms: i64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        let l = enclave_core::Limits::default();
+        SessionLimits {
+            memory_bytes: l.query_memory_bytes,
+            sql_bytes: l.sql_bytes,
+            sql_complexity: l.sql_complexity,
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            batch_size: 8192,
+            clock_ms: 0,
+        }
+    }
+}
+
+/// A job's query session.
+pub struct JobSession {
+    ctx: SessionContext,
+    tables: BTreeMap<String, Dataset>,
+    /// The schema of each table's file (as inferred or as given).
+    schemas: BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
+    limits: SessionLimits,
+    auth: Authorization,
+}
+
+/// A query that was started.
+pub struct Started {
+    /// Result batches, in partition order.
+    pub stream: SendableRecordBatchStream,
+    /// Groups suppressed so far (final once the stream has ended).
+    pub suppressed: Arc<AtomicU64>,
+    /// blake3 of the executed logical plan's text (after policy rewrites).
+    pub plan_blake3: [u8; 32],
+}
+
+/// The locked-down session state.
+fn locked_down_state(limits: &SessionLimits) -> Result<SessionState, QueryError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(crate::RestrictedStores::default()))
+        .with_memory_limit(
+            usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            1.0,
+        )
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(|e| QueryError::Internal(e.to_string()))?;
+    let config = SessionConfig::new()
+        .with_target_partitions(limits.target_partitions.max(1))
+        .with_batch_size(limits.batch_size.max(1))
+        .with_information_schema(false);
+    let pool: Arc<dyn MemoryPool> = Arc::clone(&runtime.memory_pool);
+    use datafusion::execution::SessionStateDefaults as D;
+    Ok(SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_expr_planners(D::default_expr_planners())
+        .with_scalar_functions(registry::scalar_functions(limits.clock_ms, pool))
+        .with_aggregate_functions(D::default_aggregate_functions())
+        .with_window_functions(D::default_window_functions())
+        .build())
+}
+
+impl JobSession {
+    /// A session in which exactly the `datasets` of `auth` exist as tables; every query is
+    /// checked against its policy, pseudonymized columns are replaced by their pseudonyms at the
+    /// source, and restricted aggregates get the group threshold.
+    pub async fn new(
+        datasets: &[Dataset],
+        limits: SessionLimits,
+        auth: Authorization,
+    ) -> Result<Self, QueryError> {
+        let state = locked_down_state(&limits)?;
+        let ctx = SessionContext::new_with_state(state);
+        let mut tables = BTreeMap::new();
+        let mut schemas = BTreeMap::new();
+        for (i, ds) in datasets.iter().enumerate() {
+            let name = ds.name.as_str();
+            if tables.contains_key(name) {
+                return Err(QueryError::Input(format!(
+                    "dataset `{name}` is given twice"
+                )));
+            }
+            if !auth.grants(name) {
+                return Err(QueryError::Input(format!(
+                    "dataset `{name}` is not granted to this job"
+                )));
+            }
+            let rules = auth.policy().dataset(name).ok_or_else(|| {
+                QueryError::Input(format!("dataset `{name}` is not classified by the policy"))
+            })?;
+            let table = open_parquet(&ctx, i, ds).await?;
+            schemas.insert(name.to_owned(), table.schema());
+            let table = pseudonymized(name, table, rules, &auth)?;
+            ctx.register_table(name, table)
+                .map_err(|e| QueryError::Internal(e.to_string()))?;
+            tables.insert(name.to_owned(), ds.clone());
+        }
+        Ok(JobSession {
+            ctx,
+            tables,
+            schemas,
+            limits,
+            auth,
+        })
+    }
+
+    /// The schema of table `name`'s file, as the session uses it (to keep with its snapshot).
+    pub fn file_schema(&self, name: &str) -> Option<&datafusion::arrow::datatypes::SchemaRef> {
+        self.schemas.get(name)
+    }
+
+    /// Names of the tables in this session.
+    pub fn table_names(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
+    }
+
+    /// The session's limits.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
+    }
+
+    /// Checks `sql` and starts it.
+    pub async fn open(&self, sql: &str) -> Result<Started, QueryError> {
+        let plan = self.plan(sql).await?;
+        let (plan, suppressed) = threshold::enforce(self.auth.policy(), plan)
+            .map_err(|e| QueryError::Policy(e.to_string()))?;
+        let plan_blake3 = *blake3::hash(plan.display_indent().to_string().as_bytes()).as_bytes();
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(classify_plan_error(self.limits.memory_bytes))?;
+        let schema = Arc::clone(df.schema().inner());
+        let partitions = df
+            .execute_stream_partitioned()
+            .await
+            .map_err(classify_exec_error(self.limits.memory_bytes))?;
+        Ok(Started {
+            stream: in_partition_order(schema, partitions, self.limits.target_partitions),
+            suppressed,
+            plan_blake3,
+        })
+    }
+
+    /// Parses, guards, plans and checks `sql` without running it.
+    pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+        let len = sql.len() as u64;
+        if len > self.limits.sql_bytes {
+            return Err(QueryError::TooLong {
+                len,
+                limit: self.limits.sql_bytes,
+            });
+        }
+        // Bounded before the parser builds a tree every later stage walks recursively.
+        let complexity = sql_complexity(sql)?;
+        if complexity > self.limits.sql_complexity {
+            return Err(QueryError::TooComplex {
+                used: complexity,
+                limit: self.limits.sql_complexity,
+            });
+        }
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(classify_plan_error(self.limits.memory_bytes))?;
+        refuse_non_query(&statement)?;
+        let refs = state
+            .resolve_table_references(&statement)
+            .map_err(classify_plan_error(self.limits.memory_bytes))?;
+        for r in &refs {
+            self.check_table(r)?;
+        }
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(classify_plan_error(self.limits.memory_bytes))?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        options
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::Refused(root_message(&e)))?;
+        refuse_non_query_plan(&plan)?;
+        check_regex_literals(&plan)?;
+        let nodes = plan_size(&plan);
+        if complexity.saturating_add(nodes) > self.limits.sql_complexity {
+            return Err(QueryError::TooComplex {
+                used: complexity.saturating_add(nodes),
+                limit: self.limits.sql_complexity,
+            });
+        }
+        check::check(self.auth.policy(), &plan).map_err(|e| QueryError::Policy(e.to_string()))?;
+        Ok(plan)
+    }
+
+    /// The output schema `sql` would have (checked like [`JobSession::open`]).
+    pub async fn schema(&self, sql: &str) -> Result<SchemaRef, QueryError> {
+        let plan = self.plan(sql).await?;
+        Ok(Arc::clone(plan.schema().inner()))
+    }
+
+    fn check_table(&self, r: &TableReference) -> Result<(), QueryError> {
+        let table = r.table();
+        let qualified_ok = match r {
+            TableReference::Bare { .. } => true,
+            TableReference::Partial { schema, .. } => schema.as_ref() == "public",
+            TableReference::Full {
+                catalog, schema, ..
+            } => catalog.as_ref() == "datafusion" && schema.as_ref() == "public",
+        };
+        if qualified_ok && self.tables.contains_key(table) {
+            return Ok(());
+        }
+        if table.contains(['/', '\\', ':']) || table.contains('.') {
+            return Err(QueryError::Refused(format!(
+                "`{}` looks like a file path or URL; jobs may only query their granted tables ({})",
+                table.escape_debug(),
+                self.granted_list()
+            )));
+        }
+        Err(QueryError::Refused(format!(
+            "table `{}` is not granted to this job (granted: {})",
+            r.to_string().escape_debug(),
+            self.granted_list()
+        )))
+    }
+
+    fn granted_list(&self) -> String {
+        if self.tables.is_empty() {
+            "none".to_owned()
+        } else {
+            self.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    }
+}
+
+/// Nodes of a logical plan, subqueries included (a UNION of a thousand branches is large even
+/// when its text is short).
+fn plan_size(plan: &LogicalPlan) -> u64 {
+    let mut n = 0u64;
+    let _ = plan.apply_with_subqueries(|_| {
+        n += 1;
+        Ok(TreeNodeRecursion::Continue)
+    });
+    n
+}
+
+/// Replaces pseudonymized columns of `table` by their keyed pseudonyms, as a view.
+fn pseudonymized(
+    name: &str,
+    table: Arc<dyn TableProvider>,
+    rules: &DatasetRules,
+    auth: &Authorization,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let schema = table.schema();
+    let pseudo = |f: &str| rules.columns.get(f).is_some_and(|r| r.is_pseudonymized());
+    if !schema.fields().iter().any(|f| pseudo(f.name())) {
+        return Ok(table);
+    }
+    let udf = Arc::new(Pseudonym::udf(auth.pseudonym_key()));
+    let exprs: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = datafusion::logical_expr::col(datafusion::common::Column::new(
+                Some(name),
+                f.name(),
+            ));
+            if pseudo(f.name()) {
+                udf.call(vec![c]).alias(f.name())
+            } else {
+                c
+            }
+        })
+        .collect();
+    let internal = |e: DataFusionError| QueryError::Internal(e.to_string());
+    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)
+        .and_then(|b| b.project(exprs))
+        .and_then(|b| b.build())
+        .map_err(internal)?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
+}
+
+async fn open_parquet(
+    ctx: &SessionContext,
+    index: usize,
+    ds: &Dataset,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        QueryError::Input(format!(
+            "dataset `{}` cannot be opened as Parquet: {e}",
+            ds.name
+        ))
+    };
+    let canonical = std::fs::canonicalize(&ds.path).map_err(|e| bad(&e))?;
+    let dir = canonical
+        .parent()
+        .ok_or_else(|| bad(&"no parent directory"))?;
+    let file = canonical
+        .file_name()
+        .and_then(|f| f.to_str())
+        .ok_or_else(|| bad(&"file name is not UTF-8"))?;
+    // One store per dataset, rooted at the file's directory, under a scheme only this session knows.
+    let base = format!("enclave-data://d{index}/");
+    let base_url = url::Url::parse(&base).map_err(|e| QueryError::Internal(e.to_string()))?;
+    let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e))?;
+    ctx.runtime_env()
+        .register_object_store(&base_url, Arc::new(store));
+    let encoded: String = url::form_urlencoded::byte_serialize(file.as_bytes()).collect();
+    let table_url = ListingTableUrl::parse(format!("{base}{encoded}")).map_err(|e| bad(&e))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+    // A schema known from the snapshot spares reading the file's footer before a query scans it.
+    let schema = match &ds.schema {
+        Some(s) => Arc::clone(s),
+        None => options
+            .infer_schema(&ctx.state(), &table_url)
+            .await
+            .map_err(|e| bad(&root_message(&e)))?,
+    };
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(|e| bad(&e))?;
+    Ok(Arc::new(table))
+}

@@ -1,0 +1,420 @@
+//! The job lifecycle, as types: [`Submission`] → [`Submitted`] → [`Authorized`] → [`JobReport`].
+//!
+//! Owns the one path a job takes, as a straight line: the submission is turned into a manifest
+//! (module stored by digest, datasets snapshotted by digest, the policy loaded — the domain's, or
+//! the explicit open policy of a developer's own files); the policy authorizes it (only an
+//! [`Authorized`] job can run: its [`Authorization`] is what the query host needs to open a
+//! session); then it runs: submission and inputs are logged durably, the sandbox runs the module
+//! with every query answered by the live host through the recorder, outputs go to the egress
+//! collector, the transcript is sealed, and queries, outputs and the outcome are logged. It must
+//! never run a job no policy authorized, nor log a placeholder for something it could not compute.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use enclave_core::{
+    ApplicationId, ErrorKind, JobError, JobManifest, Limits, Params, PolicyKind, PolicyRef,
+    QueryHost, QueryRecord, Seed, TableName, manifest::MANIFEST_VERSION,
+};
+use enclave_egress::{Collector, Output};
+use enclave_policy::{Authorization, Policy, open_policy_text};
+use enclave_query::{Dataset, JobSession, LiveHost, SessionLimits, decode_schema, encode_schema};
+use enclave_record::{Header, OutputRef, SealedWriter, TRANSCRIPT_VERSION, record};
+use enclave_sandbox::{JobInputs, RunReport};
+use enclave_store::Snapshot;
+
+use crate::actions::Action;
+use crate::domain::Domain;
+use crate::engine::Engine;
+use crate::{RuntimeError, Unavailable};
+
+/// Where a job's policy comes from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// The explicit open policy for the developer's own files (a local run without a policy).
+    Open,
+    /// A policy file.
+    File(PathBuf),
+    /// Policy text (e.g. recorded in a transcript), named for error messages.
+    Text {
+        /// Name in messages.
+        name: String,
+        /// The text.
+        text: String,
+    },
+}
+
+/// What a developer asks to run.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The module's bytes.
+    pub module: Vec<u8>,
+    /// Datasets: the name the SQL uses and the Parquet file.
+    pub tables: Vec<(TableName, PathBuf)>,
+    /// Parameters.
+    pub params: Params,
+    /// Limits.
+    pub limits: Limits,
+    /// The policy.
+    pub policy: PolicySource,
+    /// The application (pseudonym scope).
+    pub application: ApplicationId,
+    /// Seed of the guest's random stream (default: derived from module, parameters, datasets).
+    pub seed: Option<Seed>,
+    /// Query parallelism (default: the cores).
+    pub target_partitions: Option<u32>,
+    /// The job's logical clock (ms since the Unix epoch).
+    pub clock_ms: i64,
+}
+
+/// A job with its manifest fixed: module stored, datasets snapshotted, policy loaded.
+#[derive(Debug)]
+pub struct Submitted {
+    manifest: JobManifest,
+    module: Vec<u8>,
+    policy: Arc<Policy>,
+    policy_text: String,
+    files: Vec<(Dataset, Snapshot)>,
+}
+
+/// A job its policy authorized: the only state that can run.
+#[derive(Debug)]
+pub struct Authorized {
+    manifest: JobManifest,
+    module: Vec<u8>,
+    policy_text: String,
+    files: Vec<(Dataset, Snapshot)>,
+    auth: Authorization,
+}
+
+/// How a job went.
+#[derive(Debug)]
+pub struct JobReport {
+    /// What defined the job.
+    pub manifest: JobManifest,
+    /// `Ok` or the error that ended the job.
+    pub result: Result<(), JobError>,
+    /// The run (fuel, memory, time, logs); absent if the job ended before the sandbox ran it.
+    pub run: Option<RunReport>,
+    /// Outputs (kept inside the domain); empty when the job failed.
+    pub outputs: Vec<Output>,
+    /// What each query did.
+    pub queries: Vec<QueryRecord>,
+    /// The sealed transcript.
+    pub transcript: Option<PathBuf>,
+    /// Sequence numbers of the log entries written.
+    pub entries: Vec<u64>,
+}
+
+fn input_error(m: impl Into<String>) -> RuntimeError {
+    RuntimeError::Job(JobError::new(ErrorKind::InvalidInput, m))
+}
+
+/// Column names of a Parquet file (its footer only).
+fn parquet_columns(name: &TableName, path: &std::path::Path) -> Result<Vec<String>, RuntimeError> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |e: &dyn std::fmt::Display| {
+        input_error(format!("dataset `{name}` cannot be opened as Parquet: {e}"))
+    };
+    let f = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
+    Ok(b.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect())
+}
+
+impl Domain {
+    /// Fixes a submission's manifest: stores the module, snapshots the datasets, loads the policy.
+    pub fn submit(&self, s: Submission) -> Result<Submitted, RuntimeError> {
+        let module = self.home.store_module(&s.module)?;
+        let mut snapshots = self.home.snapshots()?;
+        let mut datasets = Vec::with_capacity(s.tables.len());
+        let mut files = Vec::with_capacity(s.tables.len());
+        for (name, path) in &s.tables {
+            if datasets
+                .iter()
+                .any(|d: &enclave_core::DatasetRef| &d.name == name)
+            {
+                return Err(input_error(format!("dataset `{name}` is given twice")));
+            }
+            let snap = snapshots
+                .snapshot(path)
+                .map_err(|e| input_error(format!("dataset `{name}`: {e}")))?;
+            datasets.push(enclave_core::DatasetRef {
+                name: name.clone(),
+                snapshot: snap.digest,
+                bytes: snap.bytes,
+            });
+            files.push((
+                Dataset {
+                    name: name.clone(),
+                    path: snap.path.clone(),
+                    schema: snap.meta.as_deref().and_then(decode_schema),
+                },
+                snap,
+            ));
+        }
+        let (policy, policy_text) = match &s.policy {
+            PolicySource::Open => {
+                let tables = files
+                    .iter()
+                    .map(|(d, _)| {
+                        let columns = match &d.schema {
+                            Some(s) => s.fields().iter().map(|f| f.name().clone()).collect(),
+                            None => parquet_columns(&d.name, &d.path)?,
+                        };
+                        Ok((d.name.clone(), columns))
+                    })
+                    .collect::<Result<Vec<_>, RuntimeError>>()?;
+                let text = open_policy_text(&tables);
+                let p = Policy::parse("open policy", &text)
+                    .map_err(|e| RuntimeError::Job(JobError::internal(e.to_string())))?;
+                (p, text)
+            }
+            PolicySource::File(path) => {
+                Policy::load(path).map_err(|e| input_error(format!("policy: {e}")))?
+            }
+            PolicySource::Text { name, text } => (
+                Policy::parse(name, text).map_err(|e| input_error(format!("policy: {e}")))?,
+                text.clone(),
+            ),
+        };
+        let kind = if policy.open {
+            PolicyKind::Open
+        } else {
+            PolicyKind::Domain
+        };
+        let seed = s
+            .seed
+            .unwrap_or_else(|| JobManifest::default_seed(&module, &s.params, &datasets));
+        let manifest = JobManifest {
+            version: MANIFEST_VERSION,
+            job: self.home.new_job_id()?,
+            module,
+            datasets,
+            params: s.params,
+            limits: s.limits,
+            policy: PolicyRef {
+                kind,
+                digest: enclave_core::Digest::of(policy_text.as_bytes()),
+            },
+            application: s.application,
+            seed,
+            clock_ms: s.clock_ms,
+            target_partitions: s
+                .target_partitions
+                .unwrap_or_else(|| SessionLimits::default().target_partitions as u32)
+                .max(1),
+        };
+        Ok(Submitted {
+            manifest,
+            module: s.module,
+            policy: Arc::new(policy),
+            policy_text,
+            files,
+        })
+    }
+
+    /// Keeps each newly inferred file schema with its snapshot, so later jobs do not read the
+    /// file before a query scans it (best effort: it only saves time).
+    fn remember_schemas(&self, session: &JobSession, files: &[(Dataset, Snapshot)]) {
+        let Ok(mut snapshots) = self.home.snapshots() else {
+            return;
+        };
+        for (d, snap) in files.iter().filter(|(d, _)| d.schema.is_none()) {
+            if let Some(text) = session
+                .file_schema(d.name.as_str())
+                .and_then(|s| encode_schema(s).ok())
+            {
+                let _ = snapshots.set_meta(snap, text);
+            }
+        }
+    }
+
+    fn submitted_action(&self, manifest: &JobManifest, policy_text: &str) -> Action<'static> {
+        Action::JobSubmitted {
+            job: manifest.job,
+            module: manifest.module,
+            manifest: self.keyed("manifest", manifest.digest().as_bytes()),
+            params: self.keyed("params", &manifest.params.canonical()),
+            policy: (
+                manifest.policy.kind,
+                self.keyed("policy", policy_text.as_bytes()),
+            ),
+        }
+    }
+
+    /// Asks the job's policy to authorize it. A refusal is logged (submission and refusal) and
+    /// returned as the job's error.
+    pub fn authorize(&self, job: Submitted) -> Result<Authorized, RuntimeError> {
+        let names: Vec<TableName> = job
+            .manifest
+            .datasets
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
+        match job
+            .policy
+            .authorize(&names, &job.manifest.application, self.secret())
+        {
+            Ok(auth) => Ok(Authorized {
+                manifest: job.manifest,
+                module: job.module,
+                policy_text: job.policy_text,
+                files: job.files,
+                auth,
+            }),
+            Err(refusal) => {
+                let error = JobError::new(ErrorKind::PolicyViolation, refusal.to_string());
+                self.record(&[
+                    self.submitted_action(&job.manifest, &job.policy_text),
+                    Action::JobRefused {
+                        job: job.manifest.job,
+                        kind: error.kind.as_str(),
+                    },
+                ])?;
+                Err(RuntimeError::Job(error))
+            }
+        }
+    }
+
+    /// Runs an authorized job on the record.
+    pub fn run(&self, job: Authorized, engine: &Engine) -> Result<JobReport, RuntimeError> {
+        let Authorized {
+            manifest,
+            module,
+            policy_text,
+            files,
+            auth,
+        } = job;
+        let id = manifest.job;
+        // The transcript is opened before anything is logged: a job that cannot be recorded is
+        // not started.
+        let path = self.home.transcript_path(&id);
+        let writer = SealedWriter::create(self.secret(), &path, id)?;
+        let mut actions = vec![self.submitted_action(&manifest, &policy_text)];
+        for d in &manifest.datasets {
+            actions.push(Action::DatasetRead {
+                job: id,
+                name: &d.name,
+                snapshot: d.snapshot,
+            });
+        }
+        let mut entries = self.record(&actions)?;
+
+        let limits = &manifest.limits;
+        let session_limits = SessionLimits {
+            memory_bytes: limits.query_memory_bytes,
+            sql_bytes: limits.sql_bytes,
+            sql_complexity: limits.sql_complexity,
+            target_partitions: manifest.target_partitions as usize,
+            clock_ms: manifest.clock_ms,
+            ..SessionLimits::default()
+        };
+        let datasets: Vec<Dataset> = files.iter().map(|(d, _)| d.clone()).collect();
+        let session = engine
+            .queries
+            .block_on(JobSession::new(&datasets, session_limits, auth));
+        if let Ok(session) = &session {
+            self.remember_schemas(session, &files);
+        }
+        let inputs = JobInputs {
+            job: id,
+            params: manifest.params.clone(),
+            seed: manifest.seed,
+            clock_ms: manifest.clock_ms,
+            limits: limits.clone(),
+        };
+        let collector = Collector::new(limits.output_cells);
+        // What ran: the run report, outputs and query records (or why nothing ran).
+        let (result, run, outputs, queries, recorder) =
+            match (session, engine.sandbox.prepare(&module)) {
+                (Ok(session), Ok(prepared)) => {
+                    let live = LiveHost::new(Arc::new(session), engine.queries.handle().clone());
+                    let (recording, recorder) = record(writer, live, limits.transcript_bytes)?;
+                    match engine.sandbox.run(&prepared, inputs, recording, collector) {
+                        Ok(f) => {
+                            let queries = f.queries.records();
+                            drop(f.queries);
+                            (
+                                f.report.result.clone(),
+                                Some(f.report),
+                                f.outputs.outputs,
+                                queries,
+                                recorder,
+                            )
+                        }
+                        Err(lost) => (lost.result.clone(), Some(lost), vec![], vec![], recorder),
+                    }
+                }
+                (Err(e), _) => {
+                    let (recording, recorder) =
+                        record(writer, Unavailable, limits.transcript_bytes)?;
+                    drop(recording);
+                    (Err(e.to_job_error()), None, vec![], vec![], recorder)
+                }
+                (_, Err(e)) => {
+                    let (recording, recorder) =
+                        record(writer, Unavailable, limits.transcript_bytes)?;
+                    drop(recording);
+                    (Err(e), None, vec![], vec![], recorder)
+                }
+            };
+        // Outputs of a failed job are dropped: nothing partial is kept.
+        let outputs = if result.is_ok() { outputs } else { vec![] };
+        let header = Header {
+            version: TRANSCRIPT_VERSION,
+            manifest: manifest.clone(),
+            policy: policy_text,
+            outputs: outputs
+                .iter()
+                .map(|o| OutputRef {
+                    name: o.name.clone(),
+                    digest: o.digest,
+                })
+                .collect(),
+            result: result.clone(),
+        };
+        let (sealed, results) = recorder.finish(&header)?;
+
+        let mut actions = Vec::new();
+        for (i, q) in queries.iter().enumerate() {
+            actions.push(Action::QueryRun {
+                job: id,
+                index: i,
+                sql: self.keyed("sql", q.sql.as_bytes()),
+                plan: q.plan,
+                results: results.get(i).copied(),
+            });
+        }
+        for (i, o) in outputs.iter().enumerate() {
+            actions.push(Action::OutputKept {
+                job: id,
+                index: i,
+                name: self.keyed("output name", o.name.as_bytes()),
+                output: o.digest,
+            });
+        }
+        let status = match &result {
+            Ok(()) => "ok",
+            Err(e) => e.kind.as_str(),
+        };
+        actions.push(Action::JobFinished {
+            job: id,
+            status,
+            transcript: Some(sealed),
+        });
+        entries.extend(self.record(&actions)?);
+        Ok(JobReport {
+            manifest,
+            result,
+            run,
+            outputs,
+            queries,
+            transcript: Some(path),
+            entries,
+        })
+    }
+}

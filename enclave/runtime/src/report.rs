@@ -1,0 +1,180 @@
+//! A job's report, for people and as one JSON document.
+//!
+//! Owns the rendering of [`JobReport`] (status, error, ids and digests, fuel, memory, time, the
+//! policy it ran under, outputs with their rows, logs, queries) and of errors of jobs that could
+//! not be set up. Rendering is bounded: outputs were already bounded by egress. It must never
+//! render an error with a data value in it (errors never hold one).
+
+use std::fmt::Write;
+
+use enclave_core::{JobError, PolicyKind};
+use enclave_egress::Output;
+use serde_json::{Value, json};
+
+use crate::job::JobReport;
+
+/// The JSON error object.
+pub fn error_json(e: &JobError) -> Value {
+    let mut v = json!({ "kind": e.kind, "message": e.message });
+    if let Some(l) = e.limit {
+        v["limit"] = json!(l);
+    }
+    v
+}
+
+/// The rows of an output as JSON objects (column name → value).
+pub fn rows_json(o: &Output) -> Result<Vec<Value>, String> {
+    let mut w = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+    let refs: Vec<&datafusion::arrow::array::RecordBatch> = o.batches.iter().collect();
+    w.write_batches(&refs).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    let bytes = w.into_inner();
+    if bytes.is_empty() {
+        return Ok(vec![]);
+    }
+    match serde_json::from_slice(&bytes).map_err(|e| e.to_string())? {
+        Value::Array(rows) => Ok(rows),
+        _ => Err("JSON writer produced no array".into()),
+    }
+}
+
+/// The schema of an output as a list of `{name, type, nullable}` objects.
+pub fn schema_json(o: &Output) -> Value {
+    Value::Array(
+        o.schema
+            .fields()
+            .iter()
+            .map(|f| {
+                json!({
+                    "name": f.name(),
+                    "type": f.data_type().to_string(),
+                    "nullable": f.is_nullable(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn policy_name(k: PolicyKind) -> &'static str {
+    match k {
+        PolicyKind::Domain => "domain",
+        PolicyKind::Open => "open (the developer's own files: every column plaintext)",
+    }
+}
+
+/// The report as one JSON document.
+pub fn report_json(r: &JobReport) -> Value {
+    let outputs: Vec<Value> = r
+        .outputs
+        .iter()
+        .map(|o| {
+            json!({
+                "name": o.name,
+                "kind": o.kind.name(),
+                "rows": o.rows,
+                "schema": schema_json(o),
+                "blake3": o.digest,
+                "data": rows_json(o).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let m = &r.manifest;
+    let mut v = json!({
+        "status": if r.result.is_ok() { "ok" } else { "error" },
+        "job_id": m.job,
+        "module_blake3": m.module,
+        "policy": { "kind": m.policy.kind, "blake3": m.policy.digest },
+        "application": m.application,
+        "fuel_used": r.run.as_ref().map_or(0, |x| x.fuel_used),
+        "memory_peak_bytes": r.run.as_ref().map_or(0, |x| x.memory_peak_bytes),
+        "wall_ms": r.run.as_ref().map_or(0, |x| x.wall_ms),
+        "host_calls": r.run.as_ref().map_or(0, |x| x.host_calls),
+        "outputs": outputs,
+        "logs": r.run.as_ref().map(|x| x.logs.clone()).unwrap_or_default(),
+        "queries": r.queries,
+    });
+    if let Err(e) = &r.result {
+        v["error"] = error_json(e);
+    }
+    v
+}
+
+/// The JSON document for a job that could not even be set up.
+pub fn setup_error_json(e: &JobError) -> Value {
+    json!({ "status": "error", "error": error_json(e), "outputs": [] })
+}
+
+/// The report for people.
+pub fn report_human(r: &JobReport) -> String {
+    let mut s = String::new();
+    let status = match &r.result {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("error ({})", e.kind.as_str()),
+    };
+    let m = &r.manifest;
+    let _ = writeln!(s, "job {}: {status}", m.job);
+    let _ = writeln!(s, "  module blake3 {}", m.module);
+    let _ = writeln!(
+        s,
+        "  policy: {} (blake3 {}), application {}",
+        policy_name(m.policy.kind),
+        m.policy.digest,
+        m.application
+    );
+    if let Some(run) = &r.run {
+        let _ = writeln!(
+            s,
+            "  fuel used {}, peak memory {} KiB, {} ms",
+            run.fuel_used,
+            run.memory_peak_bytes / 1024,
+            run.wall_ms
+        );
+    }
+    if let Err(e) = &r.result {
+        let _ = writeln!(s, "  error: {}", e.message);
+    }
+    for q in &r.queries {
+        let _ = writeln!(
+            s,
+            "  query: {} row(s) in {} batch(es){}{}",
+            q.rows,
+            q.batches,
+            if q.suppressed_groups > 0 {
+                format!(", {} group(s) suppressed", q.suppressed_groups)
+            } else {
+                String::new()
+            },
+            q.error
+                .as_ref()
+                .map(|e| format!(" — {}", e.message))
+                .unwrap_or_default()
+        );
+    }
+    for o in &r.outputs {
+        let _ = writeln!(
+            s,
+            "\noutput `{}` ({}, {} rows, blake3 {})",
+            o.name,
+            o.kind.name(),
+            o.rows,
+            o.digest
+        );
+        match datafusion::arrow::util::pretty::pretty_format_batches(&o.batches) {
+            Ok(t) => {
+                let _ = writeln!(s, "{t}");
+            }
+            Err(e) => {
+                let _ = writeln!(s, "  (cannot render: {e})");
+            }
+        }
+    }
+    if let Some(run) = &r.run
+        && !run.logs.is_empty()
+    {
+        let _ = writeln!(s, "\nlog:");
+        for l in &run.logs {
+            let _ = writeln!(s, "  {l}");
+        }
+    }
+    s
+}

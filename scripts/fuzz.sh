@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs each fuzz target (tests/fuzz) for ENCLAVE_FUZZ_SECONDS (default 5) seconds, from its seed
+# corpus; new inputs go to a temporary directory. Needs a nightly toolchain and cargo-fuzz
+# (`rustup toolchain install nightly --profile minimal; cargo install cargo-fuzz --locked`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH="${ENCLAVE_FUZZ_SECONDS:-5}"
+if [ "$SECONDS_EACH" = 0 ]; then
+  exit 0
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "== fuzz targets skipped: cargo +nightly fuzz is not installed"
+  exit 0
+fi
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+echo "== fuzz targets (${SECONDS_EACH} s each)"
+for t in output_ipc policy_parser log_entry transcript; do
+  work="$(mktemp -d)"
+  cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "$work" "tests/fuzz/corpus/$t" -- \
+    -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048
+  rm -rf "$work"
+done

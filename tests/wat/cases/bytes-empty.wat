@@ -1,0 +1,3 @@
+;; Zero bytes.
+;;! expect: invalid_module
+;;! hex:

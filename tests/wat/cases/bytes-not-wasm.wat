@@ -1,0 +1,3 @@
+;; Not a Wasm binary at all.
+;;! expect: invalid_module
+;;! bytes: not wasm

@@ -1,0 +1,4 @@
+;; An import outside the ABI, or with the wrong shape.
+;;! expect: forbidden_import
+;;! message: enclave_v1.open_file
+(module (import "enclave_v1" "open_file" (func (param i32 i32) (result i32))) (memory (export "memory") 1) (func (export "enclave_run") (result i32) i32.const 0))

@@ -1,0 +1,3 @@
+;; No entry point.
+;;! expect: missing_export
+(module (memory (export "memory") 1))

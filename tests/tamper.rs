@@ -199,7 +199,7 @@ fn forged_checkpoint_is_detected() {
     let mut tree = enclave_tlog::merkle::Tree::new();
     for line in &l {
         if let Ok(enclave_tlog::entry::Line::Entry(e)) = serde_json::from_str(line) {
-            tree.push(e.leaf_hash());
+            tree.push(e.leaf_hash().unwrap());
         }
     }
     let cp = enclave_tlog::Checkpoint {
@@ -207,7 +207,9 @@ fn forged_checkpoint_is_detected() {
         size: 10,
         root: tree.root(10).unwrap(),
     };
-    let forged = enclave_tlog::entry::Line::Checkpoint(forger.sign(&cp.body()).unwrap()).encode();
+    let forged = enclave_tlog::entry::Line::Checkpoint(forger.sign(&cp.body()).unwrap())
+        .encode()
+        .unwrap();
     let last = l.len() - 1;
     l[last] = forged.trim_end().to_owned();
     write(&path, &l);
@@ -284,7 +286,7 @@ fn proof_bundles_check_and_tampered_ones_fail() {
     let key = signer().verifier();
     let c = bundle.check(&key, Some(&old)).unwrap();
     assert_eq!((c.entry, c.size, c.consistent_with), (3, 10, Some(5)));
-    let leaf = bundle.entry.leaf_hash();
+    let leaf = bundle.entry.leaf_hash().unwrap();
     let proof = log.inclusion_proof(3, 10).unwrap();
     verify_inclusion(3, 10, &leaf, &proof, &log.root(10).unwrap()).unwrap();
 
@@ -297,9 +299,37 @@ fn proof_bundles_check_and_tampered_ones_fail() {
     let mut b = bundle.clone();
     b.consistency.swap(0, 1);
     assert!(b.check(&key, Some(&old)).is_err());
-    let mut b = bundle;
+    let mut b = bundle.clone();
     b.checkpoint = b.checkpoint.replacen("\n10\n", "\n11\n", 1);
     assert!(b.check(&key, None).is_err());
+
+    // Without a trusted checkpoint the consistency proof is not skipped: it is checked against
+    // the bundle's own checkpoint and says which root the log had at the older size.
+    let c = bundle.check(&key, None).unwrap();
+    assert_eq!(
+        c.consistency,
+        Some(enclave_tlog::Consistency::Derived {
+            size: 5,
+            root: hex::encode(log.root(5).unwrap()),
+        })
+    );
+    assert!(c.to_string().contains("compare with a checkpoint you kept"));
+    let mut b = bundle.clone();
+    b.consistency.swap(0, 1);
+    assert!(
+        b.check(&key, None).is_err(),
+        "a bad consistency proof fails even untrusted"
+    );
+    // From a power-of-two size the proof omits the old root: it is reported unchecked.
+    let mut b = bundle;
+    b.consistency_from = Some(4);
+    b.consistency = encode_hashes(&log.consistency_proof(4, 10).unwrap());
+    let c = b.check(&key, None).unwrap();
+    assert_eq!(
+        c.consistency,
+        Some(enclave_tlog::Consistency::Unchecked { size: 4 })
+    );
+    assert!(c.to_string().contains("UNCHECKED"));
 }
 
 fn torn_tail_is_repaired_and_uncommitted_entries_recommitted() {

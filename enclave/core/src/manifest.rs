@@ -408,10 +408,10 @@ impl JobManifest {
     }
 
     /// blake3 of the manifest's canonical JSON.
-    pub fn digest(&self) -> Digest {
-        // Serializing plain data with string keys cannot fail.
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        Digest::of(&json)
+    pub fn digest(&self) -> Result<Digest, ManifestError> {
+        let json = serde_json::to_vec(self)
+            .map_err(|_| ManifestError::Param("the manifest could not be encoded".into()))?;
+        Ok(Digest::of(&json))
     }
 
     /// The dataset named `name`.
@@ -456,7 +456,7 @@ mod tests {
         let json = serde_json::to_string(&m).unwrap();
         let back: JobManifest = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
-        assert_eq!(back.digest(), m.digest());
+        assert_eq!(back.digest().unwrap(), m.digest().unwrap());
         for (from, to) in [
             ("\"residents\"", "\"Residents\""),
             ("\"local\"", "\"-local\""),

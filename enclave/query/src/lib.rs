@@ -60,7 +60,7 @@ pub fn encode_schema(schema: &SchemaRef) -> Result<String, QueryError> {
 
 /// A schema from [`encode_schema`]'s text; `None` if it is not one.
 pub fn decode_schema(text: &str) -> Option<SchemaRef> {
-    if text.len() % 2 != 0 || text.len() > 8 << 20 {
+    if !text.len().is_multiple_of(2) || text.len() > 8 << 20 {
         return None;
     }
     let bytes: Vec<u8> = (0..text.len() / 2)

@@ -233,17 +233,24 @@ impl Domain {
         }
     }
 
-    fn submitted_action(&self, manifest: &JobManifest, policy_text: &str) -> Action<'static> {
-        Action::JobSubmitted {
+    fn submitted_action(
+        &self,
+        manifest: &JobManifest,
+        policy_text: &str,
+    ) -> Result<Action<'static>, RuntimeError> {
+        let digest = manifest
+            .digest()
+            .map_err(|e| RuntimeError::Job(JobError::internal(e.to_string())))?;
+        Ok(Action::JobSubmitted {
             job: manifest.job,
             module: manifest.module,
-            manifest: self.keyed("manifest", manifest.digest().as_bytes()),
+            manifest: self.keyed("manifest", digest.as_bytes()),
             params: self.keyed("params", &manifest.params.canonical()),
             policy: (
                 manifest.policy.kind,
                 self.keyed("policy", policy_text.as_bytes()),
             ),
-        }
+        })
     }
 
     /// Asks the job's policy to authorize it. A refusal is logged (submission and refusal) and
@@ -269,7 +276,7 @@ impl Domain {
             Err(refusal) => {
                 let error = JobError::new(ErrorKind::PolicyViolation, refusal.to_string());
                 self.record(&[
-                    self.submitted_action(&job.manifest, &job.policy_text),
+                    self.submitted_action(&job.manifest, &job.policy_text)?,
                     Action::JobRefused {
                         job: job.manifest.job,
                         kind: error.kind.as_str(),
@@ -294,7 +301,7 @@ impl Domain {
         // not started.
         let path = self.home.transcript_path(&id);
         let writer = SealedWriter::create(self.secret(), &path, id)?;
-        let mut actions = vec![self.submitted_action(&manifest, &policy_text)];
+        let mut actions = vec![self.submitted_action(&manifest, &policy_text)?];
         for d in &manifest.datasets {
             actions.push(Action::DatasetRead {
                 job: id,
@@ -346,7 +353,7 @@ impl Domain {
                                 recorder,
                             )
                         }
-                        Err(lost) => (lost.result.clone(), Some(lost), vec![], vec![], recorder),
+                        Err(lost) => (lost.result.clone(), Some(*lost), vec![], vec![], recorder),
                     }
                 }
                 (Err(e), _) => {

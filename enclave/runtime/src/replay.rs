@@ -145,7 +145,11 @@ pub fn replay(
     let mut report = ReplayReport::new(job);
     check(domain, engine, job, with_rederive, &mut report)?;
     report.identical = report.first_difference.is_none();
-    let json = serde_json::to_vec(&report).unwrap_or_default();
+    let json = serde_json::to_vec(&report).map_err(|_| {
+        RuntimeError::Job(enclave_core::JobError::internal(
+            "the replay report could not be encoded",
+        ))
+    })?;
     let seqs = domain.record(&[Action::JobReplayed {
         job,
         rederived: with_rederive,

@@ -68,14 +68,18 @@ pub fn report_json(r: &JobReport) -> Value {
         .outputs
         .iter()
         .map(|o| {
-            json!({
+            let mut v = json!({
                 "name": o.name,
                 "kind": o.kind.name(),
                 "rows": o.rows,
                 "schema": schema_json(o),
                 "blake3": o.digest,
-                "data": rows_json(o).unwrap_or_default(),
-            })
+            });
+            match rows_json(o) {
+                Ok(rows) => v["data"] = json!(rows),
+                Err(e) => v["data_error"] = json!(format!("cannot render the rows as JSON: {e}")),
+            }
+            v
         })
         .collect();
     let m = &r.manifest;

@@ -234,7 +234,7 @@ impl Sandbox {
         inputs: JobInputs,
         queries: Q,
         outputs: O,
-    ) -> Result<Finished<Q, O>, RunReport>
+    ) -> Result<Finished<Q, O>, Box<RunReport>>
     where
         Q: QueryHost + 'static,
         O: OutputSink + 'static,
@@ -255,8 +255,7 @@ impl Sandbox {
         };
         let limits = inputs.limits;
         // Everything the job thread needs is moved in and comes back out, whatever happens.
-        let slot: Arc<std::sync::Mutex<Option<(HostState, Result<(), JobError>, u64)>>> =
-            Arc::new(std::sync::Mutex::new(None));
+        let slot: Arc<std::sync::Mutex<Option<Executed>>> = Arc::new(std::sync::Mutex::new(None));
         let out = Arc::clone(&slot);
         let spawned = std::thread::Builder::new()
             .name(format!("enclave-job-{job}"))
@@ -273,17 +272,19 @@ impl Sandbox {
         };
         let done = slot.lock().ok().and_then(|mut s| s.take());
         let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let lost = |what: &str| RunReport {
-            job,
-            module,
-            result: Err(JobError::internal(format!(
-                "{what} (host bug); the host is unaffected"
-            ))),
-            fuel_used: 0,
-            memory_peak_bytes: 0,
-            wall_ms,
-            logs: vec![],
-            host_calls: 0,
+        let lost = |what: &str| {
+            Box::new(RunReport {
+                job,
+                module,
+                result: Err(JobError::internal(format!(
+                    "{what} (host bug); the host is unaffected"
+                ))),
+                fuel_used: 0,
+                memory_peak_bytes: 0,
+                wall_ms,
+                logs: vec![],
+                host_calls: 0,
+            })
         };
         match (joined, done) {
             (Ok(()), Some((state, result, fuel_used))) => {
@@ -319,6 +320,9 @@ fn downcast<T: 'static>(b: Box<dyn Any>) -> Option<T> {
     b.downcast::<T>().ok().map(|b| *b)
 }
 
+/// What a job thread hands back: its host state, the outcome and the fuel used.
+type Executed = (HostState, Result<(), JobError>, u64);
+
 /// Instantiates and runs one job on the current thread; returns the host state, the outcome and
 /// the fuel used. A panic inside (a host bug reached by the job) ends the job as an internal
 /// error; the process goes on.
@@ -327,7 +331,7 @@ fn execute(
     pre: &wasmtime::InstancePre<HostState>,
     start: Start,
     limits: &Limits,
-) -> (HostState, Result<(), JobError>, u64) {
+) -> Executed {
     let mut store = Store::new(engine, HostState::new(start));
     store.limiter(|s| &mut s.limiter);
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), wasmtime::Error> {

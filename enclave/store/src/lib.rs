@@ -118,7 +118,7 @@ impl Home {
     /// The domain secret (`domain.key`), created from system randomness on first use.
     pub fn domain_secret(&self) -> Result<[u8; 32], StoreError> {
         let path = self.root.join("domain.key");
-        let bytes = self.secret_file(&path, 32, |key| key.to_vec())?;
+        let bytes = self.secret_file(&path, 32, |key| Ok(key.to_vec()))?;
         <[u8; 32]>::try_from(bytes.as_slice())
             .map_err(|_| StoreError::Invalid(format!("{} is not 32 bytes", path.display())))
     }
@@ -128,7 +128,7 @@ impl Home {
         &self,
         path: &Path,
         max: u64,
-        make: impl FnOnce(&[u8; 32]) -> Vec<u8>,
+        make: impl FnOnce(&[u8; 32]) -> Result<Vec<u8>, StoreError>,
     ) -> Result<Vec<u8>, StoreError> {
         match std::fs::metadata(path) {
             Ok(m) if m.len() > max.max(4096) => Err(StoreError::Invalid(format!(
@@ -140,7 +140,7 @@ impl Home {
                 let mut seed = [0u8; 32];
                 ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
                     .map_err(|_| StoreError::Invalid("no system randomness".into()))?;
-                let bytes = make(&seed);
+                let bytes = make(&seed)?;
                 write_private_new(path, &bytes).map_err(io_err("creating", path))?;
                 Ok(bytes)
             }
@@ -156,7 +156,7 @@ impl Home {
         let bytes = self.secret_file(&path, 4096, |seed| {
             Signer::from_seed(&name, *seed)
                 .map(|s| s.encode().into_bytes())
-                .unwrap_or_default()
+                .map_err(|e| StoreError::Invalid(format!("making the log key: {e}")))
         })?;
         let text = String::from_utf8(bytes)
             .map_err(|_| StoreError::Invalid(format!("{} is not text", path.display())))?;

@@ -22,6 +22,9 @@ const MAX_DIGESTS: usize = 32;
 /// Why an entry is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
+    /// The entry could not be encoded (never expected: every field is a plain string).
+    #[error("the entry could not be encoded")]
+    Encoding,
     /// A field is not of the allowed shape.
     #[error("field `{field}`: {why}")]
     Field {
@@ -164,14 +167,13 @@ impl Entry {
     }
 
     /// The canonical encoding (the leaf data).
-    pub fn canonical(&self) -> String {
-        // Serializing plain strings, integers and a BTreeMap cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    pub fn canonical(&self) -> Result<String, EntryError> {
+        serde_json::to_string(self).map_err(|_| EntryError::Encoding)
     }
 
     /// RFC 9162 leaf hash of the canonical encoding.
-    pub fn leaf_hash(&self) -> Hash {
-        leaf_hash(self.canonical().as_bytes())
+    pub fn leaf_hash(&self) -> Result<Hash, EntryError> {
+        Ok(leaf_hash(self.canonical()?.as_bytes()))
     }
 
     /// Checks every field's shape.
@@ -188,10 +190,10 @@ impl Entry {
     }
 
     /// The encoded log line (with newline) and the leaf hash, from one serialization.
-    pub fn encode_line(&self) -> (String, Hash) {
-        let canonical = self.canonical();
+    pub fn encode_line(&self) -> Result<(String, Hash), EntryError> {
+        let canonical = self.canonical()?;
         let leaf = leaf_hash(canonical.as_bytes());
-        (format!("{{\"entry\":{canonical}}}\n"), leaf)
+        Ok((format!("{{\"entry\":{canonical}}}\n"), leaf))
     }
 }
 
@@ -420,10 +422,10 @@ pub enum Line {
 
 impl Line {
     /// The canonical line, with its newline.
-    pub fn encode(&self) -> String {
-        let mut s = serde_json::to_string(self).unwrap_or_default();
+    pub fn encode(&self) -> Result<String, EntryError> {
+        let mut s = serde_json::to_string(self).map_err(|_| EntryError::Encoding)?;
         s.push('\n');
-        s
+        Ok(s)
     }
 
     /// Decodes one line (without its newline); it must be canonical.
@@ -432,7 +434,7 @@ impl Line {
             return Err("line too long");
         }
         let line: Line = serde_json::from_slice(text).map_err(|_| "not a log line")?;
-        let again = line.encode();
+        let again = line.encode().map_err(|_| "not a log line")?;
         if again.as_bytes()[..again.len() - 1] != *text {
             return Err("line is not in canonical form");
         }
@@ -469,9 +471,9 @@ mod tests {
     fn fast_path_agrees_with_the_owned_encoding() {
         let d = Draft::new("system", "domain.init", "domain:x").digest("a", &[9; 32]);
         let e = Entry::from_draft(d, 7, 5, &[3; 32]);
-        let (line, leaf) = e.encode_line();
-        assert_eq!(line, Line::Entry(e.clone()).encode());
-        assert_eq!(leaf, e.leaf_hash());
+        let (line, leaf) = e.encode_line().unwrap();
+        assert_eq!(line, Line::Entry(e.clone()).encode().unwrap());
+        assert_eq!(leaf, e.leaf_hash().unwrap());
         let bare = line.trim_end().as_bytes();
         let mut scratch = Vec::new();
         let f = entry_facts(bare, &mut scratch).unwrap().unwrap();
@@ -497,7 +499,9 @@ mod tests {
         let d = Draft::new("developer:a", "job.run", "job:1/output:x")
             .digest("b", &[1; 32])
             .digest("a", &[2; 32]);
-        let (line, _) = Entry::from_draft(d, 12, -5, &[4; 32]).encode_line();
+        let (line, _) = Entry::from_draft(d, 12, -5, &[4; 32])
+            .encode_line()
+            .unwrap();
         let body = line
             .trim_end()
             .strip_prefix("{\"entry\":")
@@ -556,7 +560,7 @@ mod tests {
             &[0; 32],
         );
         assert_eq!(e.prev, GENESIS_PREV);
-        let line = Line::Entry(e.clone()).encode();
+        let line = Line::Entry(e.clone()).encode().unwrap();
         let bare = line.trim_end().as_bytes();
         assert_eq!(Line::decode(bare).unwrap(), Line::Entry(e));
         let spaced = line.replacen(":", ": ", 1);

@@ -301,7 +301,7 @@ impl Log {
             let seq = st.range.size();
             let time = now_ms().max(st.last_time);
             let entry = Entry::from_draft(d, seq, time, &st.prev_leaf);
-            let (line, leaf) = entry.encode_line();
+            let (line, leaf) = entry.encode_line()?;
             st.pending.extend_from_slice(line.as_bytes());
             st.lines += 1;
             st.range.push(leaf);
@@ -370,8 +370,12 @@ impl Inner {
             Ok(n) => n,
             Err(e) => return (st, Err(e.into())),
         };
+        let cp_line = match Line::Checkpoint(note.clone()).encode() {
+            Ok(l) => l,
+            Err(e) => return (st, Err(e.into())),
+        };
         let mut buf = std::mem::take(&mut st.pending);
-        buf.extend_from_slice(Line::Checkpoint(note.clone()).encode().as_bytes());
+        buf.extend_from_slice(cp_line.as_bytes());
         let Some(mut file) = st.file.take() else {
             return (st, Err(LogError::Poisoned("log file missing".into())));
         };

@@ -135,7 +135,10 @@ impl ProofBundle {
         verify_inclusion(
             self.entry.seq,
             cp.size,
-            &self.entry.leaf_hash(),
+            &self
+                .entry
+                .leaf_hash()
+                .map_err(|e| BundleError(format!("entry: {e}")))?,
             &proof,
             &cp.root,
         )

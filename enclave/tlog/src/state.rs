@@ -105,7 +105,7 @@ pub(crate) fn load(log: &Path, signer: &Signer, file: &mut File) -> Option<Resum
         _ => return None,
     };
     // The commit's checkpoint line must end exactly at `offset` in the file as it is now.
-    let line = Line::Checkpoint(body.latest.clone()).encode();
+    let line = Line::Checkpoint(body.latest.clone()).encode().ok()?;
     let start = body.offset.checked_sub(line.len() as u64)?;
     if file.metadata().ok()?.len() < body.offset {
         return None;

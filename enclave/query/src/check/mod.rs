@@ -479,7 +479,7 @@ impl<'a> Walk<'a> {
                     }
                 }
                 self.effect(keys.clone(), "as a join key");
-                let out = match j.join_type {
+                match j.join_type {
                     JoinType::LeftSemi | JoinType::LeftAnti => left,
                     JoinType::RightSemi | JoinType::RightAnti => right,
                     JoinType::LeftMark => {
@@ -493,8 +493,7 @@ impl<'a> Walk<'a> {
                         r
                     }
                     _ => scope.lineage,
-                };
-                out
+                }
             }
             LogicalPlan::Unnest(u) => {
                 // Each output may come from any input column: over-approximate.

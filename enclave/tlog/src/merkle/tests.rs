@@ -295,3 +295,29 @@ fn generated_proofs_verify_for_every_pair_up_to_64() {
     assert!(t.consistency_proof(5, 3).is_err());
     assert!(t.root(65).is_err());
 }
+
+#[test]
+fn consistency_proofs_give_the_old_root_without_a_trusted_one() {
+    let mut tree = Tree::new();
+    for i in 0..64u8 {
+        tree.push(leaf_hash(&[i]));
+    }
+    for size2 in 1..=64u64 {
+        let root2 = tree.root(size2).unwrap();
+        for size1 in 1..=size2 {
+            let proof = tree.consistency_proof(size1, size2).unwrap();
+            let got = super::consistency_old_root(size1, size2, &root2, &proof).unwrap();
+            if size1 == size2 || !size1.is_power_of_two() {
+                assert_eq!(got, Some(tree.root(size1).unwrap()), "{size1} -> {size2}");
+            } else {
+                assert_eq!(got, None, "{size1} -> {size2}");
+            }
+            // A proof against another root is refused.
+            if size1 < size2 && !size1.is_power_of_two() {
+                let mut wrong = root2;
+                wrong[0] ^= 1;
+                assert!(super::consistency_old_root(size1, size2, &wrong, &proof).is_err());
+            }
+        }
+    }
+}

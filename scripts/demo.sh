@@ -12,8 +12,9 @@ export ENCLAVE_HOME="${ENCLAVE_HOME:-$OUT/home}"
 
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 echo "== building enclave and the example jobs"
-# The dev profile builds dependencies optimized (see Cargo.toml) and shares its build with the tests.
-cargo build -p enclave-cli -p enclave-auditor
+# The dev profile builds dependencies optimized (see Cargo.toml) and shares its build with the
+# tests (the same package selection, so the same features: nothing is compiled twice).
+cargo build --workspace --exclude sql-report --exclude income-by-district --exclude linear-model --bins
 cargo build --profile wasm --target wasm32-unknown-unknown -p sql-report -p income-by-district -p linear-model
 ENCLAVE="$TARGET/debug/enclave"
 WASM="$TARGET/wasm32-unknown-unknown/wasm"

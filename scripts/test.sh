@@ -20,9 +20,13 @@ echo "== build and lint every target (clippy -D warnings as the workspace's rust
 RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver)"
 export RUSTC_WORKSPACE_WRAPPER
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-cargo test --workspace "${EXCLUDE[@]}" --all-targets --no-run
+# --timings: target/cargo-timings/ shows where the build time goes.
+cargo test --workspace "${EXCLUDE[@]}" --all-targets --no-run --timings
+echo "== built in ${SECONDS} s"
 
 echo "== tests"
 cargo test --workspace "${EXCLUDE[@]}"
+
+echo "== tests done at ${SECONDS} s"
 
 ./scripts/fuzz.sh

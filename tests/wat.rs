@@ -274,8 +274,8 @@ mod generated {
         RecordBatch::try_new(schema, vec![a]).expect("batch")
     }
 
-    /// (file name, description, expectation lines, IPC bytes).
-    pub fn cases() -> Vec<(&'static str, &'static str, &'static str, Vec<u8>)> {
+    /// (file name, description, expectation lines, IPC bytes, times emitted under one name).
+    pub fn cases() -> Vec<(&'static str, &'static str, &'static str, Vec<u8>, usize)> {
         let secret = "hidden-bytes-of-a-slice";
         let list = ListArray::new(
             Arc::new(Field::new("item", DataType::Null, true)),
@@ -290,6 +290,7 @@ mod generated {
                 "a billion null rows in a few bytes",
                 ";;! expect: limit_exceeded output_cells",
                 ipc(&one("x", Arc::new(NullArray::new(1 << 30)))),
+                1,
             ),
             (
                 "output-no-columns.wat",
@@ -301,24 +302,28 @@ mod generated {
                     &RecordBatchOptions::new().with_row_count(Some(1 << 30)),
                 )
                 .expect("batch")),
+                1,
             ),
             (
                 "output-list-of-nulls.wat",
                 "one row holding a list of a billion nulls",
                 ";;! expect: limit_exceeded output_cells",
                 ipc(&one("x", Arc::new(list))),
+                1,
             ),
             (
                 "output-dictionary.wat",
                 "a dictionary column (values shared by any number of keys)",
                 ";;! expect: invalid_output\n;;! message: not accepted",
                 ipc(&one("d", Arc::new(dict))),
+                1,
             ),
             (
                 "output-string-view.wat",
                 "a string-view column (views into shared buffers)",
                 ";;! expect: invalid_output\n;;! message: not accepted",
                 ipc(&one("v", Arc::new(StringViewArray::from(vec!["a", "b"])))),
+                1,
             ),
             (
                 "output-slack.wat",
@@ -332,12 +337,21 @@ mod generated {
                     2,
                     1,
                 ),
+                1,
             ),
             (
                 "output-plain.wat",
                 "a plain two-row table",
                 ";;! expect: ok\n;;! output: result rows=2",
                 ipc(&one("n", Arc::new(Int32Array::from(vec![1, 2])))),
+                1,
+            ),
+            (
+                "output-duplicate-name.wat",
+                "a plain table, emitted twice under one name",
+                ";;! expect: invalid_output\n;;! message: already emitted",
+                ipc(&one("n", Arc::new(Int32Array::from(vec![1, 2])))),
+                2,
             ),
         ]
     }
@@ -379,7 +393,7 @@ mod generated {
     }
 
     /// The WAT text of a job emitting `bytes` as output `result`.
-    pub fn module(description: &str, expect: &str, bytes: &[u8]) -> String {
+    pub fn module(description: &str, expect: &str, bytes: &[u8], times: usize) -> String {
         let mut data = String::new();
         for b in bytes {
             data.push_str(&format!("\\{b:02x}"));
@@ -396,10 +410,15 @@ mod generated {
                (data (i32.const 0) \"result\")\n  \
                (data (i32.const 1024) \"{data}\")\n  \
                (func (export \"enclave_run\") (result i32)\n    \
-                 (if (i32.eqz (call $output (i32.const 0) (i32.const 6) (i32.const 0) (i32.const 1024) (i32.const {len})))\n      \
-                   (then (return (i32.const 0))))\n    \
-                 (call $fail (i32.const 64) (call $last_error (i32.const 64) (i32.const 512)))\n    \
-                 (i32.const 1)))\n",
+                 (local $i i32)\n    \
+                 (loop $emit\n      \
+                   (if (i32.ne (call $output (i32.const 0) (i32.const 6) (i32.const 0) (i32.const 1024) (i32.const {len})) (i32.const 0))\n        \
+                     (then\n          \
+                       (call $fail (i32.const 64) (call $last_error (i32.const 64) (i32.const 512)))\n          \
+                       (return (i32.const 1))))\n      \
+                   (local.set $i (i32.add (local.get $i) (i32.const 1)))\n      \
+                   (br_if $emit (i32.lt_u (local.get $i) (i32.const {times}))))\n    \
+                 (i32.const 0)))\n",
             len = bytes.len()
         )
     }
@@ -407,9 +426,9 @@ mod generated {
 
 fn generated_cases_are_current() {
     let bless = std::env::var_os("ENCLAVE_BLESS").is_some();
-    for (file, description, expect, bytes) in generated::cases() {
+    for (file, description, expect, bytes, times) in generated::cases() {
         let path = root().join("tests/wat/cases").join(file);
-        let text = generated::module(description, expect, &bytes);
+        let text = generated::module(description, expect, &bytes, times);
         if bless {
             std::fs::write(&path, &text).expect("write case");
         }

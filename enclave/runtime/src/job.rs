@@ -220,6 +220,9 @@ impl Domain {
     /// Keeps each newly inferred file schema with its snapshot, so later jobs do not read the
     /// file before a query scans it (best effort: it only saves time).
     fn remember_schemas(&self, session: &JobSession, files: &[(Dataset, Snapshot)]) {
+        if files.iter().all(|(d, _)| d.schema.is_some()) {
+            return;
+        }
         let Ok(mut snapshots) = self.home.snapshots() else {
             return;
         };

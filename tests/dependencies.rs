@@ -149,6 +149,20 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        // Differential privacy is arithmetic and a keyed generator: no engine, no other crate
+        // of Enclave.
+        "enclave-dp",
+        &[
+            "wasmtime",
+            "cranelift",
+            "datafusion",
+            "arrow",
+            "parquet",
+            "tokio",
+            "enclave",
+        ],
+    ),
+    (
         "enclave-policy",
         &[
             "wasmtime",

@@ -12,6 +12,7 @@ mod c_guest;
 mod cli;
 mod dependencies;
 mod examples;
+mod invisibility;
 mod policy;
 mod sandbox;
 mod slt;
@@ -58,6 +59,7 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     trials.extend(audit::tests());
+    trials.extend(invisibility::tests());
     trials.extend(c_guest::tests());
     trials.extend(cli::tests());
     trials.extend(dependencies::tests());

@@ -224,6 +224,20 @@ fn run_script(path: &Path) {
                 async move { Ok(SessionDb::new(&s)) }
             });
             runner.with_column_validator(|_, _| true);
+            if std::env::var_os("ENCLAVE_SLT_ALL").is_some() {
+                // Developer aid: every failing record of the script, not just the first.
+                let records = sqllogictest::parse_file::<DefaultColumnType>(path).unwrap();
+                let mut failures = Vec::new();
+                for r in records {
+                    if let Err(e) = runner.run(r) {
+                        failures.push(e.display(false).to_string());
+                    }
+                }
+                if !failures.is_empty() {
+                    panic!("{}:\n{}", path.display(), failures.join("\n---\n"));
+                }
+                return;
+            }
             runner.run_file(path)
         }
         Mode::Job => {

@@ -101,7 +101,7 @@ pub trait OutputSink: Send + std::any::Any {
 }
 
 /// What one query did, for the job report and the log. Never the SQL text itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueryRecord {
     /// blake3 of the SQL text (the log keys it with the domain key before writing it).
     pub sql: Digest,
@@ -121,6 +121,56 @@ pub struct QueryRecord {
     /// blake3 of the executed (rewritten) plan; absent when planning failed or in replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Digest>,
+    /// What the query spent of the privacy budget, when it was noised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dp: Option<QueryDp>,
+    /// Whether it read columns that only a row-level grant opened: what the job computes from
+    /// them is derived and leaves only through review.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub row_level_grant: bool,
+}
+
+/// The privacy spending of one noised query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryDp {
+    /// `laplace` or `gaussian`.
+    pub mechanism: String,
+    /// ε of the query.
+    pub epsilon: f64,
+    /// δ of the query.
+    pub delta: f64,
+    /// Statistics noised.
+    pub statistics: u64,
+    /// Per dataset charged: spent (this query included) and left.
+    pub budget: Vec<DatasetBudget>,
+    /// Per noised statistic: its noise.
+    pub noise: Vec<NoiseNote>,
+}
+
+/// A dataset's privacy budget after a charge.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetBudget {
+    /// The dataset.
+    pub dataset: String,
+    /// ε spent.
+    pub spent_epsilon: f64,
+    /// δ spent.
+    pub spent_delta: f64,
+    /// ε left.
+    pub left_epsilon: f64,
+    /// δ left.
+    pub left_delta: f64,
+}
+
+/// The noise of one statistic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoiseNote {
+    /// The statistic (its output column).
+    pub statistic: String,
+    /// Laplace scale or Gaussian σ.
+    pub scale: f64,
+    /// Half-width of the interval that holds the noise with probability 95 %.
+    pub error95: f64,
 }
 
 impl QueryRecord {
@@ -135,6 +185,8 @@ impl QueryRecord {
             suppressed_groups: 0,
             error: None,
             plan: None,
+            dp: None,
+            row_level_grant: false,
         }
     }
 }

@@ -15,9 +15,12 @@ pub mod manifest;
 pub use contain::{Contained, contain};
 pub use digest::{Digest, DigestKey, KeyedDigest};
 pub use error::{ErrorKind, JobError, Limit};
-pub use host::{CallCtx, HostError, Message, OutputSink, QueryHost, QueryRecord};
+pub use host::{
+    CallCtx, DatasetBudget, HostError, Message, NoiseNote, OutputSink, QueryDp, QueryHost,
+    QueryRecord,
+};
 pub use limits::{EngineLimits, Limits};
 pub use manifest::{
-    ApplicationId, DatasetRef, JobId, JobManifest, ManifestError, Params, PolicyKind, PolicyRef,
-    Seed, TableName,
+    ApplicationId, DatasetRef, JobId, JobManifest, ManifestError, NoiseKey, Params, PolicyKind,
+    PolicyRef, Seed, TableName,
 };

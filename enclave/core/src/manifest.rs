@@ -227,6 +227,29 @@ impl<'de> Deserialize<'de> for Seed {
     }
 }
 
+/// A job's noise key (differential privacy): 32 random bytes drawn by the domain when the job
+/// starts, sealed in its transcript so that re-derivation reproduces the noise. Never printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NoiseKey(pub [u8; 32]);
+
+impl fmt::Debug for NoiseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NoiseKey(..)")
+    }
+}
+
+impl Serialize for NoiseKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&Seed(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for NoiseKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Seed::deserialize(d).map(|s| NoiseKey(s.0))
+    }
+}
+
 /// Most parameters a job may have.
 pub const MAX_PARAMS: usize = 256;
 /// Most bytes of all parameter keys and values together.

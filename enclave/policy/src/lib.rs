@@ -10,8 +10,11 @@
 //! grant is refused, a job without a policy does not run.
 
 mod authorize;
+mod dp;
 
 pub use authorize::{Authorization, PseudonymKey, Refusal, open_policy_text};
+pub use dp::{DEFAULT_BUDGET, DEFAULT_QUERY_DELTA, DEFAULT_QUERY_EPSILON, DpRules};
+pub use enclave_dp::{Budget, Cost, Mechanism};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -85,7 +88,7 @@ pub enum Format {
 }
 
 /// The rule for one column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ColumnRule {
     /// Classification level (e.g. `L3`).
     pub level: String,
@@ -93,6 +96,11 @@ pub struct ColumnRule {
     pub uses: BTreeSet<Use>,
     /// Value format, if declared.
     pub format: Option<Format>,
+    /// Declared bounds `[lo, hi]`: values are clamped to them before a noised aggregate.
+    pub bounds: Option<(f64, f64)>,
+    /// An explicit `dp = true|false`: whether this column's aggregates are noised, whatever its
+    /// level says.
+    pub dp: Option<bool>,
 }
 
 impl ColumnRule {
@@ -120,7 +128,7 @@ impl ColumnRule {
 }
 
 /// Rules of one dataset.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatasetRules {
     /// Column whose rows belong to one data subject (e.g. resident ID), if any.
     pub subject: Option<String>,
@@ -129,7 +137,7 @@ pub struct DatasetRules {
 }
 
 /// A validated policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     /// Whether this is the explicit open policy of a developer's own files (`kind = "open"`).
     pub open: bool,
@@ -141,6 +149,14 @@ pub struct Policy {
     pub datasets: BTreeMap<String, DatasetRules>,
     /// Datasets a local run is granted when `--table` names them (empty: all classified).
     pub grants: BTreeSet<String>,
+    /// Columns (dataset, column) granted for row-level use to jobs under this policy (model
+    /// training): such a job's outputs are derived and leave only through review.
+    pub row_level: BTreeSet<(String, String)>,
+    /// Differential privacy.
+    pub dp: DpRules,
+    /// Largest share of subjects that may be unique on the columns exposed at row level
+    /// (`enclave policy check`).
+    pub max_unique_share: f64,
 }
 
 /// A policy that could not be loaded: where and why.
@@ -168,18 +184,53 @@ struct RawPolicy {
     datasets: BTreeMap<String, Spanned<RawDataset>>,
     #[serde(default)]
     grant: Option<RawGrant>,
+    #[serde(default)]
+    dp: Option<Spanned<RawDp>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawThreshold {
-    min_group_size: Spanned<i64>,
+    #[serde(default)]
+    min_group_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_unique_share: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGrant {
+    #[serde(default)]
     datasets: Vec<Spanned<String>>,
+    #[serde(default)]
+    row_level: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDp {
+    #[serde(default)]
+    require: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    mechanism: Option<Spanned<String>>,
+    #[serde(default)]
+    epsilon: Option<Spanned<f64>>,
+    #[serde(default)]
+    delta: Option<Spanned<f64>>,
+    #[serde(default)]
+    max_groups_per_subject: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_rows_per_subject: Option<Spanned<i64>>,
+    #[serde(default)]
+    budget: Option<RawBudget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    epsilon: Spanned<f64>,
+    #[serde(default)]
+    delta: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +251,10 @@ enum RawColumn {
         uses: Option<Vec<String>>,
         #[serde(default)]
         format: Option<String>,
+        #[serde(default)]
+        bounds: Option<Vec<f64>>,
+        #[serde(default)]
+        dp: Option<bool>,
     },
 }
 
@@ -208,6 +263,87 @@ pub const MAX_POLICY_BYTES: usize = 4 << 20;
 
 /// Default minimum group size when the policy sets none.
 pub const DEFAULT_MIN_GROUP: u64 = 10;
+
+/// Default largest share of subjects unique on the row-level columns.
+pub const DEFAULT_UNIQUE_SHARE: f64 = 0.01;
+
+fn parse_dp(
+    raw: Spanned<RawDp>,
+    levels: &BTreeMap<String, BTreeSet<Use>>,
+    datasets: &BTreeMap<String, DatasetRules>,
+    err: &impl Fn(usize, String) -> PolicyError,
+) -> Result<DpRules, PolicyError> {
+    let at = raw.span().start;
+    let raw = raw.into_inner();
+    let mut rules = DpRules::default();
+    if let Some(req) = raw.require {
+        rules.require_levels.clear();
+        for r in req {
+            let name = r.get_ref();
+            match name.split_once('.') {
+                None if levels.contains_key(name) => {
+                    rules.require_levels.insert(name.clone());
+                }
+                Some((d, c)) if datasets.get(d).is_some_and(|ds| ds.columns.contains_key(c)) => {
+                    rules.require_columns.insert((d.to_owned(), c.to_owned()));
+                }
+                _ => {
+                    return Err(err(
+                        r.span().start,
+                        format!(
+                            "dp.require names `{name}`, which is neither a level nor a classified `dataset.column`"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(m) = raw.mechanism {
+        rules.mechanism = match m.get_ref().as_str() {
+            "laplace" => Mechanism::Laplace,
+            "gaussian" => Mechanism::Gaussian,
+            other => {
+                return Err(err(
+                    m.span().start,
+                    format!("unknown dp.mechanism `{other}` (laplace, gaussian)"),
+                ));
+            }
+        };
+    }
+    let epsilon = raw
+        .epsilon
+        .map_or(rules.per_query.epsilon, |e| *e.get_ref());
+    let delta = raw.delta.map_or(rules.per_query.delta, |d| *d.get_ref());
+    rules.per_query = Cost::new(epsilon, delta).map_err(|e| err(at, e.to_string()))?;
+    if rules.mechanism == Mechanism::Gaussian && delta <= 0.0 {
+        return Err(err(at, "dp: the Gaussian mechanism needs delta > 0".into()));
+    }
+    for (field, slot) in [
+        (
+            raw.max_groups_per_subject,
+            &mut rules.max_groups_per_subject,
+        ),
+        (raw.max_rows_per_subject, &mut rules.max_rows_per_subject),
+    ] {
+        if let Some(v) = field {
+            *slot = match u64::try_from(*v.get_ref()) {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => {
+                    return Err(err(
+                        v.span().start,
+                        "dp contribution bounds must be between 1 and 1000000".into(),
+                    ));
+                }
+            };
+        }
+    }
+    if let Some(b) = raw.budget {
+        let delta = b.delta.map_or(0.0, |d| *d.get_ref());
+        rules.budget = Cost::new(*b.epsilon.get_ref(), delta)
+            .map_err(|e| err(b.epsilon.span().start, e.to_string()))?;
+    }
+    Ok(rules)
+}
 
 impl Policy {
     /// Loads and validates a policy file (at most [`MAX_POLICY_BYTES`]); returns the policy and
@@ -269,18 +405,30 @@ impl Policy {
                 }
             },
         };
-        let min_group_size = match raw.threshold {
-            None => DEFAULT_MIN_GROUP,
-            Some(t) => match u64::try_from(*t.min_group_size.get_ref()) {
-                Ok(k) if k >= 1 => k,
-                _ => {
+        let (mut min_group_size, mut max_unique_share) = (DEFAULT_MIN_GROUP, DEFAULT_UNIQUE_SHARE);
+        if let Some(t) = raw.threshold {
+            if let Some(k) = t.min_group_size {
+                min_group_size = match u64::try_from(*k.get_ref()) {
+                    Ok(k) if k >= 1 => k,
+                    _ => {
+                        return Err(err(
+                            k.span().start,
+                            "min_group_size must be at least 1".into(),
+                        ));
+                    }
+                };
+            }
+            if let Some(u) = t.max_unique_share {
+                let v = *u.get_ref();
+                if !(0.0..=1.0).contains(&v) {
                     return Err(err(
-                        t.min_group_size.span().start,
-                        "min_group_size must be at least 1".into(),
+                        u.span().start,
+                        "max_unique_share must be in [0, 1]".into(),
                     ));
                 }
-            },
-        };
+                max_unique_share = v;
+            }
+        }
         let mut levels = BTreeMap::new();
         for (name, uses) in raw.levels {
             let at = uses.span().start;
@@ -308,13 +456,29 @@ impl Policy {
             let mut columns = BTreeMap::new();
             for (col, rule) in ds.columns {
                 let at = rule.span().start;
-                let (level, uses, format) = match rule.into_inner() {
-                    RawColumn::Level(l) => (l, None, None),
+                let (level, uses, format, bounds, dp) = match rule.into_inner() {
+                    RawColumn::Level(l) => (l, None, None, None, None),
                     RawColumn::Full {
                         level,
                         uses,
                         format,
-                    } => (level, uses, format),
+                        bounds,
+                        dp,
+                    } => (level, uses, format, bounds, dp),
+                };
+                let bounds = match bounds.as_deref() {
+                    None => None,
+                    Some([lo, hi]) if lo.is_finite() && hi.is_finite() && lo <= hi => {
+                        Some((*lo, *hi))
+                    }
+                    Some(_) => {
+                        return Err(err(
+                            at,
+                            format!(
+                                "column `{name}.{col}`: bounds must be [lo, hi] with finite lo <= hi"
+                            ),
+                        ));
+                    }
                 };
                 let format = match format.as_deref() {
                     None => None,
@@ -347,6 +511,8 @@ impl Policy {
                         level,
                         uses,
                         format,
+                        bounds,
+                        dp,
                     },
                 );
             }
@@ -368,7 +534,24 @@ impl Policy {
             datasets.insert(name, DatasetRules { subject, columns });
         }
         let mut grants = BTreeSet::new();
+        let mut row_level = BTreeSet::new();
         if let Some(g) = raw.grant {
+            for c in g.row_level {
+                let (d, col) = c.get_ref().split_once('.').unwrap_or(("", ""));
+                if datasets
+                    .get(d)
+                    .is_none_or(|ds: &DatasetRules| !ds.columns.contains_key(col))
+                {
+                    return Err(err(
+                        c.span().start,
+                        format!(
+                            "row_level names `{}`, which is not a classified `dataset.column`",
+                            c.get_ref()
+                        ),
+                    ));
+                }
+                row_level.insert((d.to_owned(), col.to_owned()));
+            }
             for d in g.datasets {
                 if !datasets.contains_key(d.get_ref()) {
                     return Err(err(
@@ -397,18 +580,53 @@ impl Policy {
                 ),
             ));
         }
+        let dp = match raw.dp {
+            None => DpRules::default(),
+            Some(d) => parse_dp(d, &levels, &datasets, &err)?,
+        };
         Ok(Policy {
             open,
             min_group_size,
             levels,
             datasets,
             grants,
+            row_level,
+            dp,
+            max_unique_share,
         })
     }
 
     /// The rules of `dataset`, if classified.
     pub fn dataset(&self, dataset: &str) -> Option<&DatasetRules> {
         self.datasets.get(dataset)
+    }
+
+    /// Whether aggregates of `dataset.column` must be noised.
+    pub fn requires_dp(&self, dataset: &str, column: &str) -> bool {
+        let Some(rule) = self.dataset(dataset).and_then(|d| d.columns.get(column)) else {
+            return true;
+        };
+        if rule.is_open() {
+            return false;
+        }
+        if let Some(explicit) = rule.dp {
+            return explicit;
+        }
+        self.dp
+            .require_columns
+            .contains(&(dataset.to_owned(), column.to_owned()))
+            || self.dp.require_levels.contains(&rule.level)
+    }
+
+    /// Whether jobs under this policy may use `dataset.column` row by row (plaintext, or a
+    /// row-level grant).
+    pub fn row_level(&self, dataset: &str, column: &str) -> bool {
+        self.dataset(dataset)
+            .and_then(|d| d.columns.get(column))
+            .is_some_and(|r| r.is_open())
+            || self
+                .row_level
+                .contains(&(dataset.to_owned(), column.to_owned()))
     }
 
     /// Whether a local run may use `dataset`.

@@ -132,8 +132,9 @@ impl Threshold {
         ScalarUDF::new_from_impl(Threshold {
             k: i64::try_from(k).unwrap_or(i64::MAX),
             suppressed,
-            // Volatile: never folded, pushed or evaluated more than once per row.
-            signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+            // Volatile: never folded, pushed or evaluated more than once per row. One argument
+            // per subject count the host keeps for a group: all must reach k.
+            signature: Signature::variadic(vec![DataType::Int64], Volatility::Volatile),
         })
     }
 }
@@ -149,19 +150,28 @@ impl ScalarUDFImpl for Threshold {
         Ok(DataType::Boolean)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
+        if args.args.is_empty() {
             return Err(DataFusionError::Internal(
-                "enclave_threshold takes one argument".into(),
+                "enclave_threshold takes at least one count".into(),
             ));
-        };
-        let array = arg.to_array(args.number_rows)?;
-        let counts = array
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>()
-            .ok_or_else(|| DataFusionError::Internal("enclave_threshold expects Int64".into()))?;
-        let keep: BooleanArray = counts
+        }
+        let arrays = args
+            .args
             .iter()
-            .map(|n| Some(n.is_some_and(|n| n >= self.k)))
+            .map(|a| a.to_array(args.number_rows))
+            .collect::<Result<Vec<_>>>()?;
+        let mut counts = Vec::with_capacity(arrays.len());
+        for a in &arrays {
+            counts.push(
+                a.as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .ok_or_else(|| {
+                        DataFusionError::Internal("enclave_threshold expects Int64".into())
+                    })?,
+            );
+        }
+        let keep: BooleanArray = (0..args.number_rows)
+            .map(|i| Some(counts.iter().all(|c| c.is_valid(i) && c.value(i) >= self.k)))
             .collect();
         let dropped = keep.len() - keep.true_count();
         self.suppressed.fetch_add(dropped as u64, Ordering::Relaxed);

@@ -15,7 +15,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::execution::SendableRecordBatchStream;
 use enclave_abi::ErrorCode;
-use enclave_core::{CallCtx, Digest, HostError, JobError, Message, QueryHost, QueryRecord};
+use enclave_core::{
+    CallCtx, DatasetBudget, Digest, HostError, JobError, Message, NoiseNote, QueryDp, QueryHost,
+    QueryRecord,
+};
 use futures::StreamExt;
 
 use crate::QueryError;
@@ -58,6 +61,8 @@ impl QueryRuntime {
 struct LiveQuery {
     stream: SendableRecordBatchStream,
     suppressed: Arc<AtomicU64>,
+    /// Noised: the suppressed count is not shown at all.
+    noised: bool,
     wire: SchemaRef,
     writer: StreamWriter<Vec<u8>>,
     record: usize,
@@ -109,6 +114,20 @@ impl LiveHost {
     }
 }
 
+/// Groups suppressed, as a job may learn it: rounded down to a multiple of
+/// [`SUPPRESSED_STEP`] (whether one small group exists is not an oracle), and never under
+/// differential privacy (0).
+fn shown_suppressed(q: &LiveQuery) -> u64 {
+    if q.noised {
+        return 0;
+    }
+    let n = q.suppressed.load(Ordering::Relaxed);
+    n - n % SUPPRESSED_STEP
+}
+
+/// The granularity of the suppressed-group count a job sees.
+pub const SUPPRESSED_STEP: u64 = 10;
+
 fn ipc_error(e: datafusion::arrow::error::ArrowError) -> HostError {
     HostError::Fatal(JobError::internal(format!("IPC encoding: {e}")))
 }
@@ -130,12 +149,40 @@ impl QueryHost for LiveHost {
         let writer = StreamWriter::try_new(Vec::new(), &wire).map_err(ipc_error)?;
         if let Some(r) = self.records.get_mut(record) {
             r.plan = Some(Digest(started.plan_blake3));
+            r.row_level_grant = started.row_level_grant;
+            r.dp = started.dp.as_ref().map(|d| QueryDp {
+                mechanism: d.mechanism.to_owned(),
+                epsilon: d.epsilon,
+                delta: d.delta,
+                statistics: d.statistics as u64,
+                budget: d
+                    .datasets
+                    .iter()
+                    .map(|(name, b)| DatasetBudget {
+                        dataset: name.clone(),
+                        spent_epsilon: b.spent.epsilon,
+                        spent_delta: b.spent.delta,
+                        left_epsilon: b.left.epsilon,
+                        left_delta: b.left.delta,
+                    })
+                    .collect(),
+                noise: d
+                    .noise
+                    .iter()
+                    .map(|(statistic, scale, error95)| NoiseNote {
+                        statistic: statistic.clone(),
+                        scale: *scale,
+                        error95: *error95,
+                    })
+                    .collect(),
+            });
         }
         self.open.insert(
             handle,
             LiveQuery {
                 stream: started.stream,
                 suppressed: started.suppressed,
+                noised: started.dp.is_some(),
                 wire,
                 writer,
                 record,
@@ -182,7 +229,7 @@ impl QueryHost for LiveHost {
             }
         };
         let msg = std::mem::take(q.writer.get_mut());
-        let (record, suppressed) = (q.record, q.suppressed.load(Ordering::Relaxed));
+        let (record, suppressed) = (q.record, shown_suppressed(q));
         if let Some(r) = self.records.get_mut(record) {
             r.rows += rows;
             r.batches += u64::from(rows > 0);
@@ -194,7 +241,7 @@ impl QueryHost for LiveHost {
 
     fn suppressed(&mut self, _ctx: &CallCtx, handle: i32) -> Result<i64, HostError> {
         let q = self.query(handle)?;
-        Ok(i64::try_from(q.suppressed.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+        Ok(i64::try_from(shown_suppressed(q)).unwrap_or(i64::MAX))
     }
 
     fn close(&mut self, handle: i32) {

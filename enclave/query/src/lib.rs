@@ -13,13 +13,14 @@
 
 pub mod check;
 pub mod functions;
+pub mod grammar;
 mod guard;
 pub mod host;
+pub mod noise;
 mod registry;
 pub mod session;
 mod store;
 mod stream;
-pub mod threshold;
 
 use std::path::PathBuf;
 
@@ -31,7 +32,7 @@ use enclave_core::{ErrorKind, JobError, Limit, TableName};
 pub use enclave_policy::Authorization;
 pub use guard::{classify_exec_error, sql_complexity};
 pub use host::LiveHost;
-pub use session::{JobSession, SessionLimits, Started};
+pub use session::{DpReport, JobSession, Privacy, SessionLimits, Started};
 pub use store::RestrictedStores;
 
 /// A dataset granted to a job: the table name its SQL uses and the Parquet file behind it.
@@ -44,6 +45,9 @@ pub struct Dataset {
     /// The file's schema as the session infers it, when known already (then the file is not
     /// read until a query scans it).
     pub schema: Option<SchemaRef>,
+    /// Whether the file is known to hold at most one row per value of the dataset's subject
+    /// column (then a group's subjects are counted without a distinct count).
+    pub subject_unique: bool,
 }
 
 /// A schema as text (hex of its Arrow IPC encoding), to keep beside a snapshot.
@@ -80,6 +84,7 @@ impl Dataset {
                 name,
                 path,
                 schema: None,
+                subject_unique: false,
             }),
             Ok(_) => Err(QueryError::Input(format!(
                 "dataset `{name}`: {} is not a regular file",
@@ -123,6 +128,9 @@ pub enum QueryError {
         /// The limit.
         limit: u64,
     },
+    /// A noised query would spend more privacy budget than is left.
+    #[error("{0}")]
+    Budget(String),
     /// The query engine's memory pool is exhausted.
     #[error("query memory limit reached: the query needs more than the {limit} bytes allowed")]
     Memory {
@@ -146,6 +154,7 @@ impl QueryError {
         match self {
             QueryError::Refused(m) => JobError::new(ErrorKind::SqlRefused, m.clone()),
             QueryError::Policy(m) => JobError::new(ErrorKind::PolicyViolation, m.clone()),
+            QueryError::Budget(m) => JobError::new(ErrorKind::PolicyViolation, m.clone()),
             QueryError::Sql(m) => JobError::new(ErrorKind::SqlError, m.clone()),
             QueryError::TooLong { len, limit } => JobError::limit(Limit::SqlBytes, *len, *limit),
             QueryError::TooComplex { used, limit } => {
@@ -168,6 +177,7 @@ impl QueryError {
             self,
             QueryError::Refused(_)
                 | QueryError::Policy(_)
+                | QueryError::Budget(_)
                 | QueryError::Sql(_)
                 | QueryError::TooLong { .. }
                 | QueryError::TooComplex { .. }
@@ -179,6 +189,7 @@ impl QueryError {
         match self {
             QueryError::Refused(_) => "sql_refused",
             QueryError::Policy(_) => "policy_violation",
+            QueryError::Budget(_) => "budget_exhausted",
             QueryError::Sql(_) => "sql_error",
             QueryError::TooLong { .. } => "limit_exceeded(sql_bytes)",
             QueryError::TooComplex { .. } => "limit_exceeded(sql_complexity)",

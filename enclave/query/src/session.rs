@@ -30,13 +30,14 @@ use datafusion::object_store::local::LocalFileSystem;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use enclave_policy::{Authorization, DatasetRules};
 
-use crate::functions::Pseudonym;
+use crate::functions::{Pseudonym, Threshold};
+use crate::grammar::{self, BuildContext, DpSpend};
 use crate::guard::{
     check_regex_literals, classify_exec_error, classify_plan_error, refuse_non_query,
     refuse_non_query_plan, root_message, sql_complexity,
 };
 use crate::stream::in_partition_order;
-use crate::{Dataset, QueryError, check, registry, threshold};
+use crate::{Dataset, QueryError, registry};
 
 /// Settings of a job's query session.
 #[derive(Debug, Clone)]
@@ -71,10 +72,55 @@ impl Default for SessionLimits {
     }
 }
 
+/// What a session needs for differential privacy and subject accounting.
+pub struct Privacy {
+    /// The job's noise key: only the domain and the job's sealed transcript hold it.
+    pub noise_key: [u8; 32],
+    /// Where noised queries are charged.
+    pub ledger: Arc<dyn enclave_dp::Ledger>,
+}
+
+impl Privacy {
+    /// A fresh random noise key and an in-memory ledger with the policy's budget (a session
+    /// whose spending nobody keeps: tests, local runs on a developer's own files).
+    pub fn ephemeral(policy: &enclave_policy::Policy) -> Result<Privacy, QueryError> {
+        let mut noise_key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut noise_key)
+            .map_err(|_| QueryError::Internal("no system randomness".into()))?;
+        Ok(Privacy {
+            noise_key,
+            ledger: Arc::new(enclave_dp::MemoryLedger::new(policy.dp.budget)),
+        })
+    }
+}
+
+/// What a noised query spent, for its report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DpReport {
+    /// The mechanism.
+    pub mechanism: &'static str,
+    /// ε of the query.
+    pub epsilon: f64,
+    /// δ of the query.
+    pub delta: f64,
+    /// Statistics noised.
+    pub statistics: usize,
+    /// Per dataset charged: spent so far (this query included) and what is left.
+    pub datasets: Vec<(String, enclave_dp::Balance)>,
+    /// Per noised statistic: the noise scale and the half-width holding the noise with
+    /// probability 95 %.
+    pub noise: Vec<(String, f64, f64)>,
+}
+
 /// A job's query session.
 pub struct JobSession {
     ctx: SessionContext,
     tables: BTreeMap<String, Dataset>,
+    /// The datasets' files, without the pseudonym views: only plans the host builds scan them.
+    raw: BTreeMap<String, Arc<dyn TableProvider>>,
+    privacy: Privacy,
+    /// Queries opened so far (the index is part of every noise draw's context).
+    opened: std::sync::atomic::AtomicU64,
     /// The schema of each table's file (as inferred or as given).
     schemas: BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
     limits: SessionLimits,
@@ -89,6 +135,10 @@ pub struct Started {
     pub suppressed: Arc<AtomicU64>,
     /// blake3 of the executed logical plan's text (after policy rewrites).
     pub plan_blake3: [u8; 32],
+    /// What the query spent, if it was noised.
+    pub dp: Option<DpReport>,
+    /// Whether it read columns that only a row-level grant opened (its results are derived).
+    pub row_level_grant: bool,
 }
 
 /// The locked-down session state.
@@ -129,10 +179,22 @@ impl JobSession {
         limits: SessionLimits,
         auth: Authorization,
     ) -> Result<Self, QueryError> {
+        let privacy = Privacy::ephemeral(auth.policy())?;
+        Self::with_privacy(datasets, limits, auth, privacy).await
+    }
+
+    /// [`JobSession::new`] with the job's noise key and ledger.
+    pub async fn with_privacy(
+        datasets: &[Dataset],
+        limits: SessionLimits,
+        auth: Authorization,
+        privacy: Privacy,
+    ) -> Result<Self, QueryError> {
         let state = locked_down_state(&limits)?;
         let ctx = SessionContext::new_with_state(state);
         let mut tables = BTreeMap::new();
         let mut schemas = BTreeMap::new();
+        let mut raw = BTreeMap::new();
         for (i, ds) in datasets.iter().enumerate() {
             let name = ds.name.as_str();
             if tables.contains_key(name) {
@@ -150,6 +212,7 @@ impl JobSession {
             })?;
             let table = open_parquet(&ctx, i, ds).await?;
             schemas.insert(name.to_owned(), table.schema());
+            raw.insert(name.to_owned(), Arc::clone(&table));
             let table = pseudonymized(name, table, rules, &auth)?;
             ctx.register_table(name, table)
                 .map_err(|e| QueryError::Internal(e.to_string()))?;
@@ -158,6 +221,9 @@ impl JobSession {
         Ok(JobSession {
             ctx,
             tables,
+            raw,
+            privacy,
+            opened: std::sync::atomic::AtomicU64::new(0),
             schemas,
             limits,
             auth,
@@ -179,11 +245,84 @@ impl JobSession {
         &self.limits
     }
 
-    /// Checks `sql` and starts it.
+    /// Checks `sql` and starts it. A plan that reads only row-level columns runs as planned;
+    /// any other runs only as the host builds it from the aggregation grammar (`grammar`).
     pub async fn open(&self, sql: &str) -> Result<Started, QueryError> {
+        let index = self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let plan = self.plan(sql).await?;
-        let (plan, suppressed) = threshold::enforce(self.auth.policy(), plan)
-            .map_err(|e| QueryError::Policy(e.to_string()))?;
+        let policy = self.auth.policy();
+        let state = self.ctx.state();
+        let optimize = |p: &LogicalPlan| {
+            state
+                .optimize(p)
+                .map_err(classify_plan_error(self.limits.memory_bytes))
+        };
+        let suppressed = Arc::new(AtomicU64::new(0));
+        let optimized = optimize(&plan)?;
+        let (plan, spend, row_level_grant) = if grammar::reads_only_row_level(policy, &optimized) {
+            let granted = grammar::reads_granted_rows(policy, &optimized);
+            (optimized, None, granted)
+        } else {
+            let policy_error = |e: crate::check::CheckError| QueryError::Policy(e.to_string());
+            let restricted = grammar::parse(policy, &plan).map_err(|e| {
+                // A query that reads a restricted column without aggregating it: name the column.
+                match (&e, grammar::first_restricted(policy, &optimized)) {
+                    (crate::check::CheckError::Unsupported(m), Some((dataset, column)))
+                        if m.contains(grammar::ROW_BY_ROW) =>
+                    {
+                        let rule = policy
+                            .dataset(&dataset)
+                            .and_then(|d| d.columns.get(&column));
+                        QueryError::Policy(
+                            crate::check::CheckError::Violation {
+                                dataset,
+                                column,
+                                level: rule.map_or("unclassified".into(), |r| r.level.clone()),
+                                used_as: enclave_policy::Use::Plaintext,
+                                context: "row by row (only inside aggregates)".into(),
+                                allowed: rule.map_or("no use".into(), |r| {
+                                    if r.uses.is_empty() {
+                                        "no use (denied)".into()
+                                    } else {
+                                        r.uses
+                                            .iter()
+                                            .map(|u| u.name())
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    }
+                                }),
+                            }
+                            .to_string(),
+                        )
+                    }
+                    _ => policy_error(e),
+                }
+            })?;
+            let threshold = Arc::new(Threshold::udf(
+                policy.min_group_size,
+                Arc::clone(&suppressed),
+            ));
+            let unique_of = |d: &str| self.tables.get(d).is_some_and(|t| t.subject_unique);
+            let cx = BuildContext {
+                policy,
+                raw: &self.raw,
+                pseudonym: Arc::new(Pseudonym::udf(self.auth.pseudonym_key())),
+                threshold,
+                noise_key: self.privacy.noise_key,
+                query_index: index,
+                subject_unique: &unique_of,
+            };
+            let built = grammar::build(&restricted, &cx).map_err(policy_error)?;
+            let optimized = optimize(&built.plan)?;
+            grammar::check_total(&optimized).map_err(policy_error)?;
+            (optimized, built.dp, false)
+        };
+        let dp = match spend {
+            None => None,
+            Some(s) => Some(self.charge(s)?),
+        };
         let plan_blake3 = *blake3::hash(plan.display_indent().to_string().as_bytes()).as_bytes();
         let df = self
             .ctx
@@ -199,10 +338,37 @@ impl JobSession {
             stream: in_partition_order(schema, partitions, self.limits.target_partitions),
             suppressed,
             plan_blake3,
+            dp,
+            row_level_grant,
         })
     }
 
-    /// Parses, guards, plans and checks `sql` without running it.
+    /// Charges a noised query to the ledger before it runs.
+    fn charge(&self, s: DpSpend) -> Result<DpReport, QueryError> {
+        let balances = self
+            .privacy
+            .ledger
+            .charge(&s.datasets, s.cost)
+            .map_err(|e| match e {
+                enclave_dp::LedgerError::OverBudget { .. } => QueryError::Budget(e.to_string()),
+                enclave_dp::LedgerError::Storage(_) => QueryError::Internal(e.to_string()),
+            })?;
+        Ok(DpReport {
+            mechanism: s.mechanism.name(),
+            epsilon: s.cost.epsilon,
+            delta: s.cost.delta,
+            statistics: s.statistics,
+            datasets: balances,
+            noise: s
+                .noise
+                .iter()
+                .map(|(n, x)| (n.clone(), x.scale, x.error_bound(0.05)))
+                .collect(),
+        })
+    }
+
+    /// Parses, guards and plans `sql` without running it (the policy applies in
+    /// [`JobSession::open`]).
     pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
         let len = sql.len() as u64;
         if len > self.limits.sql_bytes {
@@ -251,7 +417,6 @@ impl JobSession {
                 limit: self.limits.sql_complexity,
             });
         }
-        check::check(self.auth.policy(), &plan).map_err(|e| QueryError::Policy(e.to_string()))?;
         Ok(plan)
     }
 

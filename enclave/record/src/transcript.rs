@@ -76,6 +76,10 @@ pub struct Header {
     pub manifest: JobManifest,
     /// The text of the policy the job ran under (its blake3 is in the manifest).
     pub policy: String,
+    /// The job's noise key (differential privacy): sealed here so that re-derivation
+    /// reproduces the noise; nobody outside the domain ever sees it.
+    #[serde(default)]
+    pub noise_key: Option<enclave_core::NoiseKey>,
     /// Outputs, in emission order.
     pub outputs: Vec<OutputRef>,
     /// `Ok` or the error that ended the job.
@@ -418,6 +422,7 @@ mod tests {
                 version: TRANSCRIPT_VERSION,
                 manifest: manifest(JOB),
                 policy: "version = 1".into(),
+                noise_key: Some(enclave_core::NoiseKey([5; 32])),
                 outputs: vec![OutputRef {
                     name: "result".into(),
                     digest: Digest::of(b"out"),

@@ -13,12 +13,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use enclave_core::{
-    ApplicationId, ErrorKind, JobError, JobManifest, Limits, Params, PolicyKind, PolicyRef,
-    QueryHost, QueryRecord, Seed, TableName, manifest::MANIFEST_VERSION,
+    ApplicationId, ErrorKind, JobError, JobManifest, Limits, NoiseKey, Params, PolicyKind,
+    PolicyRef, QueryHost, QueryRecord, Seed, TableName, manifest::MANIFEST_VERSION,
 };
 use enclave_egress::{Collector, Output};
 use enclave_policy::{Authorization, Policy, open_policy_text};
-use enclave_query::{Dataset, JobSession, LiveHost, SessionLimits, decode_schema, encode_schema};
+use enclave_query::{
+    Dataset, JobSession, LiveHost, Privacy, SessionLimits, decode_schema, encode_schema,
+};
 use enclave_record::{Header, OutputRef, SealedWriter, TRANSCRIPT_VERSION, record};
 use enclave_sandbox::{JobInputs, RunReport};
 use enclave_store::Snapshot;
@@ -27,6 +29,15 @@ use crate::actions::Action;
 use crate::domain::Domain;
 use crate::engine::Engine;
 use crate::{RuntimeError, Unavailable};
+
+/// A fresh noise key from the system's CSPRNG.
+fn random_key() -> Result<NoiseKey, RuntimeError> {
+    let mut k = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k).map_err(|_| {
+        RuntimeError::Job(JobError::internal("no system randomness for the noise key"))
+    })?;
+    Ok(NoiseKey(k))
+}
 
 /// Where a job's policy comes from.
 #[derive(Debug, Clone)]
@@ -152,6 +163,7 @@ impl Domain {
                     name: name.clone(),
                     path: snap.path.clone(),
                     schema: snap.meta.as_deref().and_then(decode_schema),
+                    subject_unique: false,
                 },
                 snap,
             ));
@@ -324,9 +336,23 @@ impl Domain {
             ..SessionLimits::default()
         };
         let datasets: Vec<Dataset> = files.iter().map(|(d, _)| d.clone()).collect();
-        let session = engine
-            .queries
-            .block_on(JobSession::new(&datasets, session_limits, auth));
+        // The noise key of differential privacy: fresh for every job, sealed in its transcript.
+        let noise_key = random_key()?;
+        let ledger = Arc::new(enclave_store::DurableLedger::new(
+            &self.home.ledger_path(),
+            manifest.application.as_str(),
+            auth.policy().dp.budget,
+        ));
+        let privacy = Privacy {
+            noise_key: noise_key.0,
+            ledger,
+        };
+        let session = engine.queries.block_on(JobSession::with_privacy(
+            &datasets,
+            session_limits,
+            auth,
+            privacy,
+        ));
         if let Ok(session) = &session {
             self.remember_schemas(session, &files);
         }
@@ -378,6 +404,7 @@ impl Domain {
             version: TRANSCRIPT_VERSION,
             manifest: manifest.clone(),
             policy: policy_text,
+            noise_key: Some(noise_key),
             outputs: outputs
                 .iter()
                 .map(|o| OutputRef {

@@ -222,6 +222,7 @@ pub(crate) fn rederive(
             name: d.name.clone(),
             path: snap.path,
             schema: None,
+            subject_unique: false,
         });
     }
     let policy = std::sync::Arc::new(
@@ -245,8 +246,13 @@ pub(crate) fn rederive(
         ..SessionLimits::default()
     };
     let rt = &engine.queries;
+    // The recorded noise key reproduces the noise; the queries were charged when the job ran.
+    let privacy = enclave_query::Privacy {
+        noise_key: transcript.header.noise_key.map_or([0; 32], |k| k.0),
+        ledger: std::sync::Arc::new(enclave_dp::AlreadyCharged),
+    };
     let session = rt
-        .block_on(JobSession::new(&datasets, limits, auth))
+        .block_on(JobSession::with_privacy(&datasets, limits, auth, privacy))
         .map_err(|e| RuntimeError::Job(e.to_job_error()))?;
     let mut checks = Vec::new();
     for (index, q) in recorded_queries(&transcript.events).into_iter().enumerate() {

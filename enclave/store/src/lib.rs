@@ -4,10 +4,11 @@
 //! Layout: `domain.key` (32-byte secret), `log.key` / `log.pub` (the log's Ed25519 signer and
 //! verifier keys, C2SP note format), `audit/log.jsonl` (+ `audit/log.state`), `modules/<blake3>.wasm`,
 //! `datasets/snapshots.jsonl` (snapshot digest ↔ file, see [`snapshot`]), `cache/` (compiled
-//! modules), `transcripts/<job>.sealed`. Owns creating that layout with private permissions and
+//! modules), `transcripts/<job>.sealed`, `budget/ledger.jsonl` (privacy spending, see [`ledger`]). Owns creating that layout with private permissions and
 //! reading it back with size and digest checks. It must never overwrite a secret or a stored
 //! module, and never hand out a module whose bytes do not match the digest it is asked for.
 
+pub mod ledger;
 pub mod snapshot;
 
 use std::io::Write;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use enclave_core::{Digest, DigestKey, JobId};
 use enclave_tlog::Signer;
 
+pub use ledger::DurableLedger;
 pub use snapshot::{Snapshot, Snapshots};
 
 /// Why the domain directory could not be used.
@@ -213,7 +215,12 @@ impl Home {
         Ok(bytes)
     }
 
-    /// Where the sealed transcript of `job` lives.
+    /// The privacy ledger (see [`ledger`]).
+    pub fn ledger_path(&self) -> PathBuf {
+        self.root.join("budget").join("ledger.jsonl")
+    }
+
+    /// Where job `job`'s sealed transcript is kept.
     pub fn transcript_path(&self, job: &JobId) -> PathBuf {
         self.root.join("transcripts").join(format!("{job}.sealed"))
     }

@@ -1,0 +1,659 @@
+//! The plan the host builds for a restricted query: accounting, threshold and noise by
+//! construction.
+//!
+//! Owns turning a [`Restricted`] query into the logical plan that runs: each instance is a scan
+//! of the dataset's file with its pseudonymized columns replaced by their pseudonyms and its
+//! subject (and raw join keys) carried under hidden names; instances are joined on their join
+//! pairs (raw values where both sides are pseudonymized, which is the same equality); the WHERE
+//! filters; then either one aggregate — the user's aggregates plus, for every class of subjects
+//! (instances joined on their subject columns are one class), the count of distinct subjects
+//! of each group and of the rows that feed each aggregate — or, for a noised query whose
+//! subjects may have several rows, a first aggregate per (keys, subject) whose values are clamped
+//! per subject, a keyed choice of at most `max_groups_per_subject` groups per subject, and a
+//! second aggregate per keys. The threshold keeps a group only if every count reaches k; noise is
+//! added to the statistics the policy protects; the user's post-aggregate steps come last.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::common::{Column, DFSchema, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{
+    Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder, ScalarUDF, lit, when,
+};
+use enclave_dp::{Mechanism, Share};
+use enclave_policy::Policy;
+
+use super::{AggKind, ColRef, Restricted, refuse};
+use crate::check::CheckError;
+use crate::noise::{Clamp, DpNoise, Rank, Statistic};
+
+const SUBJECT: &str = "__enclave_subject";
+const RAW: &str = "__enclave_raw_";
+
+/// What the builder needs from the session.
+pub struct BuildContext<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// The datasets' files (not the pseudonym views), by dataset name.
+    pub raw: &'a BTreeMap<String, Arc<dyn TableProvider>>,
+    /// The application's pseudonym function.
+    pub pseudonym: Arc<ScalarUDF>,
+    /// The threshold filter of this query.
+    pub threshold: Arc<ScalarUDF>,
+    /// The job's noise key.
+    pub noise_key: [u8; 32],
+    /// This query's index in the job (part of every noise draw's context).
+    pub query_index: u64,
+    /// Whether a dataset's subject column is known to hold one row per subject.
+    pub subject_unique: &'a dyn Fn(&str) -> bool,
+}
+
+/// What a noised query spends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpSpend {
+    /// The mechanism.
+    pub mechanism: Mechanism,
+    /// (ε, δ) of the query.
+    pub cost: enclave_dp::Cost,
+    /// Statistics noised.
+    pub statistics: usize,
+    /// Datasets charged.
+    pub datasets: Vec<String>,
+    /// The noise of each statistic, with its error bound at 95 %.
+    pub noise: Vec<(String, enclave_dp::Noise)>,
+}
+
+/// The plan to run.
+pub struct Built {
+    /// The logical plan (not yet optimized).
+    pub plan: LogicalPlan,
+    /// Its privacy cost, if it noises anything.
+    pub dp: Option<DpSpend>,
+}
+
+fn df(e: datafusion::error::DataFusionError) -> CheckError {
+    CheckError::Unsupported(format!("building the restricted plan: {e}"))
+}
+
+fn qcol(q: &TableReference, name: &str) -> Expr {
+    Expr::Column(Column::new(Some(q.clone()), name))
+}
+
+/// Union-find over instances: instances joined on their subject columns are one class.
+fn classes(q: &Restricted, policy: &Policy) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..q.instances.len()).collect();
+    fn find(p: &mut [usize], i: usize) -> usize {
+        let mut r = i;
+        while p[r] != r {
+            r = p[r];
+        }
+        p[i] = r;
+        r
+    }
+    let subject = |c: &ColRef| {
+        policy
+            .dataset(&q.instances[c.instance].dataset)
+            .and_then(|d| d.subject.as_deref())
+            == Some(c.column.as_str())
+    };
+    for (a, b) in &q.joins {
+        if subject(a) && subject(b) {
+            let (ra, rb) = (find(&mut parent, a.instance), find(&mut parent, b.instance));
+            parent[ra] = rb;
+        }
+    }
+    (0..q.instances.len())
+        .map(|i| find(&mut parent, i))
+        .collect()
+}
+
+/// Builds the plan of `q`.
+pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError> {
+    let policy = cx.policy;
+    let rules = |i: usize| policy.dataset(&q.instances[i].dataset);
+    let subject_of = |i: usize| rules(i).and_then(|d| d.subject.clone());
+    let pseudo = |i: usize, c: &str| {
+        !policy.row_level(&q.instances[i].dataset, c)
+            && rules(i)
+                .and_then(|d| d.columns.get(c))
+                .is_some_and(|r| r.is_pseudonymized())
+    };
+    // Join pairs on raw values where both sides are pseudonymized.
+    let raw_join =
+        |a: &ColRef, b: &ColRef| pseudo(a.instance, &a.column) && pseudo(b.instance, &b.column);
+
+    // 1. One aliased projection per instance.
+    let mut scans = Vec::with_capacity(q.instances.len());
+    for (i, inst) in q.instances.iter().enumerate() {
+        let provider = cx.raw.get(&inst.dataset).ok_or_else(|| {
+            CheckError::Unsupported(format!(
+                "dataset `{}` is not open in this session",
+                inst.dataset
+            ))
+        })?;
+        let schema = provider.schema();
+        let table = TableReference::bare(inst.dataset.clone());
+        let mut exprs: Vec<Expr> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = qcol(&table, f.name());
+                if pseudo(i, f.name()) {
+                    cx.pseudonym.call(vec![c]).alias(f.name())
+                } else {
+                    c
+                }
+            })
+            .collect();
+        if let Some(s) = subject_of(i) {
+            exprs.push(qcol(&table, &s).alias(SUBJECT));
+        }
+        for (a, b) in &q.joins {
+            if raw_join(a, b) {
+                for c in [a, b] {
+                    let name = format!("{RAW}{}", c.column);
+                    if c.instance == i && !exprs.iter().any(|e| e.schema_name().to_string() == name)
+                    {
+                        exprs.push(qcol(&table, &c.column).alias(name));
+                    }
+                }
+            }
+        }
+        let plan = LogicalPlanBuilder::scan(table, provider_as_source(Arc::clone(provider)), None)
+            .and_then(|b| b.project(exprs))
+            .and_then(|b| b.alias(inst.qualifier.clone()))
+            .map_err(df)?;
+        scans.push(plan);
+    }
+
+    // 2. Left-deep joins in FROM order.
+    let mut it = scans.into_iter();
+    let mut plan = it.next().ok_or_else(|| refuse("a query without a table"))?;
+    for (i, right) in it.enumerate() {
+        let i = i + 1;
+        let (mut lk, mut rk) = (Vec::new(), Vec::new());
+        for (a, b) in &q.joins {
+            let (l, r) = if b.instance == i && a.instance < i {
+                (a, b)
+            } else if a.instance == i && b.instance < i {
+                (b, a)
+            } else {
+                continue;
+            };
+            let name = |c: &ColRef| {
+                if raw_join(a, b) {
+                    format!("{RAW}{}", c.column)
+                } else {
+                    c.column.clone()
+                }
+            };
+            lk.push(Column::new(
+                Some(q.instances[l.instance].qualifier.clone()),
+                name(l),
+            ));
+            rk.push(Column::new(
+                Some(q.instances[r.instance].qualifier.clone()),
+                name(r),
+            ));
+        }
+        if lk.is_empty() {
+            return Err(refuse(
+                "a table joined without an equality to the tables before it",
+            ));
+        }
+        plan = plan
+            .join(
+                right.build().map_err(df)?,
+                datafusion::logical_expr::JoinType::Inner,
+                (lk, rk),
+                None,
+            )
+            .map_err(df)?;
+    }
+    if let Some(p) = &q.predicate {
+        plan = plan.filter(p.clone()).map_err(df)?;
+    }
+    let input = plan.build().map_err(df)?;
+    let in_schema = input.schema().clone();
+
+    // 3. Subject classes and what needs noise.
+    let class = classes(q, policy);
+    let mut reps: Vec<usize> = class.clone();
+    reps.sort_unstable();
+    reps.dedup();
+    let single = q.instances.len() == 1;
+    for &r in &reps {
+        if subject_of(r).is_none() && !single {
+            return Err(refuse(format!(
+                "dataset `{}` has no subject column, so the subjects of a join with it cannot be counted",
+                q.instances[r].dataset
+            )));
+        }
+    }
+    let needs_dp = |a: &super::Agg| {
+        a.columns.iter().any(|c| {
+            let ds = &q.instances[c.instance].dataset;
+            !policy.row_level(ds, &c.column) && policy.requires_dp(ds, &c.column)
+        })
+    };
+    let dp_aggs: Vec<bool> = q.aggs.iter().map(needs_dp).collect();
+    let any_dp = dp_aggs.iter().any(|d| *d);
+    let keys: Vec<Expr> = q
+        .keys
+        .iter()
+        .map(|k| qcol(&q.instances[k.instance].qualifier, &k.column))
+        .collect();
+    let subject_col = |i: usize| qcol(&q.instances[i].qualifier, SUBJECT);
+
+    if !any_dp {
+        return finish_plain(q, cx, input, &in_schema, &reps, single, keys, subject_col);
+    }
+
+    // 4. Differential privacy.
+    let dp = &policy.dp;
+    for (a, is_dp) in q.aggs.iter().zip(&dp_aggs) {
+        if *is_dp && (a.distinct || !matches!(a.kind, AggKind::Count | AggKind::Sum | AggKind::Avg))
+        {
+            return Err(refuse(format!(
+                "`{}` over a column under differential privacy (noised aggregates: COUNT, SUM, AVG)",
+                a.name
+            )));
+        }
+        if !matches!(
+            a.kind,
+            AggKind::CountStar | AggKind::Count | AggKind::Sum | AggKind::Avg
+        ) || a.distinct
+        {
+            return Err(refuse(format!(
+                "`{}` in a query with noised aggregates (COUNT, SUM, AVG only)",
+                a.name
+            )));
+        }
+    }
+    if reps.len() != 1 {
+        return Err(refuse(
+            "differential privacy over a join needs every table joined on its subject column (one kind of subject)",
+        ));
+    }
+    let unit = reps[0];
+    if subject_of(unit).is_none() {
+        return Err(refuse(format!(
+            "dataset `{}` has no subject column: its aggregates cannot be noised per subject",
+            q.instances[unit].dataset
+        )));
+    }
+    // Bounds of each noised argument: the declared bounds of its one column.
+    let mut bounds = Vec::with_capacity(q.aggs.len());
+    for (a, is_dp) in q.aggs.iter().zip(&dp_aggs) {
+        if !*is_dp || a.kind == AggKind::Count {
+            bounds.push(None);
+            continue;
+        }
+        let ([c], [arg]) = (a.columns.as_slice(), a.args.as_slice()) else {
+            return Err(refuse(format!(
+                "`{}`: a noised SUM or AVG takes one column (its declared bounds clamp it)",
+                a.name
+            )));
+        };
+        if !matches!(arg, Expr::Column(_) | Expr::TryCast(_)) {
+            return Err(refuse(format!(
+                "`{}`: arithmetic inside a noised aggregate",
+                a.name
+            )));
+        }
+        let ds = &q.instances[c.instance].dataset;
+        let b = policy
+            .dataset(ds)
+            .and_then(|d| d.columns.get(&c.column))
+            .and_then(|r| r.bounds)
+            .ok_or_else(|| {
+                refuse(format!(
+                    "column `{ds}.{}` needs differential privacy but the policy declares no `bounds` for it",
+                    c.column
+                ))
+            })?;
+        let integer = arg.get_type(&in_schema).map_err(df)?.is_integer()
+            && b.0.fract() == 0.0
+            && b.1.fract() == 0.0;
+        bounds.push(Some((b.0, b.1, integer)));
+    }
+    let fast = single && (cx.subject_unique)(&q.instances[unit].dataset);
+    let (g, r) = if fast {
+        (1.0, 1.0)
+    } else {
+        (
+            dp.max_groups_per_subject as f64,
+            dp.max_rows_per_subject as f64,
+        )
+    };
+    let statistics: usize = q
+        .aggs
+        .iter()
+        .zip(&dp_aggs)
+        .map(|(a, d)| {
+            if !*d {
+                0
+            } else if a.kind == AggKind::Avg {
+                2
+            } else {
+                1
+            }
+        })
+        .sum();
+    let share = Share::new(dp.mechanism, dp.per_query, statistics)
+        .map_err(|e| CheckError::Unsupported(e.to_string()))?;
+    let noise = |m: f64| {
+        share
+            .noise(g * r * m, g.sqrt() * r * m)
+            .map_err(|e| CheckError::Unsupported(e.to_string()))
+    };
+
+    // Per-subject (or per-row, on the fast path) values of each aggregate.
+    let clamp = |e: Expr, b: (f64, f64, bool), rows: f64| -> Expr {
+        Arc::new(Clamp::udf(b.0 * rows, b.1 * rows, b.2)).call(vec![e])
+    };
+    let mut stage_aggs: Vec<Expr> = Vec::new();
+    let mut hidden: Vec<String> = Vec::new();
+    let cname = |j: usize| format!("__enclave_c{j}");
+    let sname = |j: usize| format!("__enclave_s{j}");
+    for (j, a) in q.aggs.iter().enumerate() {
+        let arg = a.args.first().cloned();
+        match (a.kind, arg) {
+            (AggKind::CountStar, _) => stage_aggs.push(count(lit(1)).alias(cname(j))),
+            (AggKind::Count, Some(x)) => stage_aggs.push(count(x).alias(cname(j))),
+            (AggKind::Sum | AggKind::Avg, Some(x)) => {
+                let x = match bounds[j] {
+                    Some(b) => clamp(x.clone(), b, 1.0),
+                    None => x.clone(),
+                };
+                stage_aggs.push(sum(x).alias(sname(j)));
+                stage_aggs.push(count(a.args[0].clone()).alias(cname(j)));
+            }
+            _ => return Err(refuse(format!("`{}`", a.name))),
+        }
+    }
+    let mut plan = LogicalPlanBuilder::from(input);
+    let total_subjects = "__enclave_subjects".to_owned();
+    let mut final_values: BTreeMap<String, Expr> = BTreeMap::new();
+    if fast {
+        // One row per subject: no per-subject stage. The count of non-null rows of an aggregate
+        // is the count of the subjects that feed it.
+        let mut a = stage_aggs.clone();
+        a.push(count(subject_col(unit)).alias(total_subjects.clone()));
+        hidden.push(total_subjects.clone());
+        for (j, ag) in q.aggs.iter().enumerate() {
+            if ag.kind != AggKind::CountStar && nullable(&ag.args, &in_schema) {
+                hidden.push(cname(j));
+            }
+        }
+        plan = plan.aggregate(keys.clone(), a).map_err(df)?;
+        for (j, _) in q.aggs.iter().enumerate() {
+            final_values.insert(cname(j), Expr::Column(Column::from_name(cname(j))));
+            final_values.insert(sname(j), Expr::Column(Column::from_name(sname(j))));
+        }
+    } else {
+        // Stage 1: per (keys, subject).
+        let mut group1 = keys.clone();
+        group1.push(subject_col(unit).alias(SUBJECT));
+        plan = plan.aggregate(group1, stage_aggs).map_err(df)?;
+        // At most `g` groups per subject, chosen by a keyed hash of the group's keys.
+        if !keys.is_empty() {
+            let rank = Arc::new(Rank::udf(cx.noise_key));
+            let key_cols: Vec<Expr> = q
+                .keys
+                .iter()
+                .map(|k| qcol(&q.instances[k.instance].qualifier, &k.column))
+                .collect();
+            let rn = row_number()
+                .partition_by(vec![Expr::Column(Column::from_name(SUBJECT))])
+                .order_by(vec![rank.call(key_cols).sort(true, false)])
+                .build()
+                .map_err(df)?
+                .alias("__enclave_rn");
+            plan = plan
+                .window(vec![rn])
+                .and_then(|b| {
+                    b.filter(
+                        Expr::Column(Column::from_name("__enclave_rn"))
+                            .lt_eq(lit(dp.max_groups_per_subject)),
+                    )
+                })
+                .map_err(df)?;
+        }
+        // Stage 2: per keys; each subject's values clamped as a whole.
+        let mut a2 = Vec::new();
+        for (j, ag) in q.aggs.iter().enumerate() {
+            let c = Expr::Column(Column::from_name(cname(j)));
+            let rows_capped = if dp_aggs[j] {
+                Arc::new(Clamp::udf(0.0, r, true)).call(vec![c.clone()])
+            } else {
+                c.clone()
+            };
+            a2.push(sum(rows_capped).alias(cname(j)));
+            if matches!(ag.kind, AggKind::Sum | AggKind::Avg) {
+                let s = Expr::Column(Column::from_name(sname(j)));
+                let s = match bounds[j] {
+                    Some(b) => clamp(s, b, r),
+                    None => s,
+                };
+                a2.push(sum(s).alias(sname(j)));
+            }
+            if ag.kind != AggKind::CountStar && nullable(&ag.args, &in_schema) {
+                let feed = format!("__enclave_feed{j}");
+                a2.push(
+                    sum(when(c.gt(lit(0i64)), lit(1i64))
+                        .otherwise(lit(0i64))
+                        .map_err(df)?)
+                    .alias(feed.clone()),
+                );
+                hidden.push(feed);
+            }
+            final_values.insert(cname(j), Expr::Column(Column::from_name(cname(j))));
+            final_values.insert(sname(j), Expr::Column(Column::from_name(sname(j))));
+        }
+        a2.push(count(lit(1)).alias(total_subjects.clone()));
+        hidden.push(total_subjects);
+        plan = plan.aggregate(keys.clone(), a2).map_err(df)?;
+    }
+    // Threshold on every count.
+    let counts: Vec<Expr> = hidden
+        .iter()
+        .map(|h| {
+            datafusion::logical_expr::cast(
+                Expr::Column(Column::from_name(h.clone())),
+                datafusion::arrow::datatypes::DataType::Int64,
+            )
+        })
+        .collect();
+    plan = plan.filter(cx.threshold.call(counts)).map_err(df)?;
+    // Noise and the user's aggregate schema.
+    let key_refs: Vec<Expr> = keys.clone();
+    let mut out: Vec<Expr> = keys.clone();
+    let mut noises = Vec::new();
+    let mut index = 0usize;
+    for (j, a) in q.aggs.iter().enumerate() {
+        let c = final_values[&cname(j)].clone();
+        let s = final_values[&sname(j)].clone();
+        let value = if !dp_aggs[j] {
+            match a.kind {
+                AggKind::CountStar | AggKind::Count => c,
+                AggKind::Sum => s,
+                _ => {
+                    datafusion::logical_expr::try_cast(
+                        s,
+                        datafusion::arrow::datatypes::DataType::Float64,
+                    ) / datafusion::logical_expr::try_cast(
+                        c,
+                        datafusion::arrow::datatypes::DataType::Float64,
+                    )
+                }
+            }
+        } else {
+            let udf = |stat: Statistic, args: Vec<Expr>, idx: usize| {
+                let mut all = args;
+                all.extend(key_refs.iter().cloned());
+                Arc::new(DpNoise::udf(cx.noise_key, cx.query_index, idx, stat)).call(all)
+            };
+            match (a.kind, bounds[j]) {
+                (AggKind::Count, _) => {
+                    let n = noise(1.0)?;
+                    noises.push((a.name.clone(), n));
+                    index += 1;
+                    udf(Statistic::Int(n), vec![c], index)
+                }
+                (AggKind::Sum, Some((lo, hi, integer))) => {
+                    let n = noise(lo.abs().max(hi.abs()))?;
+                    noises.push((a.name.clone(), n));
+                    index += 1;
+                    let stat = if integer {
+                        Statistic::Int(n)
+                    } else {
+                        Statistic::Float(n)
+                    };
+                    udf(stat, vec![s], index)
+                }
+                (AggKind::Avg, Some((lo, hi, _))) => {
+                    let ns = noise(lo.abs().max(hi.abs()))?;
+                    let nc = noise(1.0)?;
+                    noises.push((format!("{} (sum)", a.name), ns));
+                    noises.push((format!("{} (count)", a.name), nc));
+                    index += 1;
+                    udf(
+                        Statistic::Mean {
+                            sum: ns,
+                            count: nc,
+                            lo,
+                            hi,
+                        },
+                        vec![s, c],
+                        index,
+                    )
+                }
+                _ => return Err(refuse(format!("`{}`", a.name))),
+            }
+        };
+        out.push(value.alias(a.name.clone()));
+    }
+    plan = plan.project(out).map_err(df)?;
+    let plan = post(q, plan.build().map_err(df)?)?;
+    let mut datasets: Vec<String> = q.instances.iter().map(|i| i.dataset.clone()).collect();
+    datasets.sort();
+    datasets.dedup();
+    Ok(Built {
+        plan,
+        dp: Some(DpSpend {
+            mechanism: dp.mechanism,
+            // Laplace is pure ε-DP: it spends no δ.
+            cost: match dp.mechanism {
+                Mechanism::Laplace => enclave_dp::Cost {
+                    epsilon: dp.per_query.epsilon,
+                    delta: 0.0,
+                },
+                Mechanism::Gaussian => dp.per_query,
+            },
+            statistics,
+            datasets,
+            noise: noises,
+        }),
+    })
+}
+
+fn nullable(args: &[Expr], schema: &DFSchema) -> bool {
+    args.iter().any(|a| a.nullable(schema).unwrap_or(true))
+}
+
+/// The plain (un-noised) aggregate: the user's aggregates, subject counts per class and per
+/// fed aggregate, the threshold.
+#[allow(clippy::too_many_arguments)]
+fn finish_plain(
+    q: &Restricted,
+    cx: &BuildContext<'_>,
+    input: LogicalPlan,
+    in_schema: &DFSchema,
+    reps: &[usize],
+    single: bool,
+    keys: Vec<Expr>,
+    subject_col: impl Fn(usize) -> Expr,
+) -> Result<Built, CheckError> {
+    let mut aggs: Vec<Expr> = q
+        .aggs
+        .iter()
+        .map(|a| a.expr.clone().alias(a.name.clone()))
+        .collect();
+    let mut hidden = Vec::new();
+    let unique = |r: usize| single && (cx.subject_unique)(&q.instances[r].dataset);
+    let has_subject = |r: usize| {
+        cx.policy
+            .dataset(&q.instances[r].dataset)
+            .and_then(|d| d.subject.as_ref())
+            .is_some()
+    };
+    for (n, &r) in reps.iter().enumerate() {
+        let name = format!("__enclave_subjects{n}");
+        let e = if !has_subject(r) {
+            count(lit(1))
+        } else if unique(r) {
+            count(subject_col(r))
+        } else {
+            count_distinct(subject_col(r))
+        };
+        aggs.push(e.alias(name.clone()));
+        hidden.push(name);
+        for (j, a) in q.aggs.iter().enumerate() {
+            if a.kind == AggKind::CountStar || !nullable(&a.args, in_schema) {
+                continue;
+            }
+            let mut fed = a.args[0].clone().is_not_null();
+            for x in &a.args[1..] {
+                fed = fed.and(x.clone().is_not_null());
+            }
+            let who = if has_subject(r) {
+                subject_col(r)
+            } else {
+                lit(1i64)
+            };
+            let only = when(fed, who).end().map_err(df)?;
+            let name = format!("__enclave_fed{n}_{j}");
+            let e = if unique(r) || !has_subject(r) {
+                count(only)
+            } else {
+                count_distinct(only)
+            };
+            aggs.push(e.alias(name.clone()));
+            hidden.push(name);
+        }
+    }
+    let counts: Vec<Expr> = hidden
+        .iter()
+        .map(|h| Expr::Column(Column::from_name(h.clone())))
+        .collect();
+    let out: Vec<Expr> = q
+        .schema
+        .iter()
+        .map(|(qual, f)| Expr::Column(Column::new(qual.cloned(), f.name())))
+        .collect();
+    let plan = LogicalPlanBuilder::from(input)
+        .aggregate(keys, aggs)
+        .and_then(|b| b.filter(cx.threshold.call(counts)))
+        .and_then(|b| b.project(out))
+        .and_then(|b| b.build())
+        .map_err(df)?;
+    Ok(Built {
+        plan: post(q, plan)?,
+        dp: None,
+    })
+}
+
+/// The user's post-aggregate nodes, re-planned over `plan`.
+fn post(q: &Restricted, mut plan: LogicalPlan) -> Result<LogicalPlan, CheckError> {
+    for node in &q.post {
+        plan = node
+            .with_new_exprs(node.expressions(), vec![plan])
+            .map_err(df)?;
+    }
+    Ok(plan)
+}

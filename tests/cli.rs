@@ -167,6 +167,46 @@ fn human_report_and_datagen() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `enclave policy check`: the default policy validates; one that exposes birth date, district
+/// and sex row by row (which rebuild the resident ID) is refused.
+fn policy_check_refuses_reconstructible_identifiers() {
+    let home = tempfile::tempdir().unwrap();
+    let table = format!("residents={}", residents(3000).display());
+    let check = |policy: &Path| {
+        let out = enclave_cmd(home.path())
+            .args(["policy", "check", "--policy"])
+            .arg(policy)
+            .args(["--table", &table, "--json"])
+            .output()
+            .unwrap();
+        (out.status.success(), json_of(&out))
+    };
+    let (ok, doc) = check(&default_policy_path());
+    assert!(ok, "{doc}");
+    let d = &doc["datasets"][0];
+    assert_eq!(d["row_level"]["unique"], 0, "{doc}");
+    assert!(d["row_level"]["min_class"].as_u64().unwrap() >= 2, "{doc}");
+    let leaky = home.path().join("leaky.toml");
+    std::fs::write(
+        &leaky,
+        std::fs::read_to_string(default_policy_path())
+            .unwrap()
+            .replace("birth_date = \"L4\"", "birth_date = \"L1\"")
+            .replace("sex = \"L2\"", "sex = \"L1\""),
+    )
+    .unwrap();
+    let (ok, doc) = check(&leaky);
+    assert!(!ok, "{doc}");
+    assert_eq!(doc["ok"], false);
+    assert!(
+        doc["datasets"][0]["row_level"]["unique_share"]
+            .as_f64()
+            .unwrap()
+            > 0.5,
+        "{doc}"
+    );
+}
+
 fn policy_refusal_and_sample_from_the_cli() {
     let home = tempfile::tempdir().unwrap();
     let module = example("sql-report");
@@ -265,5 +305,6 @@ pub fn tests() -> Vec<Trial> {
         run_json_reports_errors_with_kind_and_nonzero_exit,
         human_report_and_datagen,
         policy_refusal_and_sample_from_the_cli,
+        policy_check_refuses_reconstructible_identifiers,
     ]
 }

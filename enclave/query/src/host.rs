@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::StreamWriter;
@@ -59,7 +60,8 @@ impl QueryRuntime {
 }
 
 struct LiveQuery {
-    stream: SendableRecordBatchStream,
+    /// `None` only while a step runs on the query runtime (or after one missed the deadline).
+    stream: Option<SendableRecordBatchStream>,
     suppressed: Arc<AtomicU64>,
     /// Noised: the suppressed count is not shown at all.
     noised: bool,
@@ -137,11 +139,22 @@ impl QueryHost for LiveHost {
         self.records.push(QueryRecord::new(sql));
         let record = self.records.len() - 1;
         let session = Arc::clone(&self.session);
-        let opened = self
-            .runtime
-            .block_on(async { tokio::time::timeout(ctx.remaining(), session.open(sql)).await });
+        // Planned on the query runtime, awaited with the job's own deadline (see `next`).
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let owned = sql.to_owned();
+        let task = self.runtime.spawn(async move {
+            let _ = tx.send(session.open(&owned).await);
+        });
+        let opened = rx
+            .recv_timeout(ctx.remaining())
+            .inspect_err(|_| task.abort());
         let started = match opened {
-            Err(_) => return Err(HostError::Fatal(ctx.wall_clock_error())),
+            Err(RecvTimeoutError::Timeout) => return Err(HostError::Fatal(ctx.wall_clock_error())),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(HostError::Fatal(JobError::internal(
+                    "the planning task ended without a result",
+                )));
+            }
             Ok(Err(e)) => return Err(self.refuse(record, &e)),
             Ok(Ok(s)) => s,
         };
@@ -180,7 +193,7 @@ impl QueryHost for LiveHost {
         self.open.insert(
             handle,
             LiveQuery {
-                stream: started.stream,
+                stream: Some(started.stream),
                 suppressed: started.suppressed,
                 noised: started.dp.is_some(),
                 wire,
@@ -207,10 +220,34 @@ impl QueryHost for LiveHost {
         if q.done {
             return Ok(Arc::new(Vec::new()));
         }
-        let step = runtime
-            .block_on(async { tokio::time::timeout(ctx.remaining(), q.stream.next()).await });
+        // The step runs on the query runtime; the job thread waits with a deadline of its own.
+        // A timer of the runtime would not do: when every worker is inside an operator that does
+        // not yield (a cross join concatenating strings), the runtime's timers do not fire.
+        let Some(mut stream) = q.stream.take() else {
+            return Err(HostError::Fatal(ctx.wall_clock_error()));
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let task = runtime.spawn(async move {
+            let item = stream.next().await;
+            let _ = tx.send((item, stream));
+        });
+        let step = match rx.recv_timeout(ctx.remaining()) {
+            Ok((item, stream)) => {
+                q.stream = Some(stream);
+                Ok(item)
+            }
+            Err(e) => {
+                task.abort();
+                Err(e)
+            }
+        };
         let rows = match step {
-            Err(_) => return Err(HostError::Fatal(ctx.wall_clock_error())),
+            Err(RecvTimeoutError::Timeout) => return Err(HostError::Fatal(ctx.wall_clock_error())),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(HostError::Fatal(JobError::internal(
+                    "the query task ended without a result",
+                )));
+            }
             Ok(Some(Ok(batch))) => {
                 let batch = compact_batch(&batch, &q.wire).map_err(ipc_error)?;
                 q.writer.write(&batch).map_err(ipc_error)?;

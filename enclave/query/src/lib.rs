@@ -17,6 +17,7 @@ pub mod grammar;
 mod guard;
 pub mod host;
 pub mod noise;
+pub mod profile;
 mod registry;
 pub mod session;
 mod store;

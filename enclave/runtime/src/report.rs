@@ -153,6 +153,33 @@ pub fn report_human(r: &JobReport) -> String {
                 .map(|e| format!(" — {}", e.message))
                 .unwrap_or_default()
         );
+        if let Some(dp) = &q.dp {
+            let _ = writeln!(
+                s,
+                "    differential privacy: {} noise on {} statistic(s), ε={} δ={:e}",
+                dp.mechanism, dp.statistics, dp.epsilon, dp.delta
+            );
+            for n in &dp.noise {
+                let _ = writeln!(
+                    s,
+                    "      {}: scale {:.4}, |noise| ≤ {:.4} with probability 95 %",
+                    n.statistic, n.scale, n.error95
+                );
+            }
+            for b in &dp.budget {
+                let _ = writeln!(
+                    s,
+                    "      budget of `{}`: ε {:.4} spent, {:.4} left (δ {:e} spent)",
+                    b.dataset, b.spent_epsilon, b.left_epsilon, b.spent_delta
+                );
+            }
+        }
+        if q.row_level_grant {
+            let _ = writeln!(
+                s,
+                "    read columns of a row-level grant: what the job derives leaves only through review"
+            );
+        }
     }
     for o in &r.outputs {
         let _ = writeln!(

@@ -437,11 +437,9 @@ fn desensitize(
                 break;
             }
             // A dense domain (every date of a century, small integers) may hold no unseen value:
-            // noise then falls back to a value that at least differs from this row's own.
-            if how == Treatment::Noise
-                && fallback.is_none()
-                && candidate.to_data() != original.to_data()
-            {
+            // noise and fakes then fall back to a value that at least differs from this row's
+            // own (reported as dense).
+            if fallback.is_none() && candidate.to_data() != original.to_data() {
                 fallback = Some(candidate);
             }
         }

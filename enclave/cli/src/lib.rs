@@ -475,27 +475,23 @@ fn policy_check(args: PolicyCheckArgs) -> anyhow::Result<u8> {
             }))?
         );
     } else {
+        let names = |v: &serde_json::Value| {
+            v.as_array().map_or(String::new(), |a| {
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        };
         for r in &reports {
             println!(
                 "{}: row level [{}]: {} of {} subjects unique (smallest class {}); with group keys [{}]: {} unique (smallest class {}, suppressed below k = {} by the threshold)",
                 r["dataset"].as_str().unwrap_or(""),
-                r["row_level"]["columns"]
-                    .as_array()
-                    .map_or(String::new(), |a| a
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")),
+                names(&r["row_level"]["columns"]),
                 r["row_level"]["unique"],
                 r["row_level"]["subjects"],
                 r["row_level"]["min_class"],
-                r["group_keys"]["columns"]
-                    .as_array()
-                    .map_or(String::new(), |a| a
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")),
+                names(&r["group_keys"]["columns"]),
                 r["group_keys"]["unique"],
                 r["group_keys"]["min_class"],
                 policy.min_group_size,

@@ -116,6 +116,19 @@ impl ColumnRule {
         }
     }
 
+    /// What the rule allows, as a policy file writes it (for messages).
+    pub fn allowed_text(&self) -> String {
+        if self.uses.is_empty() {
+            "no use (denied)".to_owned()
+        } else {
+            self.uses
+                .iter()
+                .map(|u| u.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
     /// Whether the column needs no protection at all.
     pub fn is_open(&self) -> bool {
         self.uses.contains(&Use::Plaintext)
@@ -185,7 +198,7 @@ struct RawPolicy {
     #[serde(default)]
     grant: Option<RawGrant>,
     #[serde(default)]
-    dp: Option<Spanned<RawDp>>,
+    dp: Option<Spanned<dp::RawDp>>,
 }
 
 #[derive(Deserialize)]
@@ -204,33 +217,6 @@ struct RawGrant {
     datasets: Vec<Spanned<String>>,
     #[serde(default)]
     row_level: Vec<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDp {
-    #[serde(default)]
-    require: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    mechanism: Option<Spanned<String>>,
-    #[serde(default)]
-    epsilon: Option<Spanned<f64>>,
-    #[serde(default)]
-    delta: Option<Spanned<f64>>,
-    #[serde(default)]
-    max_groups_per_subject: Option<Spanned<i64>>,
-    #[serde(default)]
-    max_rows_per_subject: Option<Spanned<i64>>,
-    #[serde(default)]
-    budget: Option<RawBudget>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBudget {
-    epsilon: Spanned<f64>,
-    #[serde(default)]
-    delta: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -266,84 +252,6 @@ pub const DEFAULT_MIN_GROUP: u64 = 10;
 
 /// Default largest share of subjects unique on the row-level columns.
 pub const DEFAULT_UNIQUE_SHARE: f64 = 0.01;
-
-fn parse_dp(
-    raw: Spanned<RawDp>,
-    levels: &BTreeMap<String, BTreeSet<Use>>,
-    datasets: &BTreeMap<String, DatasetRules>,
-    err: &impl Fn(usize, String) -> PolicyError,
-) -> Result<DpRules, PolicyError> {
-    let at = raw.span().start;
-    let raw = raw.into_inner();
-    let mut rules = DpRules::default();
-    if let Some(req) = raw.require {
-        rules.require_levels.clear();
-        for r in req {
-            let name = r.get_ref();
-            match name.split_once('.') {
-                None if levels.contains_key(name) => {
-                    rules.require_levels.insert(name.clone());
-                }
-                Some((d, c)) if datasets.get(d).is_some_and(|ds| ds.columns.contains_key(c)) => {
-                    rules.require_columns.insert((d.to_owned(), c.to_owned()));
-                }
-                _ => {
-                    return Err(err(
-                        r.span().start,
-                        format!(
-                            "dp.require names `{name}`, which is neither a level nor a classified `dataset.column`"
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    if let Some(m) = raw.mechanism {
-        rules.mechanism = match m.get_ref().as_str() {
-            "laplace" => Mechanism::Laplace,
-            "gaussian" => Mechanism::Gaussian,
-            other => {
-                return Err(err(
-                    m.span().start,
-                    format!("unknown dp.mechanism `{other}` (laplace, gaussian)"),
-                ));
-            }
-        };
-    }
-    let epsilon = raw
-        .epsilon
-        .map_or(rules.per_query.epsilon, |e| *e.get_ref());
-    let delta = raw.delta.map_or(rules.per_query.delta, |d| *d.get_ref());
-    rules.per_query = Cost::new(epsilon, delta).map_err(|e| err(at, e.to_string()))?;
-    if rules.mechanism == Mechanism::Gaussian && delta <= 0.0 {
-        return Err(err(at, "dp: the Gaussian mechanism needs delta > 0".into()));
-    }
-    for (field, slot) in [
-        (
-            raw.max_groups_per_subject,
-            &mut rules.max_groups_per_subject,
-        ),
-        (raw.max_rows_per_subject, &mut rules.max_rows_per_subject),
-    ] {
-        if let Some(v) = field {
-            *slot = match u64::try_from(*v.get_ref()) {
-                Ok(n) if (1..=1_000_000).contains(&n) => n,
-                _ => {
-                    return Err(err(
-                        v.span().start,
-                        "dp contribution bounds must be between 1 and 1000000".into(),
-                    ));
-                }
-            };
-        }
-    }
-    if let Some(b) = raw.budget {
-        let delta = b.delta.map_or(0.0, |d| *d.get_ref());
-        rules.budget = Cost::new(*b.epsilon.get_ref(), delta)
-            .map_err(|e| err(b.epsilon.span().start, e.to_string()))?;
-    }
-    Ok(rules)
-}
 
 impl Policy {
     /// Loads and validates a policy file (at most [`MAX_POLICY_BYTES`]); returns the policy and
@@ -582,7 +490,7 @@ impl Policy {
         }
         let dp = match raw.dp {
             None => DpRules::default(),
-            Some(d) => parse_dp(d, &levels, &datasets, &err)?,
+            Some(d) => dp::parse(d, &levels, &datasets, &err)?,
         };
         Ok(Policy {
             open,

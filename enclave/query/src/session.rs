@@ -282,17 +282,7 @@ impl JobSession {
                                 level: rule.map_or("unclassified".into(), |r| r.level.clone()),
                                 used_as: enclave_policy::Use::Plaintext,
                                 context: "row by row (only inside aggregates)".into(),
-                                allowed: rule.map_or("no use".into(), |r| {
-                                    if r.uses.is_empty() {
-                                        "no use (denied)".into()
-                                    } else {
-                                        r.uses
-                                            .iter()
-                                            .map(|u| u.name())
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    }
-                                }),
+                                allowed: rule.map_or("no use".into(), |r| r.allowed_text()),
                             }
                             .to_string(),
                         )

@@ -15,6 +15,8 @@
 
 mod build;
 mod parse;
+mod plain;
+mod post;
 mod safety;
 
 use datafusion::common::{DFSchemaRef, TableReference};

@@ -1,0 +1,92 @@
+//! The plan of a restricted query without noise: the user's aggregates, the subject counts
+//! of every class per group and per fed aggregate, the threshold on all of them.
+
+use datafusion::common::{Column, DFSchema};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit, when};
+
+use super::build::{BuildContext, Built, df, nullable, post};
+use super::{AggKind, Restricted};
+use crate::check::CheckError;
+
+/// The plain (un-noised) aggregate: the user's aggregates, subject counts per class and per
+/// fed aggregate, the threshold.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finish_plain(
+    q: &Restricted,
+    cx: &BuildContext<'_>,
+    input: LogicalPlan,
+    in_schema: &DFSchema,
+    reps: &[usize],
+    single: bool,
+    keys: Vec<Expr>,
+    subject_col: impl Fn(usize) -> Expr,
+) -> Result<Built, CheckError> {
+    let mut aggs: Vec<Expr> = q
+        .aggs
+        .iter()
+        .map(|a| a.expr.clone().alias(a.name.clone()))
+        .collect();
+    let mut hidden = Vec::new();
+    let unique = |r: usize| single && (cx.subject_unique)(&q.instances[r].dataset);
+    let has_subject = |r: usize| {
+        cx.policy
+            .dataset(&q.instances[r].dataset)
+            .and_then(|d| d.subject.as_ref())
+            .is_some()
+    };
+    for (n, &r) in reps.iter().enumerate() {
+        let name = format!("__enclave_subjects{n}");
+        let e = if !has_subject(r) {
+            count(lit(1))
+        } else if unique(r) {
+            count(subject_col(r))
+        } else {
+            count_distinct(subject_col(r))
+        };
+        aggs.push(e.alias(name.clone()));
+        hidden.push(name);
+        for (j, a) in q.aggs.iter().enumerate() {
+            if a.kind == AggKind::CountStar || !nullable(&a.args, in_schema) {
+                continue;
+            }
+            let mut fed = a.args[0].clone().is_not_null();
+            for x in &a.args[1..] {
+                fed = fed.and(x.clone().is_not_null());
+            }
+            let who = if has_subject(r) {
+                subject_col(r)
+            } else {
+                lit(1i64)
+            };
+            let only = when(fed, who).end().map_err(df)?;
+            let name = format!("__enclave_fed{n}_{j}");
+            let e = if unique(r) || !has_subject(r) {
+                count(only)
+            } else {
+                count_distinct(only)
+            };
+            aggs.push(e.alias(name.clone()));
+            hidden.push(name);
+        }
+    }
+    let counts: Vec<Expr> = hidden
+        .iter()
+        .map(|h| Expr::Column(Column::from_name(h.clone())))
+        .collect();
+    let out: Vec<Expr> = q
+        .schema
+        .iter()
+        .map(|(qual, f)| Expr::Column(Column::new(qual.cloned(), f.name())))
+        .collect();
+    let plan = LogicalPlanBuilder::from(input)
+        .aggregate(keys, aggs)
+        .and_then(|b| b.filter(cx.threshold.call(counts)))
+        .and_then(|b| b.project(out))
+        .and_then(|b| b.build())
+        .map_err(df)?;
+    Ok(Built {
+        plan: post(q, plan)?,
+        dp: None,
+    })
+}

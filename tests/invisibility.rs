@@ -261,6 +261,68 @@ fn gaussian_noise_and_contribution_bounds() {
     }
 }
 
+/// What the registry keeps of `file`'s snapshot about column `column`: unique or not, if known.
+fn unique_fact(d: &enclave_runtime::Domain, file: &std::path::Path, column: &str) -> Option<bool> {
+    let snap = d.home.snapshots().unwrap().snapshot(file).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(snap.meta.as_deref()?).unwrap();
+    meta["unique"][column].as_bool()
+}
+
+/// Whether each subject has one row is counted exactly, once per snapshot, and kept with it; a
+/// file with repeated subjects is known as such, and its subjects are counted distinctly.
+fn subject_uniqueness_is_counted_once_per_snapshot() {
+    let (_dir, d) = temp_domain();
+    let table = residents(3000);
+    let sql = "SELECT district, COUNT(*) AS n FROM residents GROUP BY district ORDER BY district";
+    let policy = || PolicySource::File(default_policy_path());
+    assert_eq!(unique_fact(&d, &table, "resident_id"), None);
+    let a = run_sql(&d, sql, policy(), &table);
+    assert!(a.result.is_ok(), "{:?}", a.result);
+    assert_eq!(unique_fact(&d, &table, "resident_id"), Some(true));
+    let registry = d.home.root().join("datasets/snapshots.jsonl");
+    let lines = std::fs::read_to_string(&registry).unwrap().lines().count();
+    // A later job uses the fact (same plan, same answers) and learns nothing new.
+    let b = run_sql(&d, sql, policy(), &table);
+    assert_eq!(a.queries[0].plan, b.queries[0].plan);
+    assert_eq!(
+        rows_json(&a.outputs[0]).unwrap(),
+        rows_json(&b.outputs[0]).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&registry).unwrap().lines().count(),
+        lines
+    );
+
+    // Every resident twice: another snapshot, not unique; the threshold counts subjects, not
+    // rows (each district's group has as many subjects as before).
+    let all = read(&table);
+    let dir = tempfile::tempdir().unwrap();
+    let twice = dir.path().join("twice.parquet");
+    let f = std::fs::File::create(&twice).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, all.schema(), None).unwrap();
+    w.write(&all).unwrap();
+    w.write(&all).unwrap();
+    w.close().unwrap();
+    let c = run_sql(&d, sql, policy(), &twice);
+    assert!(c.result.is_ok(), "{:?}", c.result);
+    assert_eq!(unique_fact(&d, &twice, "resident_id"), Some(false));
+    assert_ne!(
+        a.queries[0].plan, c.queries[0].plan,
+        "subjects counted distinctly"
+    );
+    let (ra, rc) = (
+        rows_json(&a.outputs[0]).unwrap(),
+        rows_json(&c.outputs[0]).unwrap(),
+    );
+    assert_eq!(ra.len(), rc.len());
+    for (x, y) in ra.iter().zip(&rc) {
+        assert_eq!(x["district"], y["district"]);
+        assert_eq!(2 * x["n"].as_i64().unwrap(), y["n"].as_i64().unwrap());
+    }
+    // The first file's fact is untouched.
+    assert_eq!(unique_fact(&d, &table, "resident_id"), Some(true));
+}
+
 /// Enclave's calibration and draws, and OpenDP's verdict on them.
 fn mechanisms_agree_with_opendp() {
     let mut laplace = Vec::new();
@@ -321,5 +383,6 @@ pub fn tests() -> Vec<libtest_mimic::Trial> {
         budgets_are_kept_and_exhausted_queries_refused,
         gaussian_noise_and_contribution_bounds,
         mechanisms_agree_with_opendp,
+        subject_uniqueness_is_counted_once_per_snapshot,
     ]
 }

@@ -1,5 +1,7 @@
 //! Enclave against native execution, same data, same run:
 //! - `sql-report` with a GROUP BY aggregate vs the same SQL in native DataFusion;
+//! - the same job under the default policy (allow-listed grammar, a host-built plan with subject
+//!   accounting and thresholds, noised SUM/AVG of `income`) vs under the open policy;
 //! - `linear-model` (rows streamed into the guest, OLS in Wasm) vs the same OLS code compiled
 //!   natively over the same DataFusion stream; also rows/s streamed into the guest.
 //!
@@ -69,6 +71,20 @@ fn main() {
         let r = report.run_in(&domain).unwrap();
         assert!(r.result.is_ok(), "{:?}", r.result);
     });
+    // The same job under the domain's default policy (its budget raised: every run spends ε).
+    let policy = std::fs::read_to_string(enclave_tests::default_policy_path())
+        .unwrap()
+        .replace("epsilon = 20.0", "epsilon = 1e9");
+    let mut governed = report.clone();
+    governed.policy = enclave_runtime::PolicySource::Text {
+        name: "default policy, large budget".into(),
+        text: policy,
+    };
+    let governed_agg = time_runs(runs, || {
+        let r = governed.run_in(&domain).unwrap();
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        assert!(r.queries[0].dp.is_some(), "the governed query is noised");
+    });
     let native_agg = time_runs(runs, || {
         rt.block_on(async {
             let batches = native_ctx()
@@ -117,8 +133,9 @@ fn main() {
         });
     });
 
-    let (ea, na, eo, no) = (
+    let (ea, ga, na, eo, no) = (
         median(&enclave_agg),
+        median(&governed_agg),
         median(&native_agg),
         median(&enclave_ols),
         median(&native_ols),
@@ -136,6 +153,12 @@ fn main() {
         ms(ea),
         ms(na),
         ea.as_secs_f64() / na.as_secs_f64()
+    );
+    println!(
+        "| sql-report GROUP BY under the default policy (grammar, accounting, DP) vs the open policy | {:.1} | {:.1} | {:.3} |",
+        ms(ga),
+        ms(ea),
+        ga.as_secs_f64() / ea.as_secs_f64()
     );
     println!(
         "| linear-model OLS vs native OLS | {:.1} | {:.1} | {:.3} |",

@@ -46,9 +46,12 @@ pub struct Dataset {
     /// The file's schema as the session infers it, when known already (then the file is not
     /// read until a query scans it).
     pub schema: Option<SchemaRef>,
-    /// Whether the file is known to hold at most one row per value of the dataset's subject
-    /// column (then a group's subjects are counted without a distinct count).
-    pub subject_unique: bool,
+    /// What is known of the file's subject column: `Some(true)` if it holds at most one row per
+    /// subject (then a group's subjects are counted without a distinct count and a noised
+    /// statistic's sensitivity is one row), `Some(false)` if not, `None` if not known yet (the
+    /// session then counts it once, exactly, on the first query that would use it; see
+    /// [`JobSession::learned_uniqueness`]).
+    pub subject_unique: Option<bool>,
 }
 
 /// A schema as text (hex of its Arrow IPC encoding), to keep beside a snapshot.
@@ -85,7 +88,7 @@ impl Dataset {
                 name,
                 path,
                 schema: None,
-                subject_unique: false,
+                subject_unique: None,
             }),
             Ok(_) => Err(QueryError::Input(format!(
                 "dataset `{name}`: {} is not a regular file",

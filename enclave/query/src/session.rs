@@ -125,6 +125,11 @@ pub struct JobSession {
     schemas: BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
     limits: SessionLimits,
     auth: Authorization,
+    /// Whether each dataset's file holds at most one row per subject, where known.
+    uniqueness: std::sync::Mutex<BTreeMap<String, bool>>,
+    /// The facts of `uniqueness` this session counted (for the domain to keep with the
+    /// snapshots).
+    learned: std::sync::Mutex<Vec<(String, bool)>>,
 }
 
 /// A query that was started.
@@ -195,6 +200,7 @@ impl JobSession {
         let mut tables = BTreeMap::new();
         let mut schemas = BTreeMap::new();
         let mut raw = BTreeMap::new();
+        let mut uniqueness = BTreeMap::new();
         for (i, ds) in datasets.iter().enumerate() {
             let name = ds.name.as_str();
             if tables.contains_key(name) {
@@ -216,6 +222,9 @@ impl JobSession {
             let table = pseudonymized(name, table, rules, &auth)?;
             ctx.register_table(name, table)
                 .map_err(|e| QueryError::Internal(e.to_string()))?;
+            if let Some(u) = ds.subject_unique {
+                uniqueness.insert(name.to_owned(), u);
+            }
             tables.insert(name.to_owned(), ds.clone());
         }
         Ok(JobSession {
@@ -227,6 +236,8 @@ impl JobSession {
             schemas,
             limits,
             auth,
+            uniqueness: std::sync::Mutex::new(uniqueness),
+            learned: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -243,6 +254,101 @@ impl JobSession {
     /// The session's limits.
     pub fn limits(&self) -> &SessionLimits {
         &self.limits
+    }
+
+    /// What this session counted of its datasets' subject columns: (table, whether each subject
+    /// has at most one row). The facts hold for the files' snapshots, so a domain keeps them.
+    pub fn learned_uniqueness(&self) -> Vec<(String, bool)> {
+        self.learned.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Whether table `name`'s file holds at most one row per subject: as known, or counted now
+    /// (once per session) with an exact distinct count over the raw file. A count that fails
+    /// (e.g. the memory limit) answers `false`, the safe side: subjects are then counted
+    /// distinctly and a noised statistic assumes several rows per subject.
+    async fn subject_unique(&self, name: &str) -> bool {
+        if let Some(u) = self
+            .uniqueness
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).copied())
+        {
+            return u;
+        }
+        let counted = match self.count_uniqueness(name).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(table = name, error = %e, "subject uniqueness not counted");
+                None
+            }
+        };
+        if let Ok(mut m) = self.uniqueness.lock() {
+            m.insert(name.to_owned(), counted.unwrap_or(false));
+        }
+        if let (Some(u), Ok(mut l)) = (counted, self.learned.lock()) {
+            l.push((name.to_owned(), u));
+        }
+        counted.unwrap_or(false)
+    }
+
+    /// `COUNT(*) = COUNT(DISTINCT subject)` over table `name`'s raw file; `None` if the dataset
+    /// has no subject column.
+    pub(crate) async fn count_uniqueness(&self, name: &str) -> Result<Option<bool>, QueryError> {
+        use datafusion::arrow::array::{Array, Int64Array};
+        use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
+        let Some(subject) = self
+            .auth
+            .policy()
+            .dataset(name)
+            .and_then(|d| d.subject.clone())
+        else {
+            return Ok(None);
+        };
+        let table = self
+            .raw
+            .get(name)
+            .ok_or_else(|| QueryError::Internal(format!("no raw table `{name}`")))?;
+        let column = Expr::Column(datafusion::common::Column::new(
+            Some(TableReference::bare(name)),
+            subject,
+        ));
+        let memory = self.limits.memory_bytes;
+        let plan = LogicalPlanBuilder::scan(name, provider_as_source(Arc::clone(table)), None)
+            .and_then(|b| {
+                b.aggregate(
+                    Vec::<Expr>::new(),
+                    vec![
+                        count(datafusion::prelude::lit(1i64)).alias("n"),
+                        count_distinct(column).alias("d"),
+                    ],
+                )
+            })
+            .and_then(|b| b.build())
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let batches = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(classify_plan_error(memory))?
+            .collect()
+            .await
+            .map_err(classify_exec_error(memory))?;
+        let counts = batches.iter().find(|b| b.num_rows() == 1).and_then(|b| {
+            let get = |i: usize| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .filter(|a| a.is_valid(0))
+                    .map(|a| a.value(0))
+            };
+            Some((get(0)?, get(1)?))
+        });
+        match counts {
+            Some((n, d)) => Ok(Some(n == d)),
+            None => Err(QueryError::Internal(
+                "the subject count returned no counts".into(),
+            )),
+        }
     }
 
     /// Checks `sql` and starts it. A plan that reads only row-level columns runs as planned;
@@ -294,7 +400,13 @@ impl JobSession {
                 policy.min_group_size,
                 Arc::clone(&suppressed),
             ));
-            let unique_of = |d: &str| self.tables.get(d).is_some_and(|t| t.subject_unique);
+            // Only a query over one dataset instance may count its subjects' rows directly.
+            let mut unique = BTreeMap::new();
+            if let [only] = restricted.instances.as_slice() {
+                let u = self.subject_unique(&only.dataset).await;
+                unique.insert(only.dataset.clone(), u);
+            }
+            let unique_of = |d: &str| unique.get(d).copied().unwrap_or(false);
             let cx = BuildContext {
                 policy,
                 raw: &self.raw,

@@ -237,3 +237,43 @@ fn bad_datasets_are_input_errors() {
     let r = rt().block_on(session(&[ds], SessionLimits::default()));
     assert!(matches!(r, Err(QueryError::Input(m)) if m.contains("cannot be opened as Parquet")));
 }
+
+#[test]
+fn subject_uniqueness_is_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = residents(dir.path(), 500);
+    let policy =
+        Arc::new(Policy::parse("default", include_str!("../../../policies/default.toml")).unwrap());
+    let auth = policy
+        .authorize(
+            std::slice::from_ref(&ds.name),
+            &ApplicationId::new("t").unwrap(),
+            &[0; 32],
+        )
+        .unwrap();
+    rt().block_on(async {
+        let s = JobSession::new(
+            std::slice::from_ref(&ds),
+            SessionLimits::default(),
+            auth.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.count_uniqueness("residents").await.unwrap(), Some(true));
+        assert!(s.learned_uniqueness().is_empty(), "nothing counted yet");
+        let sql = "SELECT district, COUNT(*) AS n FROM residents GROUP BY district";
+        assert!(count(&s, sql).await.unwrap() > 1);
+        assert_eq!(s.learned_uniqueness(), vec![("residents".to_owned(), true)]);
+        // Counted once per session.
+        count(&s, sql).await.unwrap();
+        assert_eq!(s.learned_uniqueness().len(), 1);
+        // A known fact is used, not counted again.
+        let mut known = ds.clone();
+        known.subject_unique = Some(true);
+        let s = JobSession::new(&[known], SessionLimits::default(), auth)
+            .await
+            .unwrap();
+        count(&s, sql).await.unwrap();
+        assert!(s.learned_uniqueness().is_empty());
+    });
+}

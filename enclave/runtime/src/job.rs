@@ -18,9 +18,7 @@ use enclave_core::{
 };
 use enclave_egress::{Collector, Output};
 use enclave_policy::{Authorization, Policy, open_policy_text};
-use enclave_query::{
-    Dataset, JobSession, LiveHost, Privacy, SessionLimits, decode_schema, encode_schema,
-};
+use enclave_query::{Dataset, JobSession, LiveHost, Privacy, SessionLimits};
 use enclave_record::{Header, OutputRef, SealedWriter, TRANSCRIPT_VERSION, record};
 use enclave_sandbox::{JobInputs, RunReport};
 use enclave_store::Snapshot;
@@ -28,6 +26,7 @@ use enclave_store::Snapshot;
 use crate::actions::Action;
 use crate::domain::Domain;
 use crate::engine::Engine;
+use crate::facts::Facts;
 use crate::{RuntimeError, Unavailable};
 
 /// A fresh noise key from the system's CSPRNG.
@@ -162,8 +161,8 @@ impl Domain {
                 Dataset {
                     name: name.clone(),
                     path: snap.path.clone(),
-                    schema: snap.meta.as_deref().and_then(decode_schema),
-                    subject_unique: false,
+                    schema: Facts::parse(snap.meta.as_deref()).schema(),
+                    subject_unique: None,
                 },
                 snap,
             ));
@@ -193,6 +192,10 @@ impl Domain {
                 text.clone(),
             ),
         };
+        for (d, snap) in &mut files {
+            d.subject_unique =
+                Facts::parse(snap.meta.as_deref()).subject_unique(&policy, d.name.as_str());
+        }
         let kind = if policy.open {
             PolicyKind::Open
         } else {
@@ -229,20 +232,29 @@ impl Domain {
         })
     }
 
-    /// Keeps each newly inferred file schema with its snapshot, so later jobs do not read the
-    /// file before a query scans it (best effort: it only saves time).
-    fn remember_schemas(&self, session: &JobSession, files: &[(Dataset, Snapshot)]) {
-        if files.iter().all(|(d, _)| d.schema.is_some()) {
+    /// Keeps what the session learned of each snapshot (a newly inferred schema, counted subject
+    /// uniqueness) with it, so later jobs need not learn it again (best effort: it only saves
+    /// time; facts are computed exactly or not at all).
+    fn remember_facts(&self, session: &JobSession, policy: &Policy, files: &[(Dataset, Snapshot)]) {
+        let learned = session.learned_uniqueness();
+        if learned.is_empty() && files.iter().all(|(d, _)| d.schema.is_some()) {
             return;
         }
         let Ok(mut snapshots) = self.home.snapshots() else {
             return;
         };
-        for (d, snap) in files.iter().filter(|(d, _)| d.schema.is_none()) {
-            if let Some(text) = session
-                .file_schema(d.name.as_str())
-                .and_then(|s| encode_schema(s).ok())
+        for (d, snap) in files {
+            let name = d.name.as_str();
+            let mut facts = Facts::parse(snap.meta.as_deref());
+            if d.schema.is_none()
+                && let Some(s) = session.file_schema(name)
             {
+                facts.set_schema(s);
+            }
+            for (_, u) in learned.iter().filter(|(t, _)| t == name) {
+                facts.set_subject_unique(policy, name, *u);
+            }
+            if let Some(text) = facts.text() {
                 let _ = snapshots.set_meta(snap, text);
             }
         }
@@ -347,15 +359,15 @@ impl Domain {
             noise_key: noise_key.0,
             ledger,
         };
+        let policy = Arc::clone(auth.policy());
         let session = engine.queries.block_on(JobSession::with_privacy(
             &datasets,
             session_limits,
             auth,
             privacy,
         ));
-        if let Ok(session) = &session {
-            self.remember_schemas(session, &files);
-        }
+        let session = session.map(Arc::new);
+        let learner = session.as_ref().ok().map(Arc::clone);
         let inputs = JobInputs {
             job: id,
             params: manifest.params.clone(),
@@ -368,7 +380,7 @@ impl Domain {
         let (result, run, outputs, queries, recorder) =
             match (session, engine.sandbox.prepare(&module)) {
                 (Ok(session), Ok(prepared)) => {
-                    let live = LiveHost::new(Arc::new(session), engine.queries.handle().clone());
+                    let live = LiveHost::new(Arc::clone(&session), engine.queries.handle().clone());
                     let (recording, recorder) = record(writer, live, limits.transcript_bytes)?;
                     match engine.sandbox.run(&prepared, inputs, recording, collector) {
                         Ok(f) => {
@@ -398,6 +410,9 @@ impl Domain {
                     (Err(e), None, vec![], vec![], recorder)
                 }
             };
+        if let Some(s) = learner {
+            self.remember_facts(&s, &policy, &files);
+        }
         // Outputs of a failed job are dropped: nothing partial is kept.
         let outputs = if result.is_ok() { outputs } else { vec![] };
         let header = Header {

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod domain;
 pub mod engine;
+mod facts;
 pub mod job;
 pub mod rederive;
 pub mod replay;

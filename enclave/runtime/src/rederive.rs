@@ -222,7 +222,8 @@ pub(crate) fn rederive(
             name: d.name.clone(),
             path: snap.path,
             schema: None,
-            subject_unique: false,
+            // Counted again from the file the auditor just re-hashed.
+            subject_unique: None,
         });
     }
     let policy = std::sync::Arc::new(

@@ -20,6 +20,37 @@ ENCLAVE="$TARGET/debug/enclave"
 WASM="$TARGET/wasm32-unknown-unknown/wasm"
 mkdir -p "$OUT"
 
+echo "== a domain with its parties (governance on the embedded SQLite store, $ENCLAVE_HOME)"
+if [ -e "$ENCLAVE_HOME/governance.db" ]; then
+  echo "(initialized by an earlier run: remove $ENCLAVE_HOME for a fresh domain)"
+else
+  day() { date -u -d "$1 days" +%F; }
+  AUTHORITY=$("$ENCLAVE" init --home "$ENCLAVE_HOME" --authority city-data-bureau --admin alice)
+  ENCLAVE_TOKEN=$AUTHORITY "$ENCLAVE" org register --kind operator city-operator
+  ENCLAVE_TOKEN=$AUTHORITY "$ENCLAVE" user add --org city-operator --role operator-admin olga
+  OPERATOR=$(ENCLAVE_TOKEN=$AUTHORITY "$ENCLAVE" token issue olga)
+  ENCLAVE_TOKEN=$AUTHORITY "$ENCLAVE" agreement operation --operator city-operator \
+    --datasets residents,hospital_visits,traffic_records --start "$(day -1)" --end "$(day 1000)" >/dev/null
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" org register --kind developer acme-analytics
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" user add --org acme-analytics --role developer dev
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" user add --org city-operator --role reviewer rita
+  DEV=$(ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" token issue dev)
+  REVIEWER=$(ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" token issue rita)
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" agreement development --developer acme-analytics \
+    --datasets residents --start "$(day 0)" --end "$(day 365)" >/dev/null
+  echo "-- a four-year agreement is refused:"
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" agreement development --developer acme-analytics \
+    --datasets residents --start "$(day 0)" --end "$(day 1500)" || true
+  APP=$(ENCLAVE_TOKEN=$DEV "$ENCLAVE" application submit --scenario "income by district" \
+    --purpose "housing subsidy planning" --columns "residents:district,income,name" \
+    --start "$(day 0)" --end "$(day 90)" --measures "aggregates only; outputs reviewed")
+  echo "-- the developer cannot approve its own application:"
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" application approve "$APP" || true
+  ENCLAVE_TOKEN=$REVIEWER "$ENCLAVE" application approve "$APP" --columns "residents:district,income"
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" application show "$APP"
+fi
+
+echo
 echo "== generating sample data ($ROWS residents)"
 "$ENCLAVE" datagen residents --rows "$ROWS" --seed 42 --out "$OUT/residents.parquet"
 

@@ -242,6 +242,22 @@ const RULES: &[(&str, &[&str])] = &[
         &["wasmtime", "cranelift", "datafusion", "enclave"],
     ),
     (
+        // Governance decides who may do what; it runs nothing and reads no data.
+        "enclave-governance",
+        &[
+            "wasmtime",
+            "cranelift",
+            "datafusion",
+            "arrow",
+            "parquet",
+            "enclave-runtime",
+            "enclave-sandbox",
+            "enclave-query",
+            "enclave-store",
+            "enclave-tlog",
+        ],
+    ),
+    (
         "enclave-guest",
         &[
             "wasmtime",

@@ -273,7 +273,7 @@ fn unique_fact(d: &enclave_runtime::Domain, file: &std::path::Path, column: &str
 fn subject_uniqueness_is_counted_once_per_snapshot() {
     let (_dir, d) = temp_domain();
     let table = residents(3000);
-    let sql = "SELECT district, COUNT(*) AS n FROM residents GROUP BY district ORDER BY district";
+    let sql = "SELECT district, COUNT(*) AS n, AVG(age) AS a FROM residents GROUP BY district ORDER BY district";
     let policy = || PolicySource::File(default_policy_path());
     assert_eq!(unique_fact(&d, &table, "resident_id"), None);
     let a = run_sql(&d, sql, policy(), &table);

@@ -12,6 +12,7 @@ mod c_guest;
 mod cli;
 mod dependencies;
 mod examples;
+mod governance;
 mod invisibility;
 mod policy;
 mod sandbox;
@@ -64,6 +65,7 @@ fn main() {
     trials.extend(cli::tests());
     trials.extend(dependencies::tests());
     trials.extend(examples::tests());
+    trials.extend(governance::tests());
     trials.extend(policy::tests());
     trials.extend(sandbox::tests());
     trials.extend(slt::tests());

@@ -1,5 +1,6 @@
 //! The `enclave` command line: `run` (a job on the record), `datagen` (sample tables), `sample`
-//! (desensitized samples), `audit` (verify, prove, replay, export).
+//! (desensitized samples), `audit` (verify, prove, replay, export), `policy check`, and the
+//! governance commands (`init`, `org`, `user`, `token`, `agreement`, `application`).
 //!
 //! Owns turning command-line arguments into the runtime's types (a [`Submission`], a sample
 //! request) and printing reports. `anyhow`, `clap` and `indicatif` live here only; the libraries
@@ -8,6 +9,7 @@
 //! error.
 
 mod audit;
+mod gov;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -46,6 +48,19 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Check a policy against datasets (operators).
     Policy(PolicyArgs),
+    /// Create a domain: its directory, keys, default policy, governance database and the data
+    /// authority's first admin (whose token it prints once).
+    Init(gov::InitArgs),
+    /// Organizations: register the operator or a development entity; suspend, resume, terminate.
+    Org(gov::OrgArgs),
+    /// Users of an organization.
+    User(gov::UserArgs),
+    /// API tokens: issue, revoke, whoami.
+    Token(gov::TokenArgs),
+    /// Agreements: the operation authorization and development agreements.
+    Agreement(gov::AgreementArgs),
+    /// Applications: one scenario, one list, one review.
+    Application(gov::ApplicationArgs),
 }
 
 #[derive(clap::Args)]
@@ -140,9 +155,16 @@ struct RunArgs {
     /// the given files plaintext), and the report and the log say so.
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// Application id under which the job runs (pseudonyms are stable within one application).
+    /// Application under which the job runs (pseudonyms are stable within one application).
+    /// `local` (the default) is a developer's own run; any other names an approved application
+    /// of a domain with governance: the token's user must hold its grant, and the job runs
+    /// under the domain's policy narrowed to the approved columns.
     #[arg(long, default_value = "local")]
     application: String,
+    /// API token for a run under an application (default: $ENCLAVE_TOKEN, else
+    /// ~/.config/enclave/token).
+    #[arg(long)]
+    token: Option<String>,
     /// Print one JSON document instead of the human-readable report.
     #[arg(long)]
     json: bool,
@@ -274,7 +296,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         Ok(1)
     };
-    let submission = match submission(&args, &engine_limits) {
+    let mut submission = match submission(&args, &engine_limits) {
         Ok(s) => s,
         Err(e) => return fail(&e, args.json),
     };
@@ -282,6 +304,25 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         .home
         .clone()
         .unwrap_or_else(enclave_store::default_home);
+    let names: Vec<TableName> = submission.tables.iter().map(|(n, _)| n.clone()).collect();
+    match gov::governed_policy(
+        &root,
+        args.token.as_deref(),
+        &args.application,
+        &names,
+        args.policy.as_deref(),
+    ) {
+        Ok(Some((name, text))) => submission.policy = PolicySource::Text { name, text },
+        Ok(None) => {}
+        Err(e) => {
+            let kind = match e.downcast_ref::<enclave_governance::GovError>() {
+                Some(g) if g.is_user_error() => ErrorKind::PolicyViolation,
+                _ => ErrorKind::Internal,
+            };
+            let e = JobError::new(kind, format!("{e:#}"));
+            return fail(&e, args.json);
+        }
+    }
     let domain = Domain::open(&root, local_actor("developer"))
         .with_context(|| format!("opening the domain directory {}", root.display()))?;
     let opened = &domain.opened;
@@ -542,6 +583,12 @@ where
         Command::Policy(PolicyArgs {
             command: PolicyCommand::Check(a),
         }) => policy_check(a),
+        Command::Init(a) => gov::init(a),
+        Command::Org(a) => gov::org(a),
+        Command::User(a) => gov::user(a),
+        Command::Token(a) => gov::token(a),
+        Command::Agreement(a) => gov::agreement(a),
+        Command::Application(a) => gov::application(a),
     };
     match result {
         Ok(code) => code,

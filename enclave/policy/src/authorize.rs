@@ -60,6 +60,9 @@ pub enum Refusal {
     /// The policy classifies the dataset but does not grant it.
     #[error("dataset `{0}` is not granted by the policy")]
     NotGranted(String),
+    /// An approval names a column the policy does not classify.
+    #[error("column `{0}.{1}` is not classified by the policy")]
+    UnknownColumn(String, String),
 }
 
 /// A job's authorization: the policy, the datasets it grants, the application's pseudonym key.
@@ -144,6 +147,61 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The policy as one approved application sees it: only `approved` datasets are granted,
+    /// and in each only the approved columns keep their uses (every other column is denied, its
+    /// row-level grant dropped). Refused if a dataset is not classified or an approved column
+    /// does not exist in it: an approval never opens what the policy does not know.
+    pub fn narrowed(&self, approved: &[(TableName, Vec<String>)]) -> Result<Policy, Refusal> {
+        let mut p = self.clone();
+        p.grants.clear();
+        for (dataset, columns) in approved {
+            let rules = p
+                .datasets
+                .get_mut(dataset.as_str())
+                .ok_or_else(|| Refusal::Unclassified(dataset.to_string()))?;
+            if let Some(c) = columns
+                .iter()
+                .find(|c| !rules.columns.contains_key(c.as_str()))
+            {
+                return Err(Refusal::UnknownColumn(dataset.to_string(), c.clone()));
+            }
+            for (name, rule) in rules.columns.iter_mut() {
+                if !columns.contains(name) {
+                    rule.uses.clear();
+                }
+            }
+            p.grants.insert(dataset.to_string());
+        }
+        p.row_level.retain(|(d, c)| {
+            approved
+                .iter()
+                .any(|(ad, cols)| ad.as_str() == d && cols.contains(c))
+        });
+        if p.grants.is_empty() {
+            // An empty grant set means "all classified" in a policy file; an approval of
+            // nothing grants nothing.
+            return Err(Refusal::NotGranted("(no dataset approved)".into()));
+        }
+        Ok(p)
+    }
+}
+
+/// The `[approval]` section that narrows a domain policy to one approved application's
+/// datasets and columns, to append to the policy's text: the job's policy text (recorded in its
+/// transcript, digested in the log) then says exactly what the job was allowed.
+pub fn approval_text(approved: &[(TableName, Vec<String>)]) -> String {
+    let mut s = String::from("\n# The approved application's datasets and columns.\n[approval]\n");
+    for (d, cols) in approved {
+        let cols: Vec<String> = cols
+            .iter()
+            .map(|c| toml::Value::String(c.clone()).to_string())
+            .collect();
+        s.push_str(&format!("{d} = [{}]\n", cols.join(", ")));
+    }
+    s
+}
+
 /// The text of the explicit open policy for a developer's own files: every column of each
 /// table is plaintext, and nothing else is classified. A local run without `--policy` runs under
 /// it, and the report and the log say so.
@@ -190,6 +248,47 @@ mod tests {
             Refusal::Unclassified("c".into())
         );
         assert!(!format!("{a:?}").contains("PseudonymKey(["));
+    }
+
+    #[test]
+    fn narrowing_keeps_only_approved_columns() {
+        let text = "version = 1\n[levels]\nL1 = [\"plaintext\"]\nL3 = [\"aggregate\"]\n\
+                    [datasets.a.columns]\nx = \"L1\"\ny = \"L3\"\nz = \"L3\"\n\
+                    [datasets.b.columns]\nw = \"L1\"\n";
+        let p = Policy::parse("p.toml", text).unwrap();
+        let n = p
+            .narrowed(&[(t("a"), vec!["x".into(), "y".into()])])
+            .unwrap();
+        assert!(n.grants("a") && !n.grants("b"));
+        let a = n.dataset("a").unwrap();
+        assert!(a.columns["x"].is_open());
+        assert!(!a.columns["y"].uses.is_empty());
+        assert!(
+            a.columns["z"].uses.is_empty(),
+            "an unapproved column is denied"
+        );
+        assert_eq!(
+            p.narrowed(&[(t("a"), vec!["nope".into()])]).unwrap_err(),
+            Refusal::UnknownColumn("a".into(), "nope".into())
+        );
+        assert_eq!(
+            p.narrowed(&[(t("c"), vec!["x".into()])]).unwrap_err(),
+            Refusal::Unclassified("c".into())
+        );
+        assert!(p.narrowed(&[]).is_err());
+        // The same narrowing, as policy text (what a job's transcript records).
+        let narrowed_text = format!(
+            "{text}{}",
+            approval_text(&[(t("a"), vec!["x".into(), "y".into()])])
+        );
+        assert_eq!(Policy::parse("p.toml", &narrowed_text).unwrap(), n);
+        let bad = format!("{text}{}", approval_text(&[(t("a"), vec!["nope".into()])]));
+        assert!(
+            Policy::parse("p.toml", &bad)
+                .unwrap_err()
+                .message
+                .contains("approval: column `a.nope`")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 mod authorize;
 mod dp;
 
-pub use authorize::{Authorization, PseudonymKey, Refusal, open_policy_text};
+pub use authorize::{Authorization, PseudonymKey, Refusal, approval_text, open_policy_text};
 pub use dp::{DEFAULT_BUDGET, DEFAULT_QUERY_DELTA, DEFAULT_QUERY_EPSILON, DpRules};
 pub use enclave_dp::{Budget, Cost, Mechanism};
 
@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
+use enclave_core::TableName;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -199,6 +200,10 @@ struct RawPolicy {
     grant: Option<RawGrant>,
     #[serde(default)]
     dp: Option<Spanned<dp::RawDp>>,
+    /// The approved application's datasets and columns ([`approval_text`]): the policy is
+    /// [`Policy::narrowed`] to them.
+    #[serde(default)]
+    approval: Option<Spanned<BTreeMap<String, Vec<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -492,7 +497,7 @@ impl Policy {
             None => DpRules::default(),
             Some(d) => dp::parse(d, &levels, &datasets, &err)?,
         };
-        Ok(Policy {
+        let policy = Policy {
             open,
             min_group_size,
             levels,
@@ -501,7 +506,21 @@ impl Policy {
             row_level,
             dp,
             max_unique_share,
-        })
+        };
+        match raw.approval {
+            None => Ok(policy),
+            Some(a) => {
+                let at = a.span().start;
+                let mut approved = Vec::new();
+                for (d, cols) in a.into_inner() {
+                    let d = TableName::new(&d).map_err(|e| err(at, e.to_string()))?;
+                    approved.push((d, cols));
+                }
+                policy
+                    .narrowed(&approved)
+                    .map_err(|e| err(at, format!("approval: {e}")))
+            }
+        }
     }
 
     /// The rules of `dataset`, if classified.

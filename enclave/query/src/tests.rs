@@ -261,7 +261,7 @@ fn subject_uniqueness_is_counted_exactly() {
         .unwrap();
         assert_eq!(s.count_uniqueness("residents").await.unwrap(), Some(true));
         assert!(s.learned_uniqueness().is_empty(), "nothing counted yet");
-        let sql = "SELECT district, COUNT(*) AS n FROM residents GROUP BY district";
+        let sql = "SELECT district, COUNT(*) AS n, AVG(age) AS a FROM residents GROUP BY district";
         assert!(count(&s, sql).await.unwrap() > 1);
         assert_eq!(s.learned_uniqueness(), vec![("residents".to_owned(), true)]);
         // Counted once per session.

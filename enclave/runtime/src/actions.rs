@@ -106,6 +106,18 @@ pub enum Action<'a> {
         /// blake3 of the bundle.
         bundle: Digest,
     },
+    /// A governance step was committed (an entity registered, a token issued, an agreement
+    /// signed or changed, an application submitted or decided, an entity suspended or
+    /// terminated).
+    Governed {
+        /// `gov.<what>.<verb>`, e.g. `gov.application.approve`.
+        action: &'a str,
+        /// The record, e.g. `application:app-3` (ids and names the domain checked, never free
+        /// text).
+        subject: &'a str,
+        /// Keyed digest of the step's canonical description (who, what, parameters).
+        record: KeyedDigest,
+    },
     /// The log and its key were exported for an auditor.
     LogExported {
         /// Entries exported.
@@ -208,6 +220,11 @@ impl Action<'_> {
             Action::ProofMade { entry, bundle } => {
                 d("log.prove", format!("entry:{entry}")).digest("bundle", &bundle.0)
             }
+            Action::Governed {
+                action,
+                subject,
+                record,
+            } => d(action, (*subject).to_owned()).digest("record", &record.0),
             Action::LogExported { size, log } => {
                 d("log.export", format!("log:{size}")).digest("log", &log.0)
             }
@@ -277,6 +294,11 @@ mod tests {
                 bundle: f,
             },
             Action::LogExported { size: 9, log: f },
+            Action::Governed {
+                action: "gov.application.approve",
+                subject: "application:app-3",
+                record: k,
+            },
         ];
         for a in &actions {
             let d = a.draft("developer:alice");

@@ -81,7 +81,13 @@ impl Domain {
 
     /// Records actions as one group of entries; returns their sequence numbers once durable.
     pub fn record(&self, actions: &[Action<'_>]) -> Result<Vec<u64>, RuntimeError> {
-        let drafts = actions.iter().map(|a| a.draft(&self.actor)).collect();
+        self.record_as(&self.actor, actions)
+    }
+
+    /// Records actions as one group of entries by `actor` (a step taken by another user of
+    /// this domain, e.g. a journaled governance step); returns their sequence numbers.
+    pub fn record_as(&self, actor: &str, actions: &[Action<'_>]) -> Result<Vec<u64>, RuntimeError> {
+        let drafts = actions.iter().map(|a| a.draft(actor)).collect();
         Ok(self
             .log
             .append_all(drafts)?

@@ -215,6 +215,16 @@ impl Home {
         Ok(bytes)
     }
 
+    /// The governance database (entities, agreements, applications; `enclave-governance`).
+    pub fn governance_path(&self) -> PathBuf {
+        self.root.join("governance.db")
+    }
+
+    /// The domain's policy file, written by `enclave init` from the embedded default.
+    pub fn policy_path(&self) -> PathBuf {
+        self.root.join("policy.toml")
+    }
+
     /// The privacy ledger (see [`ledger`]).
     pub fn ledger_path(&self) -> PathBuf {
         self.root.join("budget").join("ledger.jsonl")

@@ -1,0 +1,715 @@
+//! Governance commands: `init` (a new domain), `org`, `user`, `token`, `agreement`,
+//! `application`. Each acts as the user of a token (`--token`, else `$ENCLAVE_TOKEN`, else
+//! `~/.config/enclave/token`), runs one governance step and records it in the domain's log.
+//!
+//! Owns parsing these commands into `enclave-governance` calls and printing their results. It
+//! must never print a token except the one just issued, and never log free text (scenario,
+//! purpose, reasons): the log holds a keyed digest of each step.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use enclave_core::TableName;
+use enclave_governance::workflow::Verdict;
+use enclave_governance::{
+    Actor, AgreementId, AgreementStatus, ApplicationRequest, Day, Decision, Governance, OrgKind,
+    OrgStatus, Role, SqliteStore, parse_columns,
+};
+use enclave_runtime::Domain;
+use enclave_runtime::actions::Action;
+use enclave_store::Home;
+
+/// Options every governance command takes.
+#[derive(Args, Clone)]
+pub(crate) struct Common {
+    /// Domain directory (default: $ENCLAVE_HOME, else the user's data dir `enclave/`).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    /// API token (default: $ENCLAVE_TOKEN, else the file ~/.config/enclave/token).
+    #[arg(long, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct InitArgs {
+    /// Domain directory to create (default: $ENCLAVE_HOME, else the user's data dir).
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// Name of the data authority (数据主管部门).
+    #[arg(long, default_value = "data-authority")]
+    authority: String,
+    /// Name of the authority's first admin.
+    #[arg(long, default_value = "authority-admin")]
+    admin: String,
+}
+
+#[derive(Args)]
+pub(crate) struct OrgArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: OrgCommand,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Register the operator (authority admins) or a development entity (operator admins).
+    Register {
+        /// `operator` or `developer`.
+        #[arg(long)]
+        kind: String,
+        /// Name: 1–64 of a-z 0-9 . _ -.
+        name: String,
+    },
+    /// Suspend an entity: new applications, jobs and downloads are refused.
+    Suspend(StatusArgs),
+    /// Resume a suspended entity.
+    Resume(StatusArgs),
+    /// Terminate an entity: users and tokens revoked, agreements terminated, applications
+    /// revoked. Final.
+    Terminate(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The organization or agreement.
+    target: String,
+    /// Why (kept in the record; the log holds its keyed digest).
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Args)]
+pub(crate) struct UserArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user to an organization.
+    Add {
+        /// The organization.
+        #[arg(long)]
+        org: String,
+        /// authority-admin, operator-admin, reviewer, developer or auditor.
+        #[arg(long)]
+        role: String,
+        /// Name: 1–64 of a-z 0-9 . _ -.
+        name: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct TokenArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a new token for a user (printed once; stored only as a hash).
+    Issue {
+        /// The user.
+        user: String,
+    },
+    /// Revoke every token of a user.
+    Revoke {
+        /// The user.
+        user: String,
+    },
+    /// Show who the token is.
+    Whoami,
+}
+
+#[derive(Args)]
+pub(crate) struct AgreementArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: AgreementCommand,
+}
+
+#[derive(Args)]
+struct TermArgs {
+    /// Datasets covered, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    datasets: Vec<String>,
+    /// First day (YYYY-MM-DD).
+    #[arg(long)]
+    start: String,
+    /// Last day (YYYY-MM-DD); at most three years after the first.
+    #[arg(long)]
+    end: String,
+}
+
+#[derive(Subcommand)]
+enum AgreementCommand {
+    /// The authority authorizes the operator (授权运营).
+    Operation {
+        /// The operator.
+        #[arg(long)]
+        operator: String,
+        #[command(flatten)]
+        term: TermArgs,
+    },
+    /// The operator signs a development agreement (授权开发协议) with a development entity.
+    Development {
+        /// The development entity.
+        #[arg(long)]
+        developer: String,
+        #[command(flatten)]
+        term: TermArgs,
+    },
+    /// Suspend an agreement.
+    Suspend(StatusArgs),
+    /// Resume a suspended agreement.
+    Resume(StatusArgs),
+    /// Terminate an agreement (final; its applications are revoked).
+    Terminate(StatusArgs),
+    /// Show an agreement and its history.
+    Show {
+        /// The agreement number.
+        id: i64,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ApplicationArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: ApplicationCommand,
+}
+
+#[derive(Subcommand)]
+enum ApplicationCommand {
+    /// Apply for one scenario (一场景一清单一审核).
+    Submit {
+        /// The scenario.
+        #[arg(long)]
+        scenario: String,
+        /// The purpose.
+        #[arg(long)]
+        purpose: String,
+        /// Datasets and columns: `dataset:col,col;dataset:col`.
+        #[arg(long)]
+        columns: String,
+        /// First day (YYYY-MM-DD).
+        #[arg(long)]
+        start: String,
+        /// Last day (YYYY-MM-DD).
+        #[arg(long)]
+        end: String,
+        /// The security measures committed to.
+        #[arg(long)]
+        measures: String,
+    },
+    /// Approve an application (operator reviewers), possibly for fewer columns.
+    Approve {
+        /// The application (e.g. app-3).
+        id: String,
+        /// The approved columns, if fewer than requested: `dataset:col,col;…`.
+        #[arg(long)]
+        columns: Option<String>,
+    },
+    /// Reject an application with a reason.
+    Reject {
+        /// The application.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show an application and its decision.
+    Show {
+        /// The application.
+        id: String,
+    },
+}
+
+const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
+
+fn home_of(home: &Option<PathBuf>) -> PathBuf {
+    home.clone().unwrap_or_else(enclave_store::default_home)
+}
+
+/// The token: the flag, else `$ENCLAVE_TOKEN`, else `~/.config/enclave/token`.
+fn token_of(common: &Common) -> anyhow::Result<String> {
+    if let Some(t) = &common.token {
+        return Ok(t.clone());
+    }
+    if let Ok(t) = std::env::var("ENCLAVE_TOKEN") {
+        return Ok(t);
+    }
+    let file = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("enclave").join("token"));
+    if let Some(f) = file.filter(|f| f.exists()) {
+        let text = enclave_store::read_bounded(&f, 4096)?;
+        return Ok(String::from_utf8_lossy(&text).trim().to_owned());
+    }
+    anyhow::bail!(
+        "no token: pass --token, set ENCLAVE_TOKEN, or write it to ~/.config/enclave/token"
+    )
+}
+
+fn open_gov(root: &Path) -> anyhow::Result<Governance<SqliteStore>> {
+    let home = Home::open(root)?;
+    let path = home.governance_path();
+    if !path.exists() {
+        anyhow::bail!(
+            "{} has no governance database: create the domain with `enclave init --home {}`",
+            root.display(),
+            root.display()
+        );
+    }
+    Ok(Governance::new(SqliteStore::open(&path)?))
+}
+
+/// An authenticated session: the governance store, the acting user and the domain's log.
+struct Session {
+    gov: Governance<SqliteStore>,
+    actor: Actor,
+    root: PathBuf,
+}
+
+impl Session {
+    fn open(common: &Common) -> anyhow::Result<Session> {
+        let root = home_of(&common.home);
+        let mut gov = open_gov(&root)?;
+        // What an interrupted command committed reaches the log before anything else happens.
+        flush(&mut gov, &root)?;
+        let actor = gov.authenticate(&token_of(common)?)?;
+        Ok(Session { gov, actor, root })
+    }
+
+    /// Records the committed steps in the log; a command is acknowledged only after this.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        flush(&mut self.gov, &self.root)
+    }
+}
+
+/// Records every journaled step not yet in the log (after a crash, what the last command
+/// committed but did not log), each as its actor. A step whose append was attempted is looked
+/// up in the log first, so none is recorded twice.
+fn flush(gov: &mut Governance<SqliteStore>, root: &Path) -> anyhow::Result<()> {
+    let steps = gov.unlogged_steps()?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let domain = Domain::open(root, "operator:governance".into())?;
+    for step in steps {
+        let digest = domain.keyed("governance step", step.record.as_bytes());
+        let hex = digest.to_string();
+        let mut present = false;
+        if step.attempted {
+            domain.log.scan(|e| {
+                present |= e.action == step.action
+                    && e.subject == step.subject
+                    && e.digests.get("record") == Some(&hex);
+            })?;
+        }
+        if !present {
+            gov.mark_step(step.seq, false)?;
+            domain
+                .record_as(
+                    &step.actor,
+                    &[Action::Governed {
+                        action: &step.action,
+                        subject: &step.subject,
+                        record: digest,
+                    }],
+                )
+                .context("the step is committed but could not be logged yet (it will be on the next command)")?;
+        }
+        gov.mark_step(step.seq, true)?;
+    }
+    Ok(())
+}
+
+fn day(s: &str) -> anyhow::Result<Day> {
+    Ok(s.parse::<Day>()?)
+}
+
+fn tables(names: &[String]) -> anyhow::Result<Vec<TableName>> {
+    names
+        .iter()
+        .map(|n| TableName::new(n.trim()).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// `enclave init`.
+pub(crate) fn init(args: InitArgs) -> anyhow::Result<u8> {
+    let root = home_of(&args.home);
+    let home = Home::open(&root)?;
+    home.domain_secret()?;
+    home.log_signer()?;
+    let policy = home.policy_path();
+    let wrote_policy = if policy.exists() {
+        false
+    } else {
+        enclave_store::write_atomic(&policy, DEFAULT_POLICY.as_bytes())
+            .with_context(|| format!("writing {}", policy.display()))?;
+        true
+    };
+    let mut gov = Governance::new(SqliteStore::open(&home.governance_path())?);
+    let (actor, token) = gov.bootstrap(&args.authority, &args.admin, enclave_governance::now())?;
+    flush(&mut gov, &root)?;
+    eprintln!("created the domain in {}:", root.display());
+    eprintln!("  domain.key              the domain secret (0600)");
+    eprintln!("  log.key, log.pub        the log's signing key (0600) and its public key");
+    eprintln!("  governance.db           entities, agreements, applications (SQLite, WAL)");
+    if wrote_policy {
+        eprintln!("  policy.toml             the default policy (policies/default.toml)");
+    }
+    eprintln!("  audit/log.jsonl         the tamper-evident log (first entry: gov.domain.init)");
+    eprintln!(
+        "data authority `{}`, admin `{}`; the admin's token (shown once, keep it secret):",
+        actor.org().name,
+        actor.user().name
+    );
+    println!("{}", token.as_str());
+    Ok(0)
+}
+
+fn status_step(s: &mut Session, target: &StatusArgs, status: OrgStatus) -> anyhow::Result<u8> {
+    let done = s.gov.set_org_status(
+        &s.actor,
+        &target.target,
+        status,
+        &target.reason,
+        enclave_governance::now(),
+    )?;
+    let verb = match status {
+        OrgStatus::Active => "resume",
+        OrgStatus::Suspended => "suspend",
+        OrgStatus::Terminated => "terminate",
+    };
+    s.flush()?;
+    if status == OrgStatus::Terminated {
+        eprintln!(
+            "terminated `{}`: {} user(s) deactivated, {} token(s) revoked, {} agreement(s) terminated, {} application(s) revoked",
+            target.target, done.users, done.tokens, done.agreements, done.applications
+        );
+    } else {
+        eprintln!("`{}` is now {verb}d", target.target);
+    }
+    Ok(0)
+}
+
+/// `enclave org`.
+pub(crate) fn org(args: OrgArgs) -> anyhow::Result<u8> {
+    let mut s = Session::open(&args.common)?;
+    match args.command {
+        OrgCommand::Register { kind, name } => {
+            let kind = match kind.as_str() {
+                "operator" => OrgKind::Operator,
+                "developer" => OrgKind::Developer,
+                _ => anyhow::bail!("--kind is `operator` or `developer`"),
+            };
+            let org = s
+                .gov
+                .register_org(&s.actor, &name, kind, enclave_governance::now())?;
+            s.flush()?;
+            eprintln!("registered {kind} `{}`", org.name);
+            Ok(0)
+        }
+        OrgCommand::Suspend(t) => status_step(&mut s, &t, OrgStatus::Suspended),
+        OrgCommand::Resume(t) => status_step(&mut s, &t, OrgStatus::Active),
+        OrgCommand::Terminate(t) => status_step(&mut s, &t, OrgStatus::Terminated),
+    }
+}
+
+/// `enclave user`.
+pub(crate) fn user(args: UserArgs) -> anyhow::Result<u8> {
+    let mut s = Session::open(&args.common)?;
+    match args.command {
+        UserCommand::Add { org, role, name } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--role is one of authority-admin, operator-admin, reviewer, developer, auditor"
+                )
+            })?;
+            let u = s
+                .gov
+                .add_user(&s.actor, &org, &name, role, enclave_governance::now())?;
+            s.flush()?;
+            eprintln!("added {role} `{}` to `{org}`", u.name);
+            Ok(0)
+        }
+    }
+}
+
+/// `enclave token`.
+pub(crate) fn token(args: TokenArgs) -> anyhow::Result<u8> {
+    let mut s = Session::open(&args.common)?;
+    match args.command {
+        TokenCommand::Issue { user } => {
+            let t = s
+                .gov
+                .issue_token(&s.actor, &user, enclave_governance::now())?;
+            s.flush()?;
+            eprintln!("token for `{user}` (shown once):");
+            println!("{}", t.as_str());
+            Ok(0)
+        }
+        TokenCommand::Revoke { user } => {
+            let n = s
+                .gov
+                .revoke_tokens(&s.actor, &user, enclave_governance::now())?;
+            s.flush()?;
+            eprintln!("revoked {n} token(s) of `{user}`");
+            Ok(0)
+        }
+        TokenCommand::Whoami => {
+            println!(
+                "{} ({}) of {} `{}` ({:?})",
+                s.actor.user().name,
+                s.actor.role(),
+                s.actor.org().kind,
+                s.actor.org().name,
+                s.actor.org().status
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn agreement_status_step(
+    s: &mut Session,
+    t: &StatusArgs,
+    status: AgreementStatus,
+    verb: &str,
+) -> anyhow::Result<u8> {
+    let id = AgreementId(
+        t.target
+            .parse()
+            .context("an agreement is named by its number")?,
+    );
+    s.gov
+        .change_agreement(&s.actor, id, status, &t.reason, enclave_governance::now())?;
+    s.flush()?;
+    eprintln!("agreement {}: {verb}d", id.0);
+    Ok(0)
+}
+
+/// `enclave agreement`.
+pub(crate) fn agreement(args: AgreementArgs) -> anyhow::Result<u8> {
+    let mut s = Session::open(&args.common)?;
+    let now = enclave_governance::now();
+    match args.command {
+        AgreementCommand::Operation { operator, term } => {
+            let scope = tables(&term.datasets)?;
+            let (start, end) = (day(&term.start)?, day(&term.end)?);
+            let id = s
+                .gov
+                .authorize_operation(&s.actor, &operator, &scope, start, end, now)?;
+            s.flush()?;
+            eprintln!(
+                "operation agreement {} with `{operator}`, {start} to {end}",
+                id.0
+            );
+            println!("{}", id.0);
+            Ok(0)
+        }
+        AgreementCommand::Development { developer, term } => {
+            let scope = tables(&term.datasets)?;
+            let (start, end) = (day(&term.start)?, day(&term.end)?);
+            let id = s.gov.sign_development(
+                &s.actor,
+                &developer,
+                &scope,
+                start,
+                end,
+                Day::today(),
+                now,
+            )?;
+            s.flush()?;
+            eprintln!(
+                "development agreement {} with `{developer}`, {start} to {end}",
+                id.0
+            );
+            println!("{}", id.0);
+            Ok(0)
+        }
+        AgreementCommand::Suspend(t) => {
+            agreement_status_step(&mut s, &t, AgreementStatus::Suspended, "suspend")
+        }
+        AgreementCommand::Resume(t) => {
+            agreement_status_step(&mut s, &t, AgreementStatus::Active, "resume")
+        }
+        AgreementCommand::Terminate(t) => {
+            agreement_status_step(&mut s, &t, AgreementStatus::Terminated, "terminate")
+        }
+        AgreementCommand::Show { id } => {
+            let (a, history) = s.gov.agreement(&s.actor, AgreementId(id))?;
+            println!(
+                "agreement {}: {:?}, datasets {}, {} to {}, {:?} today",
+                a.id.0,
+                a.kind,
+                a.scope
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.start,
+                a.end,
+                a.status_on(Day::today())
+            );
+            for e in history {
+                println!("  {} {:?}: {}", e.at, e.status, e.reason);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `enclave application`.
+pub(crate) fn application(args: ApplicationArgs) -> anyhow::Result<u8> {
+    let mut s = Session::open(&args.common)?;
+    let now = enclave_governance::now();
+    match args.command {
+        ApplicationCommand::Submit {
+            scenario,
+            purpose,
+            columns,
+            start,
+            end,
+            measures,
+        } => {
+            let request = ApplicationRequest {
+                scenario,
+                purpose,
+                columns: parse_columns(&columns).map_err(|e| anyhow::anyhow!("--columns: {e}"))?,
+                start: day(&start)?,
+                end: day(&end)?,
+                measures,
+            };
+            let id = s
+                .gov
+                .submit_application(&s.actor, &request, Day::today(), now)?;
+            s.flush()?;
+            eprintln!("submitted application {id}; an operator reviewer decides it");
+            println!("{id}");
+            Ok(0)
+        }
+        ApplicationCommand::Approve { id, columns } => {
+            let id = enclave_core::ApplicationId::new(&id)?;
+            let narrowed = columns
+                .as_deref()
+                .map(parse_columns)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--columns: {e}"))?;
+            let d = s
+                .gov
+                .decide(&s.actor, &id, &Verdict::Approve { narrowed }, now)?;
+            s.flush()?;
+            if let Decision::Approved { columns, .. } = d {
+                eprintln!("approved {id} for:");
+                for c in columns {
+                    eprintln!("  {}: {}", c.dataset, c.columns.join(", "));
+                }
+            }
+            Ok(0)
+        }
+        ApplicationCommand::Reject { id, reason } => {
+            let id = enclave_core::ApplicationId::new(&id)?;
+            s.gov.decide(
+                &s.actor,
+                &id,
+                &Verdict::Reject {
+                    reason: reason.clone(),
+                },
+                now,
+            )?;
+            s.flush()?;
+            eprintln!("rejected {id}");
+            Ok(0)
+        }
+        ApplicationCommand::Show { id } => {
+            let id = enclave_core::ApplicationId::new(&id)?;
+            let a = s.gov.application(&s.actor, &id)?;
+            println!(
+                "{}: {:?}\n  scenario: {}\n  purpose: {}\n  period: {} to {}\n  measures: {}",
+                a.id,
+                match &a.decision {
+                    Decision::Pending => "pending",
+                    Decision::Approved { .. } => "approved",
+                    Decision::Rejected { .. } => "rejected",
+                    Decision::Revoked { .. } => "revoked",
+                },
+                a.request.scenario,
+                a.request.purpose,
+                a.request.start,
+                a.request.end,
+                a.request.measures
+            );
+            for c in &a.request.columns {
+                println!("  requested {}: {}", c.dataset, c.columns.join(", "));
+            }
+            if let Decision::Approved { columns, .. } = &a.decision {
+                for c in columns {
+                    println!("  approved {}: {}", c.dataset, c.columns.join(", "));
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The policy of a job that names application `application` in a domain with governance: the
+/// token's user must hold the application's grant for `tables` today; the domain's policy
+/// (`policy_file`, else the domain's `policy.toml`) narrowed to the approved columns is returned
+/// as text (name, text), so the job's transcript and log record exactly what it was allowed.
+/// `None` for a local run (application `local`, or a domain without governance). A refusal is
+/// recorded in the log and returned as an error.
+pub(crate) fn governed_policy(
+    root: &Path,
+    token: Option<&str>,
+    application: &str,
+    tables: &[TableName],
+    policy_file: Option<&Path>,
+) -> anyhow::Result<Option<(String, String)>> {
+    let home = Home::open(root)?;
+    if application == "local" || !home.governance_path().exists() {
+        return Ok(None);
+    }
+    let common = Common {
+        home: Some(root.to_owned()),
+        token: token.map(str::to_owned),
+    };
+    let mut s = Session::open(&common)?;
+    let id = enclave_core::ApplicationId::new(application)?;
+    let grant = match s.gov.grant_for_job(&s.actor, &id, tables, Day::today()) {
+        Ok(g) => g,
+        Err(e) => {
+            let domain = Domain::open(root, format!("{}:{}", s.actor.role(), s.actor.user().name))?;
+            let digest = domain.keyed("governance refusal", e.to_string().as_bytes());
+            domain.record(&[Action::Governed {
+                action: "gov.job.refuse",
+                subject: &format!("application:{id}"),
+                record: digest,
+            }])?;
+            return Err(e.into());
+        }
+    };
+    let path = policy_file
+        .map(Path::to_owned)
+        .unwrap_or_else(|| home.policy_path());
+    let text = String::from_utf8(enclave_store::read_bounded(&path, 1 << 20)?)
+        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let approved: Vec<(TableName, Vec<String>)> = grant
+        .columns
+        .iter()
+        .map(|c| (c.dataset.clone(), c.columns.clone()))
+        .collect();
+    let text = format!("{text}{}", enclave_policy::approval_text(&approved));
+    Ok(Some((format!("{} under {id}", path.display()), text)))
+}

@@ -1,0 +1,149 @@
+//! The store interface of governance: what the workflow reads and writes, one transaction at a
+//! time.
+//!
+//! Owns the [`Store`] and [`Tx`] traits; [`crate::sqlite`] implements them (PostgreSQL can be
+//! added beside it without touching [`crate::workflow`]). Every workflow step runs in one
+//! transaction that commits durably or not at all. It must never expose a half-applied step.
+
+use enclave_core::ApplicationId;
+
+use crate::GovError;
+use crate::day::Day;
+use crate::model::{
+    Agreement, AgreementEvent, AgreementId, AgreementKind, AgreementStatus, Application,
+    ApplicationRequest, Decision, Org, OrgId, OrgStatus, Step, User, UserId,
+};
+use crate::roles::{OrgKind, Role};
+
+/// A store of governance records.
+pub trait Store {
+    /// Runs `f` in one transaction: committed (durably) if it returns `Ok`, rolled back if not.
+    fn transaction<R>(
+        &mut self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<R, GovError>,
+    ) -> Result<R, GovError>;
+}
+
+/// A new agreement.
+#[derive(Clone, Debug)]
+pub struct NewAgreement<'a> {
+    /// Tier.
+    pub kind: AgreementKind,
+    /// Who authorizes.
+    pub grantor: OrgId,
+    /// Who is authorized.
+    pub grantee: OrgId,
+    /// The datasets.
+    pub scope: &'a [enclave_core::TableName],
+    /// First day.
+    pub start: Day,
+    /// Last day.
+    pub end: Day,
+}
+
+/// One transaction's reads and writes.
+pub trait Tx {
+    /// Adds an organization.
+    fn insert_org(&mut self, name: &str, kind: OrgKind, at: i64) -> Result<OrgId, GovError>;
+    /// An organization by id.
+    fn org(&mut self, id: OrgId) -> Result<Option<Org>, GovError>;
+    /// An organization by name.
+    fn org_by_name(&mut self, name: &str) -> Result<Option<Org>, GovError>;
+    /// Every organization of `kind`.
+    fn orgs_of_kind(&mut self, kind: OrgKind) -> Result<Vec<Org>, GovError>;
+    /// Sets an organization's status.
+    fn set_org_status(&mut self, id: OrgId, status: OrgStatus) -> Result<(), GovError>;
+
+    /// Adds a user.
+    fn insert_user(
+        &mut self,
+        name: &str,
+        org: OrgId,
+        role: Role,
+        at: i64,
+    ) -> Result<UserId, GovError>;
+    /// A user by id.
+    fn user(&mut self, id: UserId) -> Result<Option<User>, GovError>;
+    /// A user by name.
+    fn user_by_name(&mut self, name: &str) -> Result<Option<User>, GovError>;
+    /// The users of an organization.
+    fn users_of(&mut self, org: OrgId) -> Result<Vec<User>, GovError>;
+    /// Deactivates a user.
+    fn deactivate_user(&mut self, id: UserId) -> Result<(), GovError>;
+
+    /// Adds a token (its blake3) for a user.
+    fn insert_token(&mut self, hash: &[u8; 32], user: UserId, at: i64) -> Result<(), GovError>;
+    /// The user of an unrevoked token.
+    fn token_user(&mut self, hash: &[u8; 32]) -> Result<Option<UserId>, GovError>;
+    /// Revokes every token of a user; how many were live.
+    fn revoke_tokens_of(&mut self, user: UserId, at: i64) -> Result<u64, GovError>;
+
+    /// Adds an agreement (status active) with its first history event.
+    fn insert_agreement(
+        &mut self,
+        a: &NewAgreement<'_>,
+        event: &AgreementEvent,
+    ) -> Result<AgreementId, GovError>;
+    /// An agreement by id.
+    fn agreement(&mut self, id: AgreementId) -> Result<Option<Agreement>, GovError>;
+    /// The agreements whose grantee is `org`.
+    fn agreements_of(&mut self, org: OrgId) -> Result<Vec<Agreement>, GovError>;
+    /// Sets an agreement's status and records why.
+    fn set_agreement_status(
+        &mut self,
+        id: AgreementId,
+        event: &AgreementEvent,
+    ) -> Result<(), GovError>;
+    /// An agreement's history, oldest first.
+    fn agreement_history(&mut self, id: AgreementId) -> Result<Vec<AgreementEvent>, GovError>;
+
+    /// Adds a pending application; returns its new identifier.
+    fn insert_application(
+        &mut self,
+        org: OrgId,
+        agreement: AgreementId,
+        submitter: UserId,
+        request: &ApplicationRequest,
+        at: i64,
+    ) -> Result<ApplicationId, GovError>;
+    /// An application by id.
+    fn application(&mut self, id: &ApplicationId) -> Result<Option<Application>, GovError>;
+    /// The applications of an organization.
+    fn applications_of(&mut self, org: OrgId) -> Result<Vec<Application>, GovError>;
+    /// Records a decision.
+    fn set_decision(&mut self, id: &ApplicationId, decision: &Decision) -> Result<(), GovError>;
+
+    /// Journals a step of this transaction (to be recorded in the log).
+    fn journal(
+        &mut self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        record: &str,
+        at: i64,
+    ) -> Result<(), GovError>;
+    /// The journaled steps not recorded in the log yet, oldest first.
+    fn unlogged(&mut self) -> Result<Vec<Step>, GovError>;
+    /// Marks a step attempted (an append is under way) or logged (done).
+    fn mark_step(&mut self, seq: i64, logged: bool) -> Result<(), GovError>;
+}
+
+/// Parses a stored agreement status.
+pub(crate) fn agreement_status(s: &str) -> Option<AgreementStatus> {
+    match s {
+        "active" => Some(AgreementStatus::Active),
+        "suspended" => Some(AgreementStatus::Suspended),
+        "terminated" => Some(AgreementStatus::Terminated),
+        _ => None,
+    }
+}
+
+/// The stored name of an agreement status (expired is never stored).
+pub(crate) fn agreement_status_str(s: AgreementStatus) -> &'static str {
+    match s {
+        AgreementStatus::Active => "active",
+        AgreementStatus::Suspended => "suspended",
+        AgreementStatus::Terminated => "terminated",
+        AgreementStatus::Expired => "expired",
+    }
+}

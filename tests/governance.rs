@@ -464,7 +464,10 @@ fn seed_workflow_end_to_end() {
             "{must} missing from {gov_steps:?}"
         );
     }
-    assert!(actions.iter().any(|a| a == "job.submit"), "the governed job ran on the record");
+    assert!(
+        actions.iter().any(|a| a == "job.submit"),
+        "the governed job ran on the record"
+    );
     assert!(gov.unlogged_steps().unwrap().is_empty());
     // No token and no free text in the log.
     let log = std::fs::read_to_string(home.join("audit/log.jsonl")).unwrap();

@@ -1,5 +1,5 @@
 //! The sandbox beyond the hostile-module suite: the compiled-module cache, whose artifacts are
-//! native code and load only with this host's tag.
+//! native code and load only with this host's tag; queries that never yield stop with their job.
 
 use enclave_core::{EngineLimits, JobId, Limits, Params, Seed};
 use enclave_egress::Collector;
@@ -141,8 +141,49 @@ fn the_job_clock_and_random_stream_are_the_manifests() {
     );
 }
 
+/// A query that never yields to the runtime (an aggregate over a 4-way cross join) stops when its
+/// job ends: after more such jobs than the shared query runtime has workers, a normal query job
+/// of the same process still runs, well within its wall clock.
+fn queries_that_never_yield_stop_with_their_job() {
+    let table = residents(2000);
+    let sql = "SELECT COUNT(*) AS n, MAX(a.name || b.name || c.name || d.name) AS m \
+               FROM residents a, residents b, residents c, residents d";
+    let hostile: Vec<_> = (0..3)
+        .map(|_| {
+            let mut j = Job::new(example_bytes("sql-report"))
+                .table("residents", table.clone())
+                .param("sql", sql);
+            j.limits.wall_clock_ms = 1_500;
+            std::thread::spawn(move || j.run())
+        })
+        .collect();
+    for t in hostile {
+        let r = t.join().expect("job thread");
+        assert_eq!(
+            err(&r).kind,
+            enclave_core::ErrorKind::LimitExceeded,
+            "{:?}",
+            r.result
+        );
+    }
+    let mut normal = Job::new(example_bytes("sql-report"))
+        .table("residents", table)
+        .param(
+            "sql",
+            "SELECT district, COUNT(*) AS n FROM residents GROUP BY district",
+        );
+    normal.limits.wall_clock_ms = 10_000;
+    let r = normal.run();
+    assert!(
+        r.result.is_ok(),
+        "the query runtime is still busy with the ended jobs' queries: {:?}",
+        r.result
+    );
+}
+
 pub fn tests() -> Vec<Trial> {
     crate::trials![
+        queries_that_never_yield_stop_with_their_job,
         cached_modules_load_only_with_this_hosts_tag,
         the_job_clock_and_random_stream_are_the_manifests
     ]

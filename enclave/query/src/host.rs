@@ -79,6 +79,13 @@ pub struct LiveHost {
     records: Vec<QueryRecord>,
 }
 
+impl Drop for LiveHost {
+    /// The job is over: whatever of its queries still runs on the shared runtime stops.
+    fn drop(&mut self) {
+        self.session.cancel();
+    }
+}
+
 impl LiveHost {
     /// A host answering from `session`, executing on `runtime`.
     pub fn new(session: Arc<JobSession>, runtime: tokio::runtime::Handle) -> LiveHost {
@@ -145,9 +152,12 @@ impl QueryHost for LiveHost {
         let task = self.runtime.spawn(async move {
             let _ = tx.send(session.open(&owned).await);
         });
-        let opened = rx
-            .recv_timeout(ctx.remaining())
-            .inspect_err(|_| task.abort());
+        let opened = rx.recv_timeout(ctx.remaining()).inspect_err(|e| {
+            task.abort();
+            if *e == RecvTimeoutError::Timeout {
+                self.session.cancel();
+            }
+        });
         let started = match opened {
             Err(RecvTimeoutError::Timeout) => return Err(HostError::Fatal(ctx.wall_clock_error())),
             Err(RecvTimeoutError::Disconnected) => {
@@ -208,6 +218,7 @@ impl QueryHost for LiveHost {
     fn next(&mut self, ctx: &CallCtx, handle: i32) -> Result<Message, HostError> {
         let memory_limit = self.memory_limit();
         let runtime = self.runtime.clone();
+        let session = Arc::clone(&self.session);
         let q = self.query(handle)?;
         let buffered = std::mem::take(q.writer.get_mut());
         if !buffered.is_empty() {
@@ -238,6 +249,9 @@ impl QueryHost for LiveHost {
             }
             Err(e) => {
                 task.abort();
+                if e == RecvTimeoutError::Timeout {
+                    session.cancel();
+                }
                 Err(e)
             }
         };

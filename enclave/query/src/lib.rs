@@ -11,6 +11,7 @@
 //! a guest a way to the filesystem, the runtime configuration or the host, and its errors must
 //! never carry data values.
 
+pub mod cancel;
 pub mod check;
 pub mod functions;
 pub mod grammar;

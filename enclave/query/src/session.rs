@@ -130,6 +130,8 @@ pub struct JobSession {
     /// The facts of `uniqueness` this session counted (for the domain to keep with the
     /// snapshots).
     learned: std::sync::Mutex<Vec<(String, bool)>>,
+    /// Set when the job ends: its queries stop at the next batch boundary.
+    cancel: crate::cancel::Cancel,
 }
 
 /// A query that was started.
@@ -238,6 +240,7 @@ impl JobSession {
             auth,
             uniqueness: std::sync::Mutex::new(uniqueness),
             learned: std::sync::Mutex::new(Vec::new()),
+            cancel: crate::cancel::Cancel::default(),
         })
     }
 
@@ -254,6 +257,11 @@ impl JobSession {
     /// The session's limits.
     pub fn limits(&self) -> &SessionLimits {
         &self.limits
+    }
+
+    /// Ends the job's queries: each stops at its next batch boundary, and no new one starts.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
     }
 
     /// What this session counted of its datasets' subject columns: (table, whether each subject
@@ -432,9 +440,13 @@ impl JobSession {
             .await
             .map_err(classify_plan_error(self.limits.memory_bytes))?;
         let schema = Arc::clone(df.schema().inner());
-        let partitions = df
-            .execute_stream_partitioned()
+        let task = Arc::new(df.task_ctx());
+        let physical = df
+            .create_physical_plan()
             .await
+            .and_then(|p| crate::cancel::cancellable(p, &self.cancel))
+            .map_err(classify_plan_error(self.limits.memory_bytes))?;
+        let partitions = datafusion::physical_plan::execute_stream_partitioned(physical, task)
             .map_err(classify_exec_error(self.limits.memory_bytes))?;
         Ok(Started {
             stream: in_partition_order(schema, partitions, self.limits.target_partitions),

@@ -20,6 +20,10 @@ ENCLAVE="$TARGET/debug/enclave"
 WASM="$TARGET/wasm32-unknown-unknown/wasm"
 mkdir -p "$OUT"
 
+echo "== generating sample data ($ROWS residents)"
+"$ENCLAVE" datagen residents --rows "$ROWS" --seed 42 --out "$OUT/residents.parquet"
+
+echo
 echo "== a domain with its parties (governance on the embedded SQLite store, $ENCLAVE_HOME)"
 if [ -e "$ENCLAVE_HOME/governance.db" ]; then
   echo "(initialized by an earlier run: remove $ENCLAVE_HOME for a fresh domain)"
@@ -38,6 +42,9 @@ else
   REVIEWER=$(ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" token issue rita)
   ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" agreement development --developer acme-analytics \
     --datasets residents --start "$(day 0)" --end "$(day 365)" >/dev/null
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" catalog register residents "$OUT/residents.parquet"
+  echo "-- the development catalog, as a developer sees it (no values):"
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" catalog list
   echo "-- a four-year agreement is refused:"
   ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" agreement development --developer acme-analytics \
     --datasets residents --start "$(day 0)" --end "$(day 1500)" || true
@@ -48,11 +55,15 @@ else
   ENCLAVE_TOKEN=$DEV "$ENCLAVE" application approve "$APP" || true
   ENCLAVE_TOKEN=$REVIEWER "$ENCLAVE" application approve "$APP" --columns "residents:district,income"
   ENCLAVE_TOKEN=$DEV "$ENCLAVE" application show "$APP"
+  echo "-- the job under the application: the registered snapshot, the policy narrowed to the grant"
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" run --module "$WASM/sql_report.wasm" --application "$APP" --table residents \
+    --param sql="SELECT district, COUNT(*) AS residents, AVG(income) AS mean_income FROM residents GROUP BY district ORDER BY district"
+  echo "-- name was requested but not approved:"
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" run --module "$WASM/sql_report.wasm" --application "$APP" --table residents \
+    --param sql="SELECT name FROM residents LIMIT 1" || true
 fi
 
-echo
-echo "== generating sample data ($ROWS residents)"
-"$ENCLAVE" datagen residents --rows "$ROWS" --seed 42 --out "$OUT/residents.parquet"
+
 
 echo
 echo "== sql-report: residents per age band (no --policy: the explicit open policy of your own files)"

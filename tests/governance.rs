@@ -154,6 +154,12 @@ fn set_up(home: &Path) -> Parties {
             &days(365),
         ],
     );
+    let file = residents(3000);
+    ok(
+        home,
+        o,
+        &["catalog", "register", "residents", file.to_str().unwrap()],
+    );
     Parties {
         authority,
         operator,
@@ -328,28 +334,36 @@ fn seed_workflow_end_to_end() {
     // The developer samples locally, then runs the job under the application: the domain's
     // policy narrowed to the approved columns.
     let module = example("sql-report");
-    let table = format!("residents={}", residents(3000).display());
-    let run = |token: Option<&str>, app: &str, sql: &str| {
+    let run_with = |token: Option<&str>, app: &str, sql: &str, tables: &[&str]| {
         let sql = format!("sql={sql}");
-        let out = cli(
-            home,
-            token,
-            &[
-                "run",
-                "--module",
-                module.to_str().unwrap(),
-                "--table",
-                &table,
-                "--param",
-                &sql,
-                "--application",
-                app,
-                "--json",
-                "--no-cache",
-            ],
-        );
+        let mut args = vec![
+            "run",
+            "--module",
+            module.to_str().unwrap(),
+            "--param",
+            &sql,
+            "--application",
+            app,
+            "--json",
+            "--no-cache",
+        ];
+        for t in tables {
+            args.extend(["--table", t]);
+        }
+        let out = cli(home, token, &args);
         (out.status.success(), json_of(&out))
     };
+    let run = |token: Option<&str>, app: &str, sql: &str| run_with(token, app, sql, &["residents"]);
+    // The catalog lists what was registered, without values.
+    let listed = ok(home, d, &["catalog", "list"]);
+    assert!(listed.contains("residents v1: 3000 rows"), "{listed}");
+    assert!(
+        listed.contains("income Int64 (L3)") || listed.contains("income"),
+        "{listed}"
+    );
+    // Under an application the file comes from the catalog, not from the developer.
+    let (ran, doc) = run_with(d, &app, "SELECT 1", &["residents=/etc/passwd"]);
+    assert!(!ran && doc.to_string().contains("catalog"), "{doc}");
     let sql = "SELECT district, COUNT(*) AS n FROM residents GROUP BY district ORDER BY district";
     let (ran, doc) = run(d, &app, sql);
     assert!(ran, "{doc}");
@@ -377,6 +391,61 @@ fn seed_workflow_end_to_end() {
         !ran && doc.to_string().contains("not an application of"),
         "{doc}"
     );
+    // Social data: a developer brings its own; until a reviewer approves it no job joins it.
+    let social = residents(2000);
+    refused(
+        home,
+        d,
+        &[
+            "social",
+            "upload",
+            "residents",
+            social.to_str().unwrap(),
+            "--level",
+            "L2",
+            "--statement",
+            "ours",
+        ],
+        "dataset of the domain policy",
+    );
+    ok(
+        home,
+        d,
+        &[
+            "social",
+            "upload",
+            "partner_panel",
+            social.to_str().unwrap(),
+            "--level",
+            "L2",
+            "--statement",
+            "panel collected with consent under contract 7",
+        ],
+    );
+    let both = ["residents", "partner_panel"];
+    let (ran, doc) = run_with(d, &app, sql, &both);
+    assert!(!ran && doc.to_string().contains("not approved"), "{doc}");
+    refused(
+        home,
+        d,
+        &["social", "approve", "partner_panel", "--reason", "mine"],
+        "may not decide social data",
+    );
+    ok(
+        home,
+        r,
+        &[
+            "social",
+            "approve",
+            "partner_panel",
+            "--reason",
+            "lawful source checked",
+        ],
+    );
+    let (ran, doc) = run_with(d, &app, sql, &both);
+    assert!(ran, "{doc}");
+    let fusion = ok(home, d, &["catalog", "fusion"]);
+    assert!(fusion.contains("partner_panel v1"), "{fusion}");
     // A dataset outside the agreement cannot even be applied for.
     let out = submit(home, &p.dev, "hospital_visits:cost");
     assert!(!out.status.success());
@@ -458,6 +527,9 @@ fn seed_workflow_end_to_end() {
         "gov.org.resume",
         "gov.org.terminate",
         "gov.job.refuse",
+        "gov.catalog.register",
+        "gov.social.upload",
+        "gov.social.approve",
     ] {
         assert!(
             gov_steps.contains(&must),

@@ -9,6 +9,10 @@
 //! host-call result streamed into a sealed (AES-256-GCM) transcript on disk, finished and synced,
 //! and the log entries committed before the run counts as done.
 //!
+//! The GROUP BY is also timed in DuckDB (the Python package, `pip install duckdb`; skipped
+//! when it is missing) on the same file, in the same run, each run a fresh connection that
+//! reads the Parquet file as the native DataFusion side does.
+//!
 //! `cargo bench -p enclave-benches --bench vs_native` (ENCLAVE_BENCH_ROWS, ENCLAVE_BENCH_RUNS).
 
 use std::time::Duration;
@@ -35,6 +39,39 @@ fn env(name: &str, default: u64) -> u64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The same SQL in DuckDB (Python), `runs` times: the median, or `None` without DuckDB.
+fn duckdb_median(path: &std::path::Path, sql: &str, runs: usize) -> Option<Duration> {
+    const SCRIPT: &str = "import duckdb, statistics, sys, time\n\
+        path, sql, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])\n\
+        times = []\n\
+        for _ in range(runs):\n\
+        \x20   t = time.perf_counter()\n\
+        \x20   c = duckdb.connect()\n\
+        \x20   c.execute(\"CREATE VIEW residents AS SELECT * FROM read_parquet('\" + path + \"')\")\n\
+        \x20   assert c.sql(sql).fetchall()\n\
+        \x20   times.append(time.perf_counter() - t)\n\
+        print(statistics.median(times))\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(path)
+        .arg(sql)
+        .arg(runs.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "DuckDB skipped: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return None;
+    }
+    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    Some(Duration::from_secs_f64(secs))
 }
 
 fn main() {
@@ -99,6 +136,8 @@ fn main() {
         })
     });
 
+    let duck_agg = duckdb_median(&path, GROUP_BY, runs);
+
     // 2. OLS: rows streamed into the guest vs native code on the native stream.
     let lm = Job::new(example_bytes("linear-model")).table("residents", &path);
     let mut guest_coef = String::new();
@@ -154,6 +193,20 @@ fn main() {
         ms(na),
         ea.as_secs_f64() / na.as_secs_f64()
     );
+    if let Some(d) = duck_agg {
+        println!(
+            "| sql-report GROUP BY vs DuckDB (Python package) | {:.1} | {:.1} | {:.3} |",
+            ms(ea),
+            ms(d),
+            ea.as_secs_f64() / d.as_secs_f64()
+        );
+        println!(
+            "| native DataFusion vs DuckDB, the same GROUP BY | {:.1} | {:.1} | {:.3} |",
+            ms(na),
+            ms(d),
+            na.as_secs_f64() / d.as_secs_f64()
+        );
+    }
     println!(
         "| sql-report GROUP BY under the default policy (grammar, accounting, DP) vs the open policy | {:.1} | {:.1} | {:.3} |",
         ms(ga),

@@ -274,14 +274,14 @@ fn open_gov(root: &Path) -> anyhow::Result<Governance<SqliteStore>> {
 }
 
 /// An authenticated session: the governance store, the acting user and the domain's log.
-struct Session {
-    gov: Governance<SqliteStore>,
-    actor: Actor,
-    root: PathBuf,
+pub(crate) struct Session {
+    pub(crate) gov: Governance<SqliteStore>,
+    pub(crate) actor: Actor,
+    pub(crate) root: PathBuf,
 }
 
 impl Session {
-    fn open(common: &Common) -> anyhow::Result<Session> {
+    pub(crate) fn open(common: &Common) -> anyhow::Result<Session> {
         let root = home_of(&common.home);
         let mut gov = open_gov(&root)?;
         // What an interrupted command committed reaches the log before anything else happens.
@@ -291,7 +291,7 @@ impl Session {
     }
 
     /// Records the committed steps in the log; a command is acknowledged only after this.
-    fn flush(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn flush(&mut self) -> anyhow::Result<()> {
         flush(&mut self.gov, &self.root)
     }
 }
@@ -664,23 +664,27 @@ pub(crate) fn application(args: ApplicationArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// The policy of a job that names application `application` in a domain with governance: the
-/// token's user must hold the application's grant for `tables` today; the domain's policy
-/// (`policy_file`, else the domain's `policy.toml`) narrowed to the approved columns is returned
-/// as text (name, text), so the job's transcript and log record exactly what it was allowed.
-/// `None` for a local run (application `local`, or a domain without governance). A refusal is
-/// recorded in the log and returned as an error.
-pub(crate) fn governed_policy(
+/// What a job under an application runs with: its policy text (the domain's, with the social
+/// data it joins classified and an `[approval]` section narrowing it to the grant) and the
+/// registered snapshots it reads.
+pub(crate) struct Governed {
+    /// Name of the policy in messages.
+    pub(crate) name: String,
+    /// The policy text.
+    pub(crate) text: String,
+    /// Dataset, file inside the domain, and the blake3 the catalog registered.
+    pub(crate) tables: Vec<(TableName, PathBuf, [u8; 32])>,
+}
+
+/// The grant of a job that names application `application` for `tables`: the token's user must
+/// hold it today. A refusal is recorded in the log and returned as an error.
+pub(crate) fn governed(
     root: &Path,
     token: Option<&str>,
     application: &str,
     tables: &[TableName],
-    policy_file: Option<&Path>,
-) -> anyhow::Result<Option<(String, String)>> {
+) -> anyhow::Result<Governed> {
     let home = Home::open(root)?;
-    if application == "local" || !home.governance_path().exists() {
-        return Ok(None);
-    }
     let common = Common {
         home: Some(root.to_owned()),
         token: token.map(str::to_owned),
@@ -700,16 +704,33 @@ pub(crate) fn governed_policy(
             return Err(e.into());
         }
     };
-    let path = policy_file
-        .map(Path::to_owned)
-        .unwrap_or_else(|| home.policy_path());
-    let text = String::from_utf8(enclave_store::read_bounded(&path, 1 << 20)?)
+    let path = home.policy_path();
+    let mut text = String::from_utf8(enclave_store::read_bounded(&path, 1 << 20)?)
         .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    for snap in &grant.snapshots {
+        if let Some(t) = crate::catalog::social_policy_text(snap) {
+            text.push_str(&t);
+        }
+    }
     let approved: Vec<(TableName, Vec<String>)> = grant
         .columns
         .iter()
         .map(|c| (c.dataset.clone(), c.columns.clone()))
         .collect();
-    let text = format!("{text}{}", enclave_policy::approval_text(&approved));
-    Ok(Some((format!("{} under {id}", path.display()), text)))
+    text.push_str(&enclave_policy::approval_text(&approved));
+    Ok(Governed {
+        name: format!("{} under {id}", path.display()),
+        text,
+        tables: grant
+            .snapshots
+            .iter()
+            .map(|s| {
+                (
+                    s.dataset.clone(),
+                    PathBuf::from(&s.facts.path),
+                    s.facts.blake3,
+                )
+            })
+            .collect(),
+    })
 }

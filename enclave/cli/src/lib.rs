@@ -9,6 +9,7 @@
 //! error.
 
 mod audit;
+mod catalog;
 mod gov;
 
 use std::io::{IsTerminal, Read};
@@ -61,6 +62,10 @@ enum Command {
     Agreement(gov::AgreementArgs),
     /// Applications: one scenario, one list, one review.
     Application(gov::ApplicationArgs),
+    /// Catalogs: register datasets (operators), the development and fusion catalogs.
+    Catalog(catalog::CatalogArgs),
+    /// Social data for fusion: upload (developers), approve or reject (reviewers).
+    Social(catalog::SocialArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +123,7 @@ struct RunArgs {
     #[arg(long)]
     module: PathBuf,
     /// A dataset: NAME=FILE.parquet (repeatable). NAME is the table name the job's SQL uses.
+    /// Under an application, only NAME: the file is the catalog's registered snapshot.
     #[arg(long = "table", value_name = "NAME=FILE")]
     tables: Vec<String>,
     /// A job parameter: KEY=VALUE (repeatable).
@@ -250,10 +256,16 @@ fn submission(args: &RunArgs, engine_limits: &EngineLimits) -> Result<Submission
     }
     let module = read_module(&args.module, engine_limits.module_bytes)?;
     let mut tables = Vec::new();
-    for t in &args.tables {
-        let (name, file) = split_pair(t, "--table")?;
-        let name = TableName::new(&name).map_err(|e| input(e.to_string()))?;
-        tables.push((name, PathBuf::from(file)));
+    if args.application == "local" {
+        for t in &args.tables {
+            let (name, file) = split_pair(t, "--table")?;
+            let name = TableName::new(&name).map_err(|e| input(e.to_string()))?;
+            tables.push((name, PathBuf::from(file)));
+        }
+    } else if args.policy.is_some() {
+        return Err(input(
+            "under an application the domain's policy applies: drop --policy",
+        ));
     }
     let params = Params::new(
         args.params
@@ -304,23 +316,47 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         .home
         .clone()
         .unwrap_or_else(enclave_store::default_home);
-    let names: Vec<TableName> = submission.tables.iter().map(|(n, _)| n.clone()).collect();
-    match gov::governed_policy(
-        &root,
-        args.token.as_deref(),
-        &args.application,
-        &names,
-        args.policy.as_deref(),
-    ) {
-        Ok(Some((name, text))) => submission.policy = PolicySource::Text { name, text },
-        Ok(None) => {}
-        Err(e) => {
-            let kind = match e.downcast_ref::<enclave_governance::GovError>() {
-                Some(g) if g.is_user_error() => ErrorKind::PolicyViolation,
-                _ => ErrorKind::Internal,
-            };
-            let e = JobError::new(kind, format!("{e:#}"));
-            return fail(&e, args.json);
+    // Under an application, the datasets are the catalog's registered snapshots and the policy
+    // is the domain's, narrowed to the grant.
+    let mut expected = Vec::new();
+    if args.application != "local" {
+        let names = match args
+            .tables
+            .iter()
+            .map(|t| {
+                if t.contains('=') {
+                    Err(input(
+                        "under an application the datasets come from the domain's catalog: \
+                         name them with --table NAME",
+                    ))
+                } else {
+                    TableName::new(t).map_err(|e| input(e.to_string()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(n) => n,
+            Err(e) => return fail(&e, args.json),
+        };
+        match gov::governed(&root, args.token.as_deref(), &args.application, &names) {
+            Ok(g) => {
+                submission.policy = PolicySource::Text {
+                    name: g.name,
+                    text: g.text,
+                };
+                for (name, path, digest) in g.tables {
+                    submission.tables.push((name.clone(), path));
+                    expected.push((name, enclave_core::Digest(digest)));
+                }
+            }
+            Err(e) => {
+                let kind = match e.downcast_ref::<enclave_governance::GovError>() {
+                    Some(g) if g.is_user_error() => ErrorKind::PolicyViolation,
+                    _ => ErrorKind::Internal,
+                };
+                let e = JobError::new(kind, format!("{e:#}"));
+                return fail(&e, args.json);
+            }
         }
     }
     let domain = Domain::open(&root, local_actor("developer"))
@@ -344,6 +380,19 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(engine_limits, cache)?;
     let report = match domain
         .submit(submission)
+        .and_then(|s| {
+            // The file read must be the snapshot the catalog registered.
+            for (name, digest) in &expected {
+                let read = s.manifest().datasets.iter().find(|d| &d.name == name);
+                if read.map(|d| d.snapshot) != Some(*digest) {
+                    return Err(RuntimeError::Job(JobError::new(
+                        ErrorKind::PolicyViolation,
+                        format!("dataset `{name}` no longer matches its registered snapshot"),
+                    )));
+                }
+            }
+            Ok(s)
+        })
         .and_then(|s| domain.authorize(s))
         .and_then(|a| domain.run(a, &engine))
     {
@@ -589,6 +638,8 @@ where
         Command::Token(a) => gov::token(a),
         Command::Agreement(a) => gov::agreement(a),
         Command::Application(a) => gov::application(a),
+        Command::Catalog(a) => catalog::catalog(a),
+        Command::Social(a) => catalog::social(a),
     };
     match result {
         Ok(code) => code,

@@ -17,20 +17,22 @@
 pub mod day;
 pub mod model;
 pub mod roles;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
 pub mod workflow;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests;
 
 pub use day::Day;
 pub use model::{
     Agreement, AgreementEvent, AgreementId, AgreementKind, AgreementStatus, Application,
-    ApplicationRequest, DatasetColumns, Decision, Grant, Org, OrgId, OrgStatus, Step, User, UserId,
-    parse_columns,
+    ApplicationRequest, CatalogColumn, CatalogSnapshot, DatasetColumns, Decision, Grant, Org,
+    OrgId, OrgStatus, Origin, SnapshotFacts, SocialStatus, Step, User, UserId, parse_columns,
 };
 pub use roles::{Action, OrgKind, Role, permits};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{Store, Tx};
 pub use workflow::{Actor, Governance, Token};

@@ -265,6 +265,75 @@ pub struct Application {
     pub decision: Decision,
 }
 
+/// A column as the catalog lists it: name, Arrow type, classification level — never a value.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CatalogColumn {
+    /// Column name.
+    pub name: String,
+    /// Arrow data type, as text.
+    pub data_type: String,
+    /// Classification level (from the domain policy, or declared for social data).
+    pub level: String,
+}
+
+/// What the domain measured of a dataset file when it was registered (the binary reads the
+/// Parquet footer and hashes the file; governance keeps the result).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SnapshotFacts {
+    /// The file, as the domain stores it.
+    pub path: String,
+    /// blake3 of the file's bytes.
+    pub blake3: [u8; 32],
+    /// Rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Columns.
+    pub columns: Vec<CatalogColumn>,
+}
+
+/// Where a dataset came from.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Origin {
+    /// Public data pushed into the domain under the operation authorization (授权运营数据).
+    Operation,
+    /// Social data a development entity brought for fusion (融合开发社会数据).
+    Social {
+        /// The entity.
+        org: OrgId,
+        /// Its statement of the data's lawful source.
+        statement: String,
+        /// The operator's decision.
+        status: SocialStatus,
+    },
+}
+
+/// The operator's decision on social data.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum SocialStatus {
+    /// Not decided yet.
+    Pending,
+    /// Approved: the entity's jobs may join it; it is in the fusion catalog.
+    Approved,
+    /// Rejected.
+    Rejected,
+}
+
+/// One registered version of a dataset: old versions stay addressable (replay reads them).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CatalogSnapshot {
+    /// The dataset.
+    pub dataset: TableName,
+    /// Version, from 1.
+    pub version: i64,
+    /// What was measured.
+    pub facts: SnapshotFacts,
+    /// Unix time of registration.
+    pub registered_at: i64,
+    /// Operation or social data.
+    pub origin: Origin,
+}
+
 /// A committed governance step, journaled in the same transaction as the change it describes,
 /// until the binary has recorded it in the domain's log ([`crate::Governance::unlogged_steps`]).
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -291,8 +360,12 @@ pub struct Grant {
     pub application: ApplicationId,
     /// The developer organization.
     pub org: OrgId,
-    /// The approved datasets and columns the job asked for.
+    /// The approved datasets and columns the job asked for (every column of an approved social
+    /// dataset of the organization's own).
     pub columns: Vec<DatasetColumns>,
+    /// The snapshot each dataset is read from: the latest registered version (of social data,
+    /// the latest approved one).
+    pub snapshots: Vec<CatalogSnapshot>,
 }
 
 impl Grant {

@@ -58,11 +58,19 @@ pub enum Action {
     SubmitJob,
     /// Read agreements, applications and the catalog of the domain (beyond one's own).
     ReadRecords,
+    /// Register a dataset snapshot into the domain (the operation catalog).
+    RegisterDataset,
+    /// Read the published development and fusion catalogs (names, schemas, levels, row counts).
+    ReadCatalog,
+    /// Bring social data for fusion.
+    UploadSocial,
+    /// Approve or reject social data.
+    DecideSocial,
 }
 
 impl Action {
     /// Every action (for the table's tests and documentation).
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 15] = [
         Action::CreateOperator,
         Action::CreateDeveloper,
         Action::ManageUsers,
@@ -74,6 +82,10 @@ impl Action {
         Action::DecideApplication,
         Action::SubmitJob,
         Action::ReadRecords,
+        Action::RegisterDataset,
+        Action::ReadCatalog,
+        Action::UploadSocial,
+        Action::DecideSocial,
     ];
 }
 
@@ -99,9 +111,15 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::SignDevelopment
                 | A::ControlDeveloper
                 | A::ReadRecords
-        ) | (R::Reviewer, A::DecideApplication | A::ReadRecords)
-            | (R::Developer, A::SubmitApplication | A::SubmitJob)
-            | (R::Auditor, A::ReadRecords)
+                | A::RegisterDataset
+        ) | (
+            R::Reviewer,
+            A::DecideApplication | A::DecideSocial | A::ReadRecords
+        ) | (
+            R::Developer,
+            A::SubmitApplication | A::SubmitJob | A::UploadSocial
+        ) | (R::Auditor, A::ReadRecords)
+            | (_, A::ReadCatalog)
     )
 }
 
@@ -166,6 +184,10 @@ names!(Action {
     DecideApplication => "decide an application",
     SubmitJob => "submit a job",
     ReadRecords => "read the domain's records",
+    RegisterDataset => "register a dataset",
+    ReadCatalog => "read the catalogs",
+    UploadSocial => "bring social data",
+    DecideSocial => "decide social data",
 });
 
 #[cfg(test)]
@@ -192,11 +214,16 @@ mod tests {
                     "{a}"
                 );
             }
-            assert!(!permits(Role::Auditor, a) || a == Action::ReadRecords);
+            assert!(
+                !permits(Role::Auditor, a)
+                    || matches!(a, Action::ReadRecords | Action::ReadCatalog)
+            );
         }
         assert!(!permits(Role::OperatorAdmin, Action::DecideApplication));
         assert!(!permits(Role::Reviewer, Action::SubmitJob));
         assert!(!permits(Role::Developer, Action::DecideApplication));
+        assert!(!permits(Role::Developer, Action::DecideSocial));
+        assert!(!permits(Role::Developer, Action::RegisterDataset));
         assert!(!permits(Role::AuthorityAdmin, Action::SignDevelopment));
         for r in [
             Role::AuthorityAdmin,

@@ -15,13 +15,15 @@ use crate::GovError;
 use crate::day::Day;
 use crate::model::{
     Agreement, AgreementEvent, AgreementId, AgreementKind, Application, ApplicationRequest,
-    DatasetColumns, Decision, Org, OrgId, OrgStatus, Step, User, UserId,
+    CatalogColumn, CatalogSnapshot, DatasetColumns, Decision, Org, OrgId, OrgStatus, Origin,
+    SnapshotFacts, SocialStatus, Step, User, UserId,
 };
 use crate::roles::{OrgKind, Role};
 use crate::store::{NewAgreement, Store, Tx, agreement_status, agreement_status_str};
 
 /// The schema, one migration per version; never edit a released one, add the next.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE orgs (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -88,7 +90,25 @@ CREATE TABLE journal (
     state INTEGER NOT NULL CHECK (state IN (0, 1, 2))
 ) STRICT;
 CREATE INDEX journal_unlogged ON journal(state) WHERE state < 2;
-"#];
+"#,
+    r#"
+CREATE TABLE snapshots (
+    dataset TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version >= 1),
+    path TEXT NOT NULL,
+    blake3 BLOB NOT NULL CHECK (length(blake3) = 32),
+    rows INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    columns TEXT NOT NULL,
+    registered INTEGER NOT NULL,
+    by_user INTEGER NOT NULL REFERENCES users(id),
+    social_org INTEGER REFERENCES orgs(id),
+    statement TEXT,
+    social_status TEXT CHECK (social_status IN ('pending', 'approved', 'rejected')),
+    PRIMARY KEY (dataset, version)
+) STRICT;
+"#,
+];
 
 fn store_err(e: rusqlite::Error) -> GovError {
     GovError::Store(e.to_string())
@@ -351,6 +371,81 @@ fn application_of(row: ApplicationRow) -> Result<Application, GovError> {
             measures,
         },
         decision,
+    })
+}
+
+type SnapshotRow = (
+    String,
+    i64,
+    String,
+    Vec<u8>,
+    i64,
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+const SNAPSHOT_COLS: &str = "dataset, version, path, blake3, rows, bytes, columns, registered, \
+                             social_org, statement, social_status";
+
+fn snapshot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
+}
+
+fn social_status_str(s: &SocialStatus) -> &'static str {
+    match s {
+        SocialStatus::Pending => "pending",
+        SocialStatus::Approved => "approved",
+        SocialStatus::Rejected => "rejected",
+    }
+}
+
+fn snapshot_of(row: SnapshotRow) -> Result<CatalogSnapshot, GovError> {
+    let (dataset, version, path, blake3, rows, bytes, columns, registered, org, statement, status) =
+        row;
+    let columns: Vec<CatalogColumn> =
+        serde_json::from_str(&columns).map_err(|_| corrupt("snapshot column list"))?;
+    let origin = match (org, statement, status.as_deref()) {
+        (None, None, None) => Origin::Operation,
+        (Some(org), Some(statement), Some(s)) => Origin::Social {
+            org: OrgId(org),
+            statement,
+            status: match s {
+                "pending" => SocialStatus::Pending,
+                "approved" => SocialStatus::Approved,
+                "rejected" => SocialStatus::Rejected,
+                _ => return Err(corrupt("snapshot")),
+            },
+        },
+        _ => return Err(corrupt("snapshot")),
+    };
+    Ok(CatalogSnapshot {
+        dataset: TableName::new(&dataset).map_err(|_| corrupt("snapshot"))?,
+        version,
+        facts: SnapshotFacts {
+            path,
+            blake3: blake3.try_into().map_err(|_| corrupt("snapshot digest"))?,
+            rows: u64::try_from(rows).map_err(|_| corrupt("snapshot"))?,
+            bytes: u64::try_from(bytes).map_err(|_| corrupt("snapshot"))?,
+            columns,
+        },
+        registered_at: registered,
+        origin,
     })
 }
 
@@ -682,6 +777,105 @@ impl Tx for SqliteTx<'_> {
             )
             .map_err(store_err)?;
         self.changed(changed, "application")
+    }
+
+    fn insert_snapshot(
+        &mut self,
+        dataset: &TableName,
+        facts: &SnapshotFacts,
+        origin: &Origin,
+        by: UserId,
+        at: i64,
+    ) -> Result<i64, GovError> {
+        let version: i64 = self
+            .one(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM snapshots WHERE dataset = ?1",
+                params![dataset.as_str()],
+                |r| r.get(0),
+            )?
+            .unwrap_or(1);
+        let (org, statement, status) = match origin {
+            Origin::Operation => (None, None, None),
+            Origin::Social {
+                org,
+                statement,
+                status,
+            } => (
+                Some(org.0),
+                Some(statement.as_str()),
+                Some(social_status_str(status)),
+            ),
+        };
+        let rows =
+            i64::try_from(facts.rows).map_err(|_| GovError::Invalid("too many rows".into()))?;
+        let bytes =
+            i64::try_from(facts.bytes).map_err(|_| GovError::Invalid("too large a file".into()))?;
+        self.tx
+            .execute(
+                &format!(
+                    "INSERT INTO snapshots ({SNAPSHOT_COLS}, by_user)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
+                params![
+                    dataset.as_str(),
+                    version,
+                    facts.path,
+                    facts.blake3.as_slice(),
+                    rows,
+                    bytes,
+                    json(&facts.columns)?,
+                    at,
+                    org,
+                    statement,
+                    status,
+                    by.0
+                ],
+            )
+            .map_err(store_err)?;
+        Ok(version)
+    }
+
+    fn snapshots_of(&mut self, dataset: &TableName) -> Result<Vec<CatalogSnapshot>, GovError> {
+        self.all(
+            &format!("SELECT {SNAPSHOT_COLS} FROM snapshots WHERE dataset = ?1 ORDER BY version"),
+            params![dataset.as_str()],
+            snapshot_row,
+        )?
+        .into_iter()
+        .map(snapshot_of)
+        .collect()
+    }
+
+    fn latest_snapshots(&mut self) -> Result<Vec<CatalogSnapshot>, GovError> {
+        self.all(
+            &format!(
+                "SELECT {SNAPSHOT_COLS} FROM snapshots s WHERE version =
+                   (SELECT MAX(version) FROM snapshots t WHERE t.dataset = s.dataset)
+                 ORDER BY dataset"
+            ),
+            [],
+            snapshot_row,
+        )?
+        .into_iter()
+        .map(snapshot_of)
+        .collect()
+    }
+
+    fn set_social_status(
+        &mut self,
+        dataset: &TableName,
+        version: i64,
+        status: &SocialStatus,
+    ) -> Result<(), GovError> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE snapshots SET social_status = ?3
+                 WHERE dataset = ?1 AND version = ?2 AND social_org IS NOT NULL",
+                params![dataset.as_str(), version, social_status_str(status)],
+            )
+            .map_err(store_err)?;
+        self.changed(n, "social dataset")
     }
 
     fn journal(

@@ -5,13 +5,14 @@
 //! added beside it without touching [`crate::workflow`]). Every workflow step runs in one
 //! transaction that commits durably or not at all. It must never expose a half-applied step.
 
-use enclave_core::ApplicationId;
+use enclave_core::{ApplicationId, TableName};
 
 use crate::GovError;
 use crate::day::Day;
 use crate::model::{
     Agreement, AgreementEvent, AgreementId, AgreementKind, AgreementStatus, Application,
-    ApplicationRequest, Decision, Org, OrgId, OrgStatus, Step, User, UserId,
+    ApplicationRequest, CatalogSnapshot, Decision, Org, OrgId, OrgStatus, Origin, SnapshotFacts,
+    SocialStatus, Step, User, UserId,
 };
 use crate::roles::{OrgKind, Role};
 
@@ -112,6 +113,27 @@ pub trait Tx {
     fn applications_of(&mut self, org: OrgId) -> Result<Vec<Application>, GovError>;
     /// Records a decision.
     fn set_decision(&mut self, id: &ApplicationId, decision: &Decision) -> Result<(), GovError>;
+
+    /// Adds the next version of `dataset` (1 if new); returns it.
+    fn insert_snapshot(
+        &mut self,
+        dataset: &TableName,
+        facts: &SnapshotFacts,
+        origin: &Origin,
+        by: UserId,
+        at: i64,
+    ) -> Result<i64, GovError>;
+    /// Every version of `dataset`, oldest first.
+    fn snapshots_of(&mut self, dataset: &TableName) -> Result<Vec<CatalogSnapshot>, GovError>;
+    /// The latest version of every dataset, by name.
+    fn latest_snapshots(&mut self) -> Result<Vec<CatalogSnapshot>, GovError>;
+    /// Records the operator's decision on a social dataset's version.
+    fn set_social_status(
+        &mut self,
+        dataset: &TableName,
+        version: i64,
+        status: &SocialStatus,
+    ) -> Result<(), GovError>;
 
     /// Journals a step of this transaction (to be recorded in the log).
     fn journal(

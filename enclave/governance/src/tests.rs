@@ -71,6 +71,10 @@ fn world() -> World {
         )
         .unwrap();
     }
+    for name in ["residents", "hospital_visits"] {
+        gov.register_dataset(&operator, &t(name), &facts(name, 1), d("2026-12-03"), NOW)
+            .unwrap();
+    }
     let dev = login(&mut gov, &operator, "dev");
     let other_dev = login(&mut gov, &operator, "eve");
     World {
@@ -80,6 +84,23 @@ fn world() -> World {
         reviewer,
         dev,
         other_dev,
+    }
+}
+
+fn facts(name: &str, seed: u8) -> SnapshotFacts {
+    SnapshotFacts {
+        path: format!("/domain/{name}-{seed}.parquet"),
+        blake3: [seed; 32],
+        rows: 1000,
+        bytes: 1 << 20,
+        columns: ["resident_id", "district", "income", "name"]
+            .iter()
+            .map(|c| CatalogColumn {
+                name: (*c).into(),
+                data_type: "Utf8".into(),
+                level: "L3".into(),
+            })
+            .collect(),
     }
 }
 
@@ -646,4 +667,137 @@ fn unknown_application_ids_are_not_found() {
             "not an application",
         );
     }
+}
+
+#[test]
+fn catalogs_versions_and_social_data() {
+    let mut w = world();
+    let today = d("2026-12-03");
+    // Re-registration makes a new version; the catalog shows the latest, no values.
+    let v2 = w
+        .gov
+        .register_dataset(
+            &w.operator,
+            &t("residents"),
+            &facts("residents", 2),
+            today,
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let catalog = w.gov.development_catalog(&w.dev).unwrap();
+    assert_eq!(catalog.len(), 2);
+    assert_eq!(
+        catalog
+            .iter()
+            .find(|s| s.dataset.as_str() == "residents")
+            .unwrap()
+            .version,
+        2
+    );
+    // Only datasets the operator's authorization covers; only by the operator.
+    refused(
+        w.gov
+            .register_dataset(&w.operator, &t("traffic"), &facts("traffic", 1), today, NOW),
+        "no operation authorization",
+    );
+    refused(
+        w.gov
+            .register_dataset(&w.dev, &t("mine"), &facts("mine", 1), today, NOW),
+        "may not register a dataset",
+    );
+    // A job reads the latest version.
+    let app = w
+        .gov
+        .submit_application(
+            &w.dev,
+            &request("residents:income", "2026-12-03", "2027-05-31"),
+            today,
+            NOW,
+        )
+        .unwrap();
+    w.gov
+        .decide(&w.reviewer, &app, &Verdict::Approve { narrowed: None }, NOW)
+        .unwrap();
+    let g = w
+        .gov
+        .grant_for_job(&w.dev, &app, &[t("residents")], today)
+        .unwrap();
+    assert_eq!(g.snapshots[0].version, 2);
+    assert_eq!(g.snapshots[0].facts.blake3, [2; 32]);
+    // Social data: unapproved, it cannot be joined; approved, only by its owner.
+    refused(
+        w.gov
+            .upload_social(&w.dev, &t("residents"), &facts("x", 3), "ours", NOW),
+        "is taken",
+    );
+    w.gov
+        .upload_social(
+            &w.dev,
+            &t("shop_sales"),
+            &facts("shop_sales", 4),
+            "collected with consent",
+            NOW,
+        )
+        .unwrap();
+    refused(
+        w.gov
+            .grant_for_job(&w.dev, &app, &[t("residents"), t("shop_sales")], today),
+        "social data `shop_sales` is not approved",
+    );
+    assert!(w.gov.fusion_catalog(&w.dev).unwrap().is_empty());
+    refused(
+        w.gov
+            .decide_social(&w.dev, &t("shop_sales"), 1, true, "mine", NOW),
+        "may not decide social data",
+    );
+    w.gov
+        .decide_social(
+            &w.reviewer,
+            &t("shop_sales"),
+            1,
+            true,
+            "lawful source checked",
+            NOW,
+        )
+        .unwrap();
+    refused(
+        w.gov
+            .decide_social(&w.reviewer, &t("shop_sales"), 1, false, "again", NOW),
+        "decided already",
+    );
+    let g = w
+        .gov
+        .grant_for_job(&w.dev, &app, &[t("residents"), t("shop_sales")], today)
+        .unwrap();
+    assert_eq!(g.columns_of("shop_sales").unwrap().len(), 4);
+    assert_eq!(w.gov.fusion_catalog(&w.other_dev).unwrap().len(), 1);
+    // Another entity cannot join it, even with an approved application of its own.
+    let app2 = w
+        .gov
+        .submit_application(
+            &w.other_dev,
+            &request("residents:income", "2026-12-03", "2027-05-31"),
+            today,
+            NOW,
+        )
+        .unwrap();
+    w.gov
+        .decide(
+            &w.reviewer,
+            &app2,
+            &Verdict::Approve { narrowed: None },
+            NOW,
+        )
+        .unwrap();
+    refused(
+        w.gov
+            .grant_for_job(&w.other_dev, &app2, &[t("shop_sales")], today),
+        "not approved for `other-lab`",
+    );
+    refused(
+        w.gov
+            .upload_social(&w.other_dev, &t("shop_sales"), &facts("s", 5), "copy", NOW),
+        "is taken",
+    );
 }

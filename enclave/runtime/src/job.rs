@@ -121,6 +121,29 @@ fn input_error(m: impl Into<String>) -> RuntimeError {
 }
 
 /// Column names of a Parquet file (its footer only).
+/// A Parquet file's row count and columns (name, Arrow type as text), from its footer: what a
+/// catalog lists of a dataset (never a value).
+pub fn parquet_facts(
+    name: &TableName,
+    path: &std::path::Path,
+) -> Result<(u64, Vec<(String, String)>), RuntimeError> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |e: &dyn std::fmt::Display| {
+        input_error(format!("dataset `{name}` cannot be opened as Parquet: {e}"))
+    };
+    let f = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(&e))?;
+    let rows = u64::try_from(b.metadata().file_metadata().num_rows())
+        .map_err(|_| bad(&"a negative row count"))?;
+    let columns = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    Ok((rows, columns))
+}
+
 fn parquet_columns(name: &TableName, path: &std::path::Path) -> Result<Vec<String>, RuntimeError> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bad = |e: &dyn std::fmt::Display| {
@@ -133,6 +156,13 @@ fn parquet_columns(name: &TableName, path: &std::path::Path) -> Result<Vec<Strin
         .iter()
         .map(|f| f.name().clone())
         .collect())
+}
+
+impl Submitted {
+    /// The job's manifest (module, dataset snapshots, policy, application…).
+    pub fn manifest(&self) -> &JobManifest {
+        &self.manifest
+    }
 }
 
 impl Domain {

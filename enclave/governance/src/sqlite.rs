@@ -13,13 +13,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::GovError;
 use crate::day::Day;
+use crate::model::AgreementStatus;
 use crate::model::{
     Agreement, AgreementEvent, AgreementId, AgreementKind, Application, ApplicationRequest,
     CatalogColumn, CatalogSnapshot, DatasetColumns, Decision, Org, OrgId, OrgStatus, Origin,
     SnapshotFacts, SocialStatus, Step, User, UserId,
 };
 use crate::roles::{OrgKind, Role};
-use crate::store::{NewAgreement, Store, Tx, agreement_status, agreement_status_str};
+use crate::store::{NewAgreement, Store, Tx};
 
 /// The schema, one migration per version; never edit a released one, add the next.
 const MIGRATIONS: &[&str] = &[
@@ -942,5 +943,25 @@ impl SqliteTx<'_> {
             )
             .map_err(store_err)?;
         Ok(())
+    }
+}
+
+/// Parses a stored agreement status.
+fn agreement_status(s: &str) -> Option<AgreementStatus> {
+    match s {
+        "active" => Some(AgreementStatus::Active),
+        "suspended" => Some(AgreementStatus::Suspended),
+        "terminated" => Some(AgreementStatus::Terminated),
+        _ => None,
+    }
+}
+
+/// The stored name of an agreement status (expired is never stored).
+fn agreement_status_str(s: AgreementStatus) -> &'static str {
+    match s {
+        AgreementStatus::Active => "active",
+        AgreementStatus::Suspended => "suspended",
+        AgreementStatus::Terminated => "terminated",
+        AgreementStatus::Expired => "expired",
     }
 }

@@ -10,9 +10,9 @@ use enclave_core::{ApplicationId, TableName};
 use crate::GovError;
 use crate::day::Day;
 use crate::model::{
-    Agreement, AgreementEvent, AgreementId, AgreementKind, AgreementStatus, Application,
-    ApplicationRequest, CatalogSnapshot, Decision, Org, OrgId, OrgStatus, Origin, SnapshotFacts,
-    SocialStatus, Step, User, UserId,
+    Agreement, AgreementEvent, AgreementId, AgreementKind, Application, ApplicationRequest,
+    CatalogSnapshot, Decision, Org, OrgId, OrgStatus, Origin, SnapshotFacts, SocialStatus, Step,
+    User, UserId,
 };
 use crate::roles::{OrgKind, Role};
 
@@ -148,24 +148,4 @@ pub trait Tx {
     fn unlogged(&mut self) -> Result<Vec<Step>, GovError>;
     /// Marks a step attempted (an append is under way) or logged (done).
     fn mark_step(&mut self, seq: i64, logged: bool) -> Result<(), GovError>;
-}
-
-/// Parses a stored agreement status.
-pub(crate) fn agreement_status(s: &str) -> Option<AgreementStatus> {
-    match s {
-        "active" => Some(AgreementStatus::Active),
-        "suspended" => Some(AgreementStatus::Suspended),
-        "terminated" => Some(AgreementStatus::Terminated),
-        _ => None,
-    }
-}
-
-/// The stored name of an agreement status (expired is never stored).
-pub(crate) fn agreement_status_str(s: AgreementStatus) -> &'static str {
-    match s {
-        AgreementStatus::Active => "active",
-        AgreementStatus::Suspended => "suspended",
-        AgreementStatus::Terminated => "terminated",
-        AgreementStatus::Expired => "expired",
-    }
 }

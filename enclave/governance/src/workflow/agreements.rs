@@ -23,40 +23,15 @@ impl<S: Store> Governance<S> {
         let scope = sorted_scope(scope)?;
         self.tx(|tx| {
             active(&actor.org)?;
-            let org = org_named(tx, operator)?;
-            if org.kind != OrgKind::Operator {
-                return Err(GovError::Invalid(format!(
-                    "`{}` is not the operator",
-                    org.name
-                )));
-            }
-            active(&org)?;
-            let id = tx.insert_agreement(
-                &NewAgreement {
-                    kind: AgreementKind::Operation,
-                    grantor: actor.org.id,
-                    grantee: org.id,
-                    scope: &scope,
-                    start,
-                    end,
-                },
-                &AgreementEvent {
-                    at: now,
-                    status: AgreementStatus::Active,
-                    reason: "signed".into(),
-                    actor: actor.user.id,
-                },
-            )?;
-            journal(
+            sign(
                 tx,
                 actor,
-                "gov.agreement.operation",
-                &format!("agreement:{}", id.0),
-                serde_json::json!({"agreement": id.0, "operator": org.name, "datasets": scope,
-                    "start": start.to_string(), "end": end.to_string()}),
+                actor.org.id,
+                operator,
+                AgreementKind::Operation,
+                (&scope, start, end),
                 now,
-            )?;
-            Ok(id)
+            )
         })
     }
 
@@ -81,40 +56,15 @@ impl<S: Store> Governance<S> {
                 .org(actor.org.id)?
                 .ok_or_else(|| GovError::Store("org vanished".into()))?;
             operation_in_force(tx, &me, &scope, today.max(start), end)?;
-            let org = org_named(tx, developer)?;
-            if org.kind != OrgKind::Developer {
-                return Err(GovError::Invalid(format!(
-                    "`{}` is not a development entity",
-                    org.name
-                )));
-            }
-            active(&org)?;
-            let id = tx.insert_agreement(
-                &NewAgreement {
-                    kind: AgreementKind::Development,
-                    grantor: me.id,
-                    grantee: org.id,
-                    scope: &scope,
-                    start,
-                    end,
-                },
-                &AgreementEvent {
-                    at: now,
-                    status: AgreementStatus::Active,
-                    reason: "signed".into(),
-                    actor: actor.user.id,
-                },
-            )?;
-            journal(
+            sign(
                 tx,
                 actor,
-                "gov.agreement.development",
-                &format!("agreement:{}", id.0),
-                serde_json::json!({"agreement": id.0, "developer": org.name, "datasets": scope,
-                    "start": start.to_string(), "end": end.to_string()}),
+                me.id,
+                developer,
+                AgreementKind::Development,
+                (&scope, start, end),
                 now,
-            )?;
-            Ok(id)
+            )
         })
     }
 
@@ -228,4 +178,52 @@ fn verb_of(status: AgreementStatus) -> &'static str {
         AgreementStatus::Terminated => "terminate",
         AgreementStatus::Expired => "expire",
     }
+}
+
+/// Signs an agreement of `kind` from `grantor` with the active organization `grantee` (the
+/// operator for an operation authorization, a development entity for a development agreement).
+fn sign(
+    tx: &mut dyn Tx,
+    actor: &Actor,
+    grantor: crate::model::OrgId,
+    grantee: &str,
+    kind: AgreementKind,
+    (scope, start, end): (&[TableName], Day, Day),
+    now: i64,
+) -> Result<AgreementId, GovError> {
+    let org = org_named(tx, grantee)?;
+    let (wanted, what, verb) = match kind {
+        AgreementKind::Operation => (OrgKind::Operator, "the operator", "operation"),
+        AgreementKind::Development => (OrgKind::Developer, "a development entity", "development"),
+    };
+    if org.kind != wanted {
+        return Err(GovError::Invalid(format!("`{}` is not {what}", org.name)));
+    }
+    active(&org)?;
+    let id = tx.insert_agreement(
+        &NewAgreement {
+            kind,
+            grantor,
+            grantee: org.id,
+            scope,
+            start,
+            end,
+        },
+        &AgreementEvent {
+            at: now,
+            status: AgreementStatus::Active,
+            reason: "signed".into(),
+            actor: actor.user.id,
+        },
+    )?;
+    journal(
+        tx,
+        actor,
+        &format!("gov.agreement.{verb}"),
+        &format!("agreement:{}", id.0),
+        serde_json::json!({"agreement": id.0, "grantee": org.name, "datasets": scope,
+            "start": start.to_string(), "end": end.to_string()}),
+        now,
+    )?;
+    Ok(id)
 }

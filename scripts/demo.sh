@@ -61,6 +61,29 @@ else
   echo "-- name was requested but not approved:"
   ENCLAVE_TOKEN=$DEV "$ENCLAVE" run --module "$WASM/sql_report.wasm" --application "$APP" --table residents \
     --param sql="SELECT name FROM residents LIMIT 1" || true
+  echo "-- two jobs queued, run by the operator's worker pool, on the record:"
+  for band in 1 2; do
+    ENCLAVE_TOKEN=$DEV "$ENCLAVE" run --module "$WASM/sql_report.wasm" --application "$APP" --table residents \
+      --detach --param sql="SELECT district, COUNT(*) AS n FROM residents GROUP BY district"
+  done
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" jobs work --workers 2
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" jobs list
+  echo "-- the data authority's witness cosigns the log's checkpoint (C2SP tlog-witness):"
+  "$ENCLAVE" witness init --dir "$OUT/authority-witness" --name data-authority.example/witness \
+    --log-key "$ENCLAVE_HOME/log.pub" >/dev/null
+  "$ENCLAVE" audit witness-request --out "$OUT/witness-request.txt"
+  "$ENCLAVE" witness cosign --dir "$OUT/authority-witness" --request "$OUT/witness-request.txt" \
+    --out "$OUT/cosigned.note"
+  "$ENCLAVE" audit cosigned "$OUT/cosigned.note" --witness-key "$OUT/authority-witness/witness.pub"
+  "$TARGET/debug/enclave-audit" verify --log "$ENCLAVE_HOME/audit/log.jsonl" --key "$ENCLAVE_HOME/log.pub" \
+    --witness "$OUT/authority-witness/witness.pub" --cosigned "$ENCLAVE_HOME/audit/cosigned.note"
+  echo "-- a second entity is terminated: its tokens fail, its key (and with it its sealed data) is destroyed:"
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" org register --kind developer short-lived-lab
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" user add --org short-lived-lab --role developer sam
+  SAM=$(ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" token issue sam)
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" org terminate short-lived-lab --reason "early exit"
+  ENCLAVE_TOKEN=$SAM "$ENCLAVE" token whoami || true
+  ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" retention --dry-run
 fi
 
 

@@ -12,7 +12,7 @@ use enclave_governance::{Day, Governance, SqliteStore};
 use enclave_tests::*;
 use libtest_mimic::Trial;
 
-fn cli(home: &Path, token: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn cli(home: &Path, token: Option<&str>, args: &[&str]) -> Output {
     let mut c = enclave_cmd(home);
     c.env_remove("ENCLAVE_TOKEN")
         .env("XDG_CONFIG_HOME", home.join("no-config"));
@@ -22,7 +22,7 @@ fn cli(home: &Path, token: Option<&str>, args: &[&str]) -> Output {
     c.args(args).output().expect("the CLI runs")
 }
 
-fn ok(home: &Path, token: Option<&str>, args: &[&str]) -> String {
+pub(crate) fn ok(home: &Path, token: Option<&str>, args: &[&str]) -> String {
     let out = cli(home, token, args);
     assert!(
         out.status.success(),
@@ -32,7 +32,7 @@ fn ok(home: &Path, token: Option<&str>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn refused(home: &Path, token: Option<&str>, args: &[&str], needle: &str) {
+pub(crate) fn refused(home: &Path, token: Option<&str>, args: &[&str], needle: &str) {
     let out = cli(home, token, args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "enclave {args:?} should fail");
@@ -42,21 +42,21 @@ fn refused(home: &Path, token: Option<&str>, args: &[&str], needle: &str) {
     );
 }
 
-fn days(n: i64) -> String {
+pub(crate) fn days(n: i64) -> String {
     Day::from_number(Day::today().number() + n)
         .expect("a day in range")
         .to_string()
 }
 
 /// Tokens of a domain set up to the point where a developer may apply.
-struct Parties {
-    authority: String,
-    operator: String,
-    reviewer: String,
-    dev: String,
+pub(crate) struct Parties {
+    pub(crate) authority: String,
+    pub(crate) operator: String,
+    pub(crate) reviewer: String,
+    pub(crate) dev: String,
 }
 
-fn set_up(home: &Path) -> Parties {
+pub(crate) fn set_up(home: &Path) -> Parties {
     let authority = ok(
         home,
         None,
@@ -168,7 +168,7 @@ fn set_up(home: &Path) -> Parties {
     }
 }
 
-fn submit(home: &Path, dev: &str, columns: &str) -> Output {
+pub(crate) fn submit(home: &Path, dev: &str, columns: &str) -> Output {
     cli(
         home,
         Some(dev),
@@ -192,7 +192,7 @@ fn submit(home: &Path, dev: &str, columns: &str) -> Output {
 }
 
 /// The log's entries' actions (after checking it verifies with the domain's public key).
-fn log_actions(home: &Path) -> Vec<String> {
+pub(crate) fn log_actions(home: &Path) -> Vec<String> {
     let out = enclave_audit_cmd()
         .args(["verify", "--log"])
         .arg(home.join("audit/log.jsonl"))
@@ -367,6 +367,8 @@ fn seed_workflow_end_to_end() {
     let sql = "SELECT district, COUNT(*) AS n FROM residents GROUP BY district ORDER BY district";
     let (ran, doc) = run(d, &app, sql);
     assert!(ran, "{doc}");
+    let governed_run = doc["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(doc["record"]["status"], "succeeded", "{doc}");
     assert_eq!(doc["policy"]["kind"], "domain");
     assert_eq!(doc["application"], app.as_str());
     assert_eq!(doc["outputs"][0]["rows"], 9);
@@ -475,7 +477,56 @@ fn seed_workflow_end_to_end() {
             "report received",
         ],
     );
-    // Terminated: the developer's token no longer works; its application is revoked.
+    // The entity's data is sealed under its key: its social data, the module of its jobs and
+    // their transcripts; the auditor can replay its job while the entity exists.
+    let sealed: Vec<std::path::PathBuf> = ["social", "modules", "transcripts"]
+        .iter()
+        .flat_map(|k| {
+            std::fs::read_dir(home.join("entities").join("org-3").join(k))
+                .unwrap_or_else(|e| panic!("entities/org-3/{k}: {e}"))
+                .map(|e| e.unwrap().path())
+        })
+        .collect();
+    assert!(sealed.len() >= 3, "{sealed:?}");
+    for f in &sealed {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            bytes.starts_with(b"ENCLSF01") || bytes.starts_with(b"ENCLTX02"),
+            "{f:?}"
+        );
+        assert!(
+            !bytes.windows(4).any(|w| w == b"PAR1" || w == b"\0asm"),
+            "plaintext Parquet or Wasm in {f:?}"
+        );
+    }
+    let module_digest = enclave_core::Digest::of(&std::fs::read(&module).unwrap());
+    assert!(
+        !home
+            .join("modules")
+            .join(format!("{module_digest}.wasm"))
+            .exists(),
+        "the governed job's module is kept in the clear"
+    );
+    let replay = cli(
+        home,
+        None,
+        &[
+            "audit",
+            "replay",
+            &governed_run,
+            "--home",
+            home.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        replay.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&replay.stdout),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(home.join("keys/org-3.key").exists());
+    // Terminated: the developer's token no longer works; its application is revoked; its key is
+    // destroyed, and with it its data (crypto-shredding: backups of `entities/` too).
     let out = ok(
         home,
         o,
@@ -499,6 +550,28 @@ fn seed_workflow_end_to_end() {
         d,
         &["application", "show", &app],
         "unknown or revoked",
+    );
+    assert!(!home.join("keys/org-3.key").exists());
+    assert!(home.join("keys/org-3.destroyed").exists());
+    let replay = cli(
+        home,
+        None,
+        &[
+            "audit",
+            "replay",
+            &governed_run,
+            "--home",
+            home.to_str().unwrap(),
+        ],
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&replay.stdout),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(
+        !replay.status.success() && said.contains("unreadable"),
+        "{said}"
     );
     let mut gov = Governance::new(SqliteStore::open(&home.join("governance.db")).unwrap());
     let reviewer = gov.authenticate(&p.reviewer).unwrap();
@@ -526,6 +599,10 @@ fn seed_workflow_end_to_end() {
         "gov.org.suspend",
         "gov.org.resume",
         "gov.org.terminate",
+        "gov.org.shred",
+        "gov.job.submit",
+        "gov.job.start",
+        "gov.job.succeed",
         "gov.job.refuse",
         "gov.catalog.register",
         "gov.social.upload",
@@ -554,7 +631,7 @@ fn seed_workflow_end_to_end() {
 }
 
 /// Starts `args` and SIGKILLs it after `delay`; whether it finished first.
-fn kill_after(home: &Path, token: &str, args: &[String], delay: Duration) -> bool {
+pub(crate) fn kill_after(home: &Path, token: &str, args: &[String], delay: Duration) -> bool {
     let mut c = enclave_cmd(home);
     c.env("ENCLAVE_TOKEN", token)
         .env("XDG_CONFIG_HOME", home.join("no-config"))

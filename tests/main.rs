@@ -14,11 +14,13 @@ mod dependencies;
 mod examples;
 mod governance;
 mod invisibility;
+mod jobs;
 mod policy;
 mod sandbox;
 mod slt;
 mod tamper;
 mod wat;
+mod witness;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -61,6 +63,7 @@ fn main() {
     let mut trials = Vec::new();
     trials.extend(audit::tests());
     trials.extend(invisibility::tests());
+    trials.extend(jobs::tests());
     trials.extend(c_guest::tests());
     trials.extend(cli::tests());
     trials.extend(dependencies::tests());
@@ -71,5 +74,6 @@ fn main() {
     trials.extend(slt::tests());
     trials.extend(tamper::tests());
     trials.extend(wat::tests());
+    trials.extend(witness::tests());
     libtest_mimic::run(&args, trials).exit();
 }

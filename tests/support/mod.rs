@@ -182,6 +182,7 @@ impl Job {
             seed: None,
             target_partitions: self.partitions,
             clock_ms: 0,
+            sealed_by: None,
         }
     }
 

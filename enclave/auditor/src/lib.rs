@@ -1,7 +1,8 @@
 //! `enclave-audit`: the auditor's standalone verifier of an Enclave domain log.
 //!
 //! Checks an exported log file against the domain's public log key (and optionally a checkpoint
-//! kept from an earlier look), or checks one proof bundle. Exit status: 0 verified, 1 the log or
+//! kept from an earlier look, or one the data authority's witness cosigned), or checks one proof
+//! bundle. Exit status: 0 verified, 1 the log or
 //! proof is bad (the report names the first failing point), 2 the command could not run. This
 //! package is a binary; its library target is the same entry point, so tests can run it in a
 //! child process. It depends on nothing of the runtime.
@@ -39,6 +40,13 @@ enum Cmd {
         /// A signed checkpoint kept from an earlier look: the log must extend it.
         #[arg(long)]
         trusted: Option<PathBuf>,
+        /// The data authority's witness key (`<name>+<id>+<key>`, type 0x04), or a file holding
+        /// it: the log must extend a checkpoint that witness cosigned (`--cosigned`).
+        #[arg(long, requires = "cosigned")]
+        witness: Option<String>,
+        /// A checkpoint with the witness's cosignature (`enclave witness cosign`).
+        #[arg(long, requires = "witness", conflicts_with = "trusted")]
+        cosigned: Option<PathBuf>,
         /// Print a JSON report.
         #[arg(long)]
         json: bool,
@@ -75,6 +83,16 @@ fn load_key(arg: &str) -> Result<VerifierKey> {
     VerifierKey::parse(&text).context("parsing the log key")
 }
 
+fn load_witness_key(arg: &str) -> Result<enclave_tlog::CosignerKey> {
+    let path = Path::new(arg);
+    let text = if path.is_file() {
+        read_small(path)?
+    } else {
+        arg.to_owned()
+    };
+    enclave_tlog::CosignerKey::parse(&text).context("parsing the witness key")
+}
+
 /// Runs `enclave-audit` with the process's arguments.
 pub fn main() -> ExitCode {
     ExitCode::from(main_with(std::env::args_os()))
@@ -109,10 +127,36 @@ fn run(cli: Cli) -> Result<bool> {
             log,
             key,
             trusted,
+            witness,
+            cosigned,
             json,
         } => {
             let key = load_key(&key)?;
-            let trusted = trusted.as_deref().map(read_small).transpose()?;
+            let mut trusted = trusted.as_deref().map(read_small).transpose()?;
+            // The witness's cosignature first: without it the log is not accepted at all.
+            let mut witnessed = None;
+            if let (Some(w), Some(c)) = (&witness, &cosigned) {
+                let wkey = load_witness_key(w)?;
+                let note = read_small(c)?;
+                match wkey.verify(&note) {
+                    Ok(time) => witnessed = Some((wkey.name.clone(), time)),
+                    Err(e) => {
+                        let why = format!(
+                            "the checkpoint {} is not cosigned by the witness {}: {e}",
+                            c.display(),
+                            wkey.name
+                        );
+                        if json {
+                            let v = serde_json::json!({"ok": false, "failure": {"kind": "witness", "message": why}});
+                            println!("{}", serde_json::to_string_pretty(&v)?);
+                        } else {
+                            println!("BAD: {why}");
+                        }
+                        return Ok(false);
+                    }
+                }
+                trusted = Some(note);
+            }
             let file =
                 std::fs::File::open(&log).with_context(|| format!("opening {}", log.display()))?;
             let result = verify_log(
@@ -121,11 +165,20 @@ fn run(cli: Cli) -> Result<bool> {
                 trusted.as_deref(),
             );
             if json {
-                println!("{}", serde_json::to_string_pretty(&outcome_json(&result))?);
+                let mut v = outcome_json(&result);
+                if let Some((name, time)) = &witnessed {
+                    v["witness"] = serde_json::json!({"name": name, "time": time});
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 match &result {
                     Ok(s) => println!("{s}"),
                     Err(f) => println!("BAD: {f}"),
+                }
+                if let (Ok(_), Some((name, time))) = (&result, &witnessed) {
+                    println!(
+                        "the log extends the checkpoint witness {name} cosigned at unix time {time}"
+                    );
                 }
             }
             Ok(result.is_ok())

@@ -63,6 +63,26 @@ enum AuditCommand {
         /// Destination directory.
         out: PathBuf,
     },
+    /// Write an add-checkpoint request for the data authority's witness (C2SP tlog-witness):
+    /// the latest checkpoint and a consistency proof from the size the witness cosigned last
+    /// (that of `audit/cosigned.note`, else 0).
+    WitnessRequest {
+        /// The size the witness cosigned last, if not that of `audit/cosigned.note`.
+        #[arg(long)]
+        old: Option<u64>,
+        /// Write the request here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Keep a checkpoint the witness cosigned (`enclave witness cosign`) as
+    /// `audit/cosigned.note`: it must be signed by this log's key and be a state of this log.
+    Cosigned {
+        /// The cosigned checkpoint.
+        file: PathBuf,
+        /// The witness's public key (or a file holding it): its cosignature must verify.
+        #[arg(long)]
+        witness_key: PathBuf,
+    },
 }
 
 /// Runs `enclave audit`.
@@ -77,6 +97,8 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<u8> {
         } => prove(&root, entry, from_size, out, args.json),
         AuditCommand::Replay { job, rederive } => replay_job(&root, &job, rederive, args.json),
         AuditCommand::Export { out } => export(&root, &out, args.json),
+        AuditCommand::WitnessRequest { old, out } => witness_request(&root, old, out),
+        AuditCommand::Cosigned { file, witness_key } => keep_cosigned(&root, &file, &witness_key),
     }
 }
 
@@ -273,5 +295,117 @@ fn export(root: &std::path::Path, out: &std::path::Path, json: bool) -> anyhow::
             key.display()
         );
     }
+    Ok(0)
+}
+
+fn cosigned_path(home: &Home) -> PathBuf {
+    home.root().join("audit").join("cosigned.note")
+}
+
+/// `enclave audit witness-request`.
+fn witness_request(
+    root: &std::path::Path,
+    old: Option<u64>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    let home = existing_home(root)?;
+    let domain = Domain::open(root, local_actor("operator"))?;
+    let key = public_key(&home)?;
+    let checkpoint = domain
+        .log
+        .latest_checkpoint()
+        .context("the log has no checkpoint yet")?;
+    let cp = Checkpoint::open(&checkpoint, &key)?;
+    let old = match old {
+        Some(o) => o,
+        None => match std::fs::read_to_string(cosigned_path(&home)) {
+            Ok(note) => Checkpoint::open(&note, &key)?.size,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    anyhow::ensure!(
+        old <= cp.size,
+        "the witness cannot have cosigned size {old}: the log holds {} entries",
+        cp.size
+    );
+    let proof = if old == 0 || old == cp.size {
+        vec![]
+    } else {
+        domain.log.consistency_proof(old, cp.size)?
+    };
+    let req = enclave_tlog::AddCheckpoint {
+        old,
+        proof,
+        checkpoint,
+    }
+    .encode();
+    match out {
+        Some(p) => std::fs::write(&p, &req).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{req}"),
+    }
+    eprintln!("request: size {} from old size {old}", cp.size);
+    Ok(0)
+}
+
+/// `enclave audit cosigned`.
+fn keep_cosigned(
+    root: &std::path::Path,
+    file: &std::path::Path,
+    witness_key: &std::path::Path,
+) -> anyhow::Result<u8> {
+    let home = existing_home(root)?;
+    let domain = Domain::open(root, local_actor("operator"))?;
+    let key = public_key(&home)?;
+    let note = String::from_utf8(enclave_store::read_bounded(file, 64 << 10)?)?;
+    let wkey = enclave_tlog::CosignerKey::parse(&String::from_utf8(enclave_store::read_bounded(
+        witness_key,
+        4096,
+    )?)?)
+    .context("the witness key")?;
+    let time = wkey.verify(&note).context("the witness's cosignature")?;
+    let cp = Checkpoint::open(&note, &key).context("the log's signature")?;
+    let latest = Checkpoint::open(
+        &domain
+            .log
+            .latest_checkpoint()
+            .context("the log has no checkpoint yet")?,
+        &key,
+    )?;
+    anyhow::ensure!(
+        cp.size <= latest.size,
+        "the cosigned checkpoint (size {}) is not a state of this log (size {})",
+        cp.size,
+        latest.size
+    );
+    let proof = if cp.size == latest.size || cp.size == 0 {
+        vec![]
+    } else {
+        domain.log.consistency_proof(cp.size, latest.size)?
+    };
+    if cp.size == 0 {
+        anyhow::ensure!(
+            cp.root == enclave_tlog::merkle::empty_root(),
+            "not this log's empty state"
+        );
+    } else {
+        enclave_tlog::merkle::verify_consistency(
+            cp.size,
+            latest.size,
+            &cp.root,
+            &latest.root,
+            &proof,
+        )
+        .map_err(|e| anyhow::anyhow!("the cosigned checkpoint is not a state of this log: {e}"))?;
+    }
+    enclave_store::write_atomic(&cosigned_path(&home), note.as_bytes())?;
+    domain.record(&[Action::LogCosigned {
+        size: cp.size,
+        note: Digest::of(note.as_bytes()),
+    }])?;
+    eprintln!(
+        "kept the checkpoint of size {} cosigned by {} at unix time {time}",
+        cp.size, wkey.name
+    );
     Ok(0)
 }

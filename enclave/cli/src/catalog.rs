@@ -91,48 +91,68 @@ struct DecideArgs {
     reason: String,
 }
 
-/// Copies `file` into the domain under its blake3 (once; read-only) and measures it; each
-/// column's level comes from `level`, which refuses an unclassified column.
+/// How a measured file is kept in the domain.
+enum Keep<'a> {
+    /// The operator's datasets: a read-only copy under `datasets/files/<blake3>.parquet`.
+    Plain,
+    /// An entity's social data: sealed under its key (`entities/org-<n>/social/`), so that
+    /// terminating the entity destroys it.
+    Sealed(&'a enclave_store::EntityKey),
+}
+
+/// Copies `file` into the domain, measures the copy (blake3, rows, columns) and keeps it as
+/// `keep` says; each column's level comes from `level`, which refuses an unclassified column.
 fn measure(
     home: &Home,
     name: &TableName,
     file: &Path,
     level: impl Fn(&str) -> anyhow::Result<String>,
+    keep: Keep<'_>,
 ) -> anyhow::Result<SnapshotFacts> {
-    let blake3 = enclave_store::file_blake3(file)?;
-    let (rows, columns) = enclave_runtime::job::parquet_facts(name, file)?;
-    let columns = columns
-        .into_iter()
-        .map(|(n, t)| {
-            Ok(CatalogColumn {
-                level: level(&n)?,
-                name: n,
-                data_type: t,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let dir = home.root().join("datasets").join("files");
     std::fs::create_dir_all(&dir)?;
-    let kept = dir.join(format!("{blake3}.parquet"));
-    if !kept.exists() {
-        let tmp = dir.join(format!(".{blake3}.partial"));
-        std::fs::copy(file, &tmp).with_context(|| format!("copying {}", file.display()))?;
-        if enclave_store::file_blake3(&tmp)? != blake3 {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::bail!("{} changed while it was being registered", file.display());
-        }
-        let mut perms = std::fs::metadata(&tmp)?.permissions();
-        perms.set_readonly(true);
-        std::fs::set_permissions(&tmp, perms)?;
-        std::fs::rename(&tmp, &kept)?;
-    }
-    Ok(SnapshotFacts {
-        path: kept.display().to_string(),
-        blake3: blake3.0,
-        rows,
-        bytes: std::fs::metadata(&kept)?.len(),
-        columns,
-    })
+    let mut nonce = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let tmp = dir.join(format!(".upload-{}.partial", hex::encode(nonce)));
+    std::fs::copy(file, &tmp).with_context(|| format!("copying {}", file.display()))?;
+    let measured = (|| -> anyhow::Result<SnapshotFacts> {
+        let blake3 = enclave_store::file_blake3(&tmp)?;
+        let (rows, columns) = enclave_runtime::job::parquet_facts(name, &tmp)?;
+        let columns = columns
+            .into_iter()
+            .map(|(n, t)| {
+                Ok(CatalogColumn {
+                    level: level(&n)?,
+                    name: n,
+                    data_type: t,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let bytes = std::fs::metadata(&tmp)?.len();
+        let path = match keep {
+            Keep::Plain => {
+                let kept = dir.join(format!("{blake3}.parquet"));
+                if !kept.exists() {
+                    let mut perms = std::fs::metadata(&tmp)?.permissions();
+                    perms.set_readonly(true);
+                    std::fs::set_permissions(&tmp, perms)?;
+                    std::fs::rename(&tmp, &kept)?;
+                }
+                kept
+            }
+            Keep::Sealed(key) => home.seal_social(key, &blake3, &tmp)?,
+        };
+        Ok(SnapshotFacts {
+            path: path.display().to_string(),
+            blake3: blake3.0,
+            rows,
+            bytes,
+            columns,
+        })
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    measured
 }
 
 fn domain_policy(home: &Home) -> anyhow::Result<enclave_policy::Policy> {
@@ -187,17 +207,23 @@ pub(crate) fn catalog(args: CatalogArgs) -> anyhow::Result<u8> {
             let rules = policy.dataset(name.as_str()).ok_or_else(|| {
                 anyhow::anyhow!("dataset `{name}` is not classified by the domain policy")
             })?;
-            let facts = measure(&home, &name, &file, |c| {
-                rules
-                    .columns
-                    .get(c)
-                    .map(|r| r.level.clone())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "column `{name}.{c}` is not classified by the domain policy"
-                        )
-                    })
-            })?;
+            let facts = measure(
+                &home,
+                &name,
+                &file,
+                |c| {
+                    rules
+                        .columns
+                        .get(c)
+                        .map(|r| r.level.clone())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "column `{name}.{c}` is not classified by the domain policy"
+                            )
+                        })
+                },
+                Keep::Plain,
+            )?;
             let snap = s.gov.register_dataset(
                 &s.actor,
                 &name,
@@ -245,7 +271,16 @@ pub(crate) fn social(args: SocialArgs) -> anyhow::Result<u8> {
             if !policy.levels.contains_key(&level) {
                 anyhow::bail!("level `{level}` is not a level of the domain policy");
             }
-            let facts = measure(&home, &name, &file, |_| Ok(level.clone()))?;
+            // Checked before the file is sealed: only a developer brings social data.
+            s.actor.require(enclave_governance::Action::UploadSocial)?;
+            let key = home.entity_key_or_create(s.actor.org().id.0)?;
+            let facts = measure(
+                &home,
+                &name,
+                &file,
+                |_| Ok(level.clone()),
+                Keep::Sealed(&key),
+            )?;
             let snap = s
                 .gov
                 .upload_social(&s.actor, &name, &facts, &statement, now)?;

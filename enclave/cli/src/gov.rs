@@ -260,7 +260,7 @@ fn token_of(common: &Common) -> anyhow::Result<String> {
     )
 }
 
-fn open_gov(root: &Path) -> anyhow::Result<Governance<SqliteStore>> {
+pub(crate) fn open_gov(root: &Path) -> anyhow::Result<Governance<SqliteStore>> {
     let home = Home::open(root)?;
     let path = home.governance_path();
     if !path.exists() {
@@ -284,8 +284,10 @@ impl Session {
     pub(crate) fn open(common: &Common) -> anyhow::Result<Session> {
         let root = home_of(&common.home);
         let mut gov = open_gov(&root)?;
-        // What an interrupted command committed reaches the log before anything else happens.
+        // What an interrupted command committed reaches the log before anything else happens,
+        // and a terminated entity's key is destroyed.
         flush(&mut gov, &root)?;
+        shred(&mut gov, &root)?;
         let actor = gov.authenticate(&token_of(common)?)?;
         Ok(Session { gov, actor, root })
     }
@@ -296,16 +298,36 @@ impl Session {
     }
 }
 
+/// Destroys the keys of terminated development entities (crypto-shredding their social data,
+/// modules and transcripts) and records it; idempotent, so a crash between the two is repaired
+/// by the next command.
+pub(crate) fn shred(gov: &mut Governance<SqliteStore>, root: &Path) -> anyhow::Result<()> {
+    let pending = gov.shred_pending()?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let home = Home::open(root)?;
+    for org in pending {
+        home.destroy_entity_key(org.id.0)?;
+        gov.record_shredded(&org, enclave_governance::now())?;
+    }
+    flush(gov, root)
+}
+
 /// Records every journaled step not yet in the log (after a crash, what the last command
 /// committed but did not log), each as its actor. A step whose append was attempted is looked
 /// up in the log first, so none is recorded twice.
 fn flush(gov: &mut Governance<SqliteStore>, root: &Path) -> anyhow::Result<()> {
-    let steps = gov.unlogged_steps()?;
-    if steps.is_empty() {
+    if gov.unlogged_steps()?.is_empty() {
         return Ok(());
     }
     let domain = Domain::open(root, "operator:governance".into())?;
-    for step in steps {
+    flush_into(gov, &domain)
+}
+
+/// [`flush`] into a domain this process holds already.
+pub(crate) fn flush_into(gov: &mut Governance<SqliteStore>, domain: &Domain) -> anyhow::Result<()> {
+    for step in gov.unlogged_steps()? {
         let digest = domain.keyed("governance step", step.record.as_bytes());
         let hex = digest.to_string();
         let mut present = false;
@@ -394,9 +416,10 @@ fn status_step(s: &mut Session, target: &StatusArgs, status: OrgStatus) -> anyho
     };
     s.flush()?;
     if status == OrgStatus::Terminated {
+        shred(&mut s.gov, &s.root)?;
         eprintln!(
-            "terminated `{}`: {} user(s) deactivated, {} token(s) revoked, {} agreement(s) terminated, {} application(s) revoked",
-            target.target, done.users, done.tokens, done.agreements, done.applications
+            "terminated `{}`: {} user(s) deactivated, {} token(s) revoked, {} agreement(s) terminated, {} application(s) revoked, {} queued job(s) failed",
+            target.target, done.users, done.tokens, done.agreements, done.applications, done.jobs
         );
     } else {
         eprintln!("`{}` is now {verb}d", target.target);

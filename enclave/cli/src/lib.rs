@@ -1,6 +1,7 @@
 //! The `enclave` command line: `run` (a job on the record), `datagen` (sample tables), `sample`
 //! (desensitized samples), `audit` (verify, prove, replay, export), `policy check`, and the
-//! governance commands (`init`, `org`, `user`, `token`, `agreement`, `application`).
+//! governance commands (`init`, `org`, `user`, `token`, `agreement`, `application`, `catalog`,
+//! `social`, `jobs`, `retention`) and the authority's `witness`.
 //!
 //! Owns turning command-line arguments into the runtime's types (a [`Submission`], a sample
 //! request) and printing reports. `anyhow`, `clap` and `indicatif` live here only; the libraries
@@ -12,7 +13,10 @@ mod audit;
 mod catalog;
 mod gov;
 mod grant;
+mod jobs;
 mod policy_check;
+mod retention;
+mod witness;
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -68,6 +72,13 @@ enum Command {
     Catalog(catalog::CatalogArgs),
     /// Social data for fusion: upload (developers), approve or reject (reviewers).
     Social(catalog::SocialArgs),
+    /// Jobs under applications: the workers (operators), the records.
+    Jobs(jobs::JobsArgs),
+    /// Purge the sealed files of entities terminated more than six months ago (operators).
+    Retention(retention::RetentionArgs),
+    /// The data authority's witness of the domain log: cosigns checkpoints that extend what it
+    /// cosigned before (C2SP tlog-witness).
+    Witness(witness::WitnessArgs),
 }
 
 #[derive(clap::Args)]
@@ -160,6 +171,10 @@ struct RunArgs {
     /// ~/.config/enclave/token).
     #[arg(long)]
     token: Option<String>,
+    /// Under an application: submit the job and return (its number is printed); the domain's
+    /// workers (`enclave jobs work`) run it.
+    #[arg(long)]
+    detach: bool,
     /// Print one JSON document instead of the human-readable report.
     #[arg(long)]
     json: bool,
@@ -220,7 +235,8 @@ fn read_module(path: &std::path::Path, max: u64) -> Result<Vec<u8>, JobError> {
     Ok(bytes)
 }
 
-fn submission(args: &RunArgs, engine_limits: &EngineLimits) -> Result<Submission, JobError> {
+/// The job's limits from the command line.
+fn limits_of(args: &RunArgs, engine_limits: &EngineLimits) -> Result<Limits, JobError> {
     let mut limits = Limits::default();
     if let Some(f) = args.fuel {
         limits.fuel = f;
@@ -243,73 +259,76 @@ fn submission(args: &RunArgs, engine_limits: &EngineLimits) -> Result<Submission
             engine_limits.max_memory_bytes >> 20
         )));
     }
-    let module = read_module(&args.module, engine_limits.module_bytes)?;
-    let mut tables = Vec::new();
-    if args.application == "local" {
-        for t in &args.tables {
-            let (name, file) = split_pair(t, "--table")?;
-            let name = TableName::new(&name).map_err(|e| input(e.to_string()))?;
-            tables.push((name, PathBuf::from(file)));
-        }
-    } else if args.policy.is_some() {
-        return Err(input(
-            "under an application the domain's policy applies: drop --policy",
-        ));
-    }
-    let params = Params::new(
+    Ok(limits)
+}
+
+fn params_of(args: &RunArgs) -> Result<Params, JobError> {
+    Params::new(
         args.params
             .iter()
             .map(|p| split_pair(p, "--param"))
             .collect::<Result<Vec<_>, _>>()?,
     )
-    .map_err(|e| input(e.to_string()))?;
-    let seed = args
-        .seed
+    .map_err(|e| input(e.to_string()))
+}
+
+fn seed_of(args: &RunArgs) -> Result<Option<Seed>, JobError> {
+    args.seed
         .as_deref()
         .map(|s| {
             s.parse::<Seed>()
                 .map_err(|_| input("--seed must be 64 lower-case hexadecimal digits"))
         })
-        .transpose()?;
+        .transpose()
+}
+
+/// A local run's submission (the developer's own files).
+fn submission(args: &RunArgs, engine_limits: &EngineLimits) -> Result<Submission, JobError> {
+    let limits = limits_of(args, engine_limits)?;
+    let module = read_module(&args.module, engine_limits.module_bytes)?;
+    let mut tables = Vec::new();
+    for t in &args.tables {
+        let (name, file) = split_pair(t, "--table")?;
+        let name = TableName::new(&name).map_err(|e| input(e.to_string()))?;
+        tables.push((name, PathBuf::from(file)));
+    }
     Ok(Submission {
         module,
         tables,
-        params,
+        params: params_of(args)?,
         limits,
         policy: match &args.policy {
             Some(p) => PolicySource::File(p.clone()),
             None => PolicySource::Open,
         },
         application: ApplicationId::new(&args.application).map_err(|e| input(e.to_string()))?,
-        seed,
+        seed: seed_of(args)?,
         target_partitions: args.partitions,
         clock_ms: 0,
+        sealed_by: None,
     })
 }
 
-fn run(args: RunArgs) -> anyhow::Result<u8> {
+/// Prints a job error that ended a run before it produced a report; exit status 1.
+pub(crate) fn fail(e: &JobError, json: bool) -> anyhow::Result<u8> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&setup_error_json(e))?);
+    } else {
+        eprintln!("error ({}): {}", e.kind.as_str(), e.message);
+    }
+    Ok(1)
+}
+
+/// `enclave run --application`: the job goes through the domain's queue.
+fn run_under_application(args: &RunArgs, root: &std::path::Path) -> anyhow::Result<u8> {
     let engine_limits = EngineLimits::default();
-    let fail = |e: &JobError, json: bool| -> anyhow::Result<u8> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&setup_error_json(e))?);
-        } else {
-            eprintln!("error ({}): {}", e.kind.as_str(), e.message);
+    let parsed = (|| -> Result<_, JobError> {
+        if args.policy.is_some() {
+            return Err(input(
+                "under an application the domain's policy applies: drop --policy",
+            ));
         }
-        Ok(1)
-    };
-    let mut submission = match submission(&args, &engine_limits) {
-        Ok(s) => s,
-        Err(e) => return fail(&e, args.json),
-    };
-    let root = args
-        .home
-        .clone()
-        .unwrap_or_else(enclave_store::default_home);
-    // Under an application, the datasets are the catalog's registered snapshots and the policy
-    // is the domain's, narrowed to the grant.
-    let mut expected = Vec::new();
-    if args.application != "local" {
-        let names = match args
+        let tables = args
             .tables
             .iter()
             .map(|t| {
@@ -322,32 +341,60 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
                     TableName::new(t).map_err(|e| input(e.to_string()))
                 }
             })
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(n) => n,
-            Err(e) => return fail(&e, args.json),
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = jobs::JobSpec {
+            params: params_of(args)?,
+            limits: limits_of(args, &engine_limits)?,
+            seed: seed_of(args)?,
+            partitions: args.partitions,
         };
-        match grant::governed(&root, args.token.as_deref(), &args.application, &names) {
-            Ok(g) => {
-                submission.policy = PolicySource::Text {
-                    name: g.name,
-                    text: g.text,
-                };
-                for (name, path, digest) in g.tables {
-                    submission.tables.push((name.clone(), path));
-                    expected.push((name, enclave_core::Digest(digest)));
-                }
-            }
-            Err(e) => {
-                let kind = match e.downcast_ref::<enclave_governance::GovError>() {
-                    Some(g) if g.is_user_error() => ErrorKind::PolicyViolation,
-                    _ => ErrorKind::Internal,
-                };
-                let e = JobError::new(kind, format!("{e:#}"));
-                return fail(&e, args.json);
-            }
-        }
+        let module = read_module(&args.module, engine_limits.module_bytes)?;
+        let application =
+            ApplicationId::new(&args.application).map_err(|e| input(e.to_string()))?;
+        Ok((tables, spec, module, application))
+    })();
+    let (tables, spec, module, application) = match parsed {
+        Ok(p) => p,
+        Err(e) => return fail(&e, args.json),
+    };
+    jobs::run_governed(jobs::GovernedRun {
+        root,
+        token: args.token.clone(),
+        application,
+        tables,
+        module,
+        spec,
+        cache: if args.no_cache {
+            None
+        } else {
+            Some(args.cache_dir.clone())
+        },
+        detach: args.detach,
+        json: args.json,
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let engine_limits = EngineLimits::default();
+    let root = args
+        .home
+        .clone()
+        .unwrap_or_else(enclave_store::default_home);
+    // Under an application, the datasets are the catalog's registered snapshots and the policy
+    // is the domain's, narrowed to the grant; the job goes through the queue.
+    if args.application != "local" {
+        return run_under_application(&args, &root);
     }
+    if args.detach {
+        return fail(
+            &input("--detach queues a job under an application; a local run runs here"),
+            args.json,
+        );
+    }
+    let submission = match submission(&args, &engine_limits) {
+        Ok(s) => s,
+        Err(e) => return fail(&e, args.json),
+    };
     let domain = Domain::open(&root, local_actor("developer"))
         .with_context(|| format!("opening the domain directory {}", root.display()))?;
     let opened = &domain.opened;
@@ -369,19 +416,6 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     let engine = Engine::new(engine_limits, cache)?;
     let report = match domain
         .submit(submission)
-        .and_then(|s| {
-            // The file read must be the snapshot the catalog registered.
-            for (name, digest) in &expected {
-                let read = s.manifest().datasets.iter().find(|d| &d.name == name);
-                if read.map(|d| d.snapshot) != Some(*digest) {
-                    return Err(RuntimeError::Job(JobError::new(
-                        ErrorKind::PolicyViolation,
-                        format!("dataset `{name}` no longer matches its registered snapshot"),
-                    )));
-                }
-            }
-            Ok(s)
-        })
         .and_then(|s| domain.authorize(s))
         .and_then(|a| domain.run(a, &engine))
     {
@@ -527,6 +561,9 @@ where
         Command::Application(a) => gov::application(a),
         Command::Catalog(a) => catalog::catalog(a),
         Command::Social(a) => catalog::social(a),
+        Command::Jobs(a) => jobs::jobs(a),
+        Command::Retention(a) => retention::retention(a),
+        Command::Witness(a) => witness::witness(a),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@
 //! DataFusion or the log: the binary records what it decided.
 
 pub mod day;
+pub mod job;
 pub mod model;
 pub mod roles;
 #[cfg(feature = "sqlite")]
@@ -26,6 +27,7 @@ pub mod workflow;
 mod tests;
 
 pub use day::Day;
+pub use job::{JobEnd, JobNo, JobRecord, JobStatus, JobUsage};
 pub use model::{
     Agreement, AgreementEvent, AgreementId, AgreementKind, AgreementStatus, Application,
     ApplicationRequest, CatalogColumn, CatalogSnapshot, DatasetColumns, Decision, Grant, Org,
@@ -34,8 +36,8 @@ pub use model::{
 pub use roles::{Action, OrgKind, Role, permits};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
-pub use store::{Store, Tx};
-pub use workflow::{Actor, Governance, Token};
+pub use store::{NewJob, Store, Tx};
+pub use workflow::{Actor, Claim, Governance, RETENTION_SECS, Token, WORKER_ACTOR};
 
 /// Why a governance request was not done.
 #[derive(Debug, thiserror::Error)]

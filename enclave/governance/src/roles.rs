@@ -66,11 +66,15 @@ pub enum Action {
     UploadSocial,
     /// Approve or reject social data.
     DecideSocial,
+    /// Run the domain's job workers, and recover jobs after a restart.
+    RunWorkers,
+    /// Purge what is past its retention period.
+    ApplyRetention,
 }
 
 impl Action {
     /// Every action (for the table's tests and documentation).
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Action::CreateOperator,
         Action::CreateDeveloper,
         Action::ManageUsers,
@@ -86,6 +90,8 @@ impl Action {
         Action::ReadCatalog,
         Action::UploadSocial,
         Action::DecideSocial,
+        Action::RunWorkers,
+        Action::ApplyRetention,
     ];
 }
 
@@ -112,6 +118,8 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::ControlDeveloper
                 | A::ReadRecords
                 | A::RegisterDataset
+                | A::RunWorkers
+                | A::ApplyRetention
         ) | (
             R::Reviewer,
             A::DecideApplication | A::DecideSocial | A::ReadRecords
@@ -188,6 +196,8 @@ names!(Action {
     ReadCatalog => "read the catalogs",
     UploadSocial => "bring social data",
     DecideSocial => "decide social data",
+    RunWorkers => "run the job workers",
+    ApplyRetention => "purge what is past retention",
 });
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use enclave_core::{ApplicationId, TableName};
 
 use crate::GovError;
 use crate::day::Day;
+use crate::job::{JobEnd, JobNo, JobRecord, JobStatus};
 use crate::model::{
     Agreement, AgreementEvent, AgreementId, AgreementKind, Application, ApplicationRequest,
     CatalogSnapshot, Decision, Org, OrgId, OrgStatus, Origin, SnapshotFacts, SocialStatus, Step,
@@ -40,6 +41,25 @@ pub struct NewAgreement<'a> {
     pub start: Day,
     /// Last day.
     pub end: Day,
+}
+
+/// A new job.
+#[derive(Clone, Debug)]
+pub struct NewJob<'a> {
+    /// The development entity.
+    pub org: OrgId,
+    /// Who submits it.
+    pub submitter: UserId,
+    /// Its application.
+    pub application: &'a ApplicationId,
+    /// blake3 of its module.
+    pub module: &'a [u8; 32],
+    /// The datasets it reads.
+    pub datasets: &'a [TableName],
+    /// Parameters, limits, seed (JSON).
+    pub spec: &'a str,
+    /// Unix time.
+    pub at: i64,
 }
 
 /// One transaction's reads and writes.
@@ -135,6 +155,30 @@ pub trait Tx {
         status: &SocialStatus,
     ) -> Result<(), GovError>;
 
+    /// Adds a queued job; returns its number.
+    fn insert_job(&mut self, job: &NewJob<'_>) -> Result<JobNo, GovError>;
+    /// A job by number.
+    fn job(&mut self, no: JobNo) -> Result<Option<JobRecord>, GovError>;
+    /// Jobs, newest first: of `org` if given, in `status` if given, at most `limit`.
+    fn jobs(
+        &mut self,
+        org: Option<OrgId>,
+        status: Option<JobStatus>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, GovError>;
+    /// Marks a queued job running on `worker`.
+    fn start_job(&mut self, no: JobNo, worker: &str, at: i64) -> Result<(), GovError>;
+    /// Records the runtime's job id of a running job.
+    fn set_job_run(&mut self, no: JobNo, run: &str) -> Result<(), GovError>;
+    /// Ends a job that is in status `from`.
+    fn end_job(
+        &mut self,
+        no: JobNo,
+        from: JobStatus,
+        end: &JobEnd,
+        at: i64,
+    ) -> Result<(), GovError>;
+
     /// Journals a step of this transaction (to be recorded in the log).
     fn journal(
         &mut self,
@@ -144,6 +188,8 @@ pub trait Tx {
         record: &str,
         at: i64,
     ) -> Result<(), GovError>;
+    /// When the first step `action` on `subject` was journaled, if ever.
+    fn step_at(&mut self, action: &str, subject: &str) -> Result<Option<i64>, GovError>;
     /// The journaled steps not recorded in the log yet, oldest first.
     fn unlogged(&mut self) -> Result<Vec<Step>, GovError>;
     /// Marks a step attempted (an append is under way) or logged (done).

@@ -125,6 +125,13 @@ pub enum Action<'a> {
         /// blake3 of the exported log file.
         log: Digest,
     },
+    /// The domain kept a checkpoint the data authority's witness cosigned.
+    LogCosigned {
+        /// Size of the cosigned checkpoint.
+        size: u64,
+        /// blake3 of the cosigned checkpoint note.
+        note: Digest,
+    },
 }
 
 impl Action<'_> {
@@ -228,6 +235,9 @@ impl Action<'_> {
             Action::LogExported { size, log } => {
                 d("log.export", format!("log:{size}")).digest("log", &log.0)
             }
+            Action::LogCosigned { size, note } => {
+                d("log.cosign", format!("log:{size}")).digest("cosigned", &note.0)
+            }
         }
     }
 }
@@ -294,6 +304,7 @@ mod tests {
                 bundle: f,
             },
             Action::LogExported { size: 9, log: f },
+            Action::LogCosigned { size: 9, note: f },
             Action::Governed {
                 action: "gov.application.approve",
                 subject: "application:app-3",

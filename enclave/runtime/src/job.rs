@@ -21,7 +21,7 @@ use enclave_policy::{Authorization, Policy, open_policy_text};
 use enclave_query::{Dataset, JobSession, LiveHost, Privacy, SessionLimits};
 use enclave_record::{Header, OutputRef, SealedWriter, TRANSCRIPT_VERSION, record};
 use enclave_sandbox::{JobInputs, RunReport};
-use enclave_store::Snapshot;
+use enclave_store::{EntityKey, Snapshot};
 
 use crate::actions::Action;
 use crate::domain::Domain;
@@ -75,6 +75,10 @@ pub struct Submission {
     pub target_partitions: Option<u32>,
     /// The job's logical clock (ms since the Unix epoch).
     pub clock_ms: i64,
+    /// The development entity whose key seals the job's module and transcript (a job under an
+    /// application: terminating the entity destroys the key, and with it both); `None`: sealed
+    /// by the domain.
+    pub sealed_by: Option<EntityKey>,
 }
 
 /// A job with its manifest fixed: module stored, datasets snapshotted, policy loaded.
@@ -85,6 +89,7 @@ pub struct Submitted {
     policy: Arc<Policy>,
     policy_text: String,
     files: Vec<(Dataset, Snapshot)>,
+    sealed_by: Option<EntityKey>,
 }
 
 /// A job its policy authorized: the only state that can run.
@@ -95,6 +100,7 @@ pub struct Authorized {
     policy_text: String,
     files: Vec<(Dataset, Snapshot)>,
     auth: Authorization,
+    sealed_by: Option<EntityKey>,
 }
 
 /// How a job went.
@@ -168,7 +174,10 @@ impl Submitted {
 impl Domain {
     /// Fixes a submission's manifest: stores the module, snapshots the datasets, loads the policy.
     pub fn submit(&self, s: Submission) -> Result<Submitted, RuntimeError> {
-        let module = self.home.store_module(&s.module)?;
+        let module = match &s.sealed_by {
+            Some(key) => self.home.store_entity_module(key, &s.module)?,
+            None => self.home.store_module(&s.module)?,
+        };
         let mut snapshots = self.home.snapshots()?;
         let mut datasets = Vec::with_capacity(s.tables.len());
         let mut files = Vec::with_capacity(s.tables.len());
@@ -259,6 +268,7 @@ impl Domain {
             policy: Arc::new(policy),
             policy_text,
             files,
+            sealed_by: s.sealed_by,
         })
     }
 
@@ -329,6 +339,7 @@ impl Domain {
                 policy_text: job.policy_text,
                 files: job.files,
                 auth,
+                sealed_by: job.sealed_by,
             }),
             Err(refusal) => {
                 let error = JobError::new(ErrorKind::PolicyViolation, refusal.to_string());
@@ -352,12 +363,19 @@ impl Domain {
             policy_text,
             files,
             auth,
+            sealed_by,
         } = job;
         let id = manifest.job;
         // The transcript is opened before anything is logged: a job that cannot be recorded is
         // not started.
-        let path = self.home.transcript_path(&id);
-        let writer = SealedWriter::create(self.secret(), &path, id)?;
+        let (path, seal) = match &sealed_by {
+            Some(k) => (
+                self.home.entity_transcript_path(k.entity(), &id)?,
+                k.bytes(),
+            ),
+            None => (self.home.transcript_path(&id), self.secret()),
+        };
+        let writer = SealedWriter::create(seal, &path, id)?;
         let mut actions = vec![self.submitted_action(&manifest, &policy_text)?];
         for d in &manifest.datasets {
             actions.push(Action::DatasetRead {

@@ -175,8 +175,13 @@ fn check(
             "job {job} has no submit and finish entries in the log: it never ran"
         )));
     };
-    let path = domain.home.transcript_path(&job);
-    let transcript = match Transcript::open(domain.secret(), &path, job) {
+    // A job under an application has its transcript sealed by its entity's key (refused as
+    // shredded once the entity was terminated).
+    let Some((path, key)) = domain.home.find_transcript(&job)? else {
+        report.differ("transcript", "the sealed transcript is missing");
+        return Ok(());
+    };
+    let transcript = match Transcript::open(&key, &path, job) {
         Ok((t, digest)) => {
             if digest != transcript_digest {
                 report.differ(

@@ -9,6 +9,7 @@
 //! module, and never hand out a module whose bytes do not match the digest it is asked for.
 
 pub mod ledger;
+pub mod sealed;
 pub mod snapshot;
 
 use std::io::Write;
@@ -18,6 +19,7 @@ use enclave_core::{Digest, DigestKey, JobId};
 use enclave_tlog::Signer;
 
 pub use ledger::DurableLedger;
+pub use sealed::{EntityKey, KeyState};
 pub use snapshot::{Snapshot, Snapshots};
 
 /// Why the domain directory could not be used.
@@ -42,6 +44,9 @@ pub enum StoreError {
     /// No file of this snapshot is known to the domain.
     #[error("dataset snapshot {0} is not known to this domain")]
     NoSnapshot(Digest),
+    /// The file belonged to a terminated entity whose key was destroyed (crypto-shredded).
+    #[error("{0}")]
+    Shredded(String),
 }
 
 /// The default domain directory: `$ENCLAVE_HOME`, else `$XDG_DATA_HOME/enclave`, else
@@ -199,12 +204,14 @@ impl Home {
     /// The stored module with this blake3; its bytes are checked against the digest.
     pub fn module(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
         let path = self.module_path(digest);
-        let bytes = read_bounded(&path, MAX_MODULE).map_err(|e| match e {
-            StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                StoreError::NoModule(*digest)
+        let bytes = match read_bounded(&path, MAX_MODULE) {
+            Ok(b) => b,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // An entity's module is kept sealed under its key.
+                return self.entity_module(digest);
             }
-            other => other,
-        })?;
+            Err(e) => return Err(e),
+        };
         let actual = Digest::of(&bytes);
         if actual != *digest {
             return Err(StoreError::Invalid(format!(

@@ -3,7 +3,8 @@
 //! Owns the tamper-evident log of every action of a domain: RFC 9162 Merkle hashing and proofs
 //! (`merkle`), C2SP signed notes and checkpoints (`note`), the entry and line format (`entry`),
 //! the durable writer (`log`, resuming from its authenticated `state`) and the verifier
-//! (`verify`), plus proof bundles an auditor checks offline (`proof`). It must never depend on
+//! (`verify`), plus proof bundles an auditor checks offline (`proof`) and the data authority's
+//! witness that cosigns checkpoints only after checking they extend what it cosigned (`witness`). It must never depend on
 //! wasmtime, DataFusion, Arrow or any runtime crate, so that auditors can build and trust it alone.
 
 pub mod entry;
@@ -13,6 +14,7 @@ pub mod note;
 pub mod proof;
 mod state;
 pub mod verify;
+pub mod witness;
 
 pub use entry::{Draft, Entry};
 pub use log::{Appended, Log, LogError, OpenReport};
@@ -20,3 +22,4 @@ pub use merkle::Hash;
 pub use note::{Checkpoint, Signer, VerifierKey};
 pub use proof::{Consistency, ProofBundle, ProofCheck};
 pub use verify::{Failure, FailureKind, Summary, verify_log};
+pub use witness::{AddCheckpoint, Cosigner, CosignerKey, Witness, WitnessError};

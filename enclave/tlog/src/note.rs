@@ -40,7 +40,7 @@ pub enum NoteError {
     BadCheckpoint(&'static str),
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 256
         && !name
@@ -122,6 +122,15 @@ fn split_key<'a>(
     s: &'a str,
     shape: &'static str,
 ) -> Result<(&'a str, [u8; 4], [u8; 32]), NoteError> {
+    split_key_alg(s, shape, ALG_ED25519)
+}
+
+/// [`split_key`] for signature type `alg` (0x04: a cosigner's key).
+pub(crate) fn split_key_alg<'a>(
+    s: &'a str,
+    shape: &'static str,
+    alg: u8,
+) -> Result<(&'a str, [u8; 4], [u8; 32]), NoteError> {
     let mut parts = s.splitn(3, '+');
     let (Some(name), Some(id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(NoteError::BadKey(shape));
@@ -133,9 +142,14 @@ fn split_key<'a>(
     let raw = STANDARD
         .decode(data)
         .map_err(|_| NoteError::BadKey("key is not base64"))?;
-    let Some((&ALG_ED25519, key)) = raw.split_first() else {
+    let Some((&first, key)) = raw.split_first() else {
         return Err(NoteError::BadKey("not an Ed25519 key"));
     };
+    if first != alg {
+        return Err(NoteError::BadKey(
+            "not an Ed25519 key of this signature type",
+        ));
+    }
     let key = key
         .try_into()
         .map_err(|_| NoteError::BadKey("Ed25519 keys are 32 bytes"))?;
@@ -144,7 +158,12 @@ fn split_key<'a>(
 
 /// The text form `<name>+<id>+<base64(0x01 ‖ key)>`.
 fn encode_key(name: &str, id: &[u8; 4], key: &[u8; 32]) -> String {
-    let mut data = vec![ALG_ED25519];
+    encode_key_alg(name, id, key, ALG_ED25519)
+}
+
+/// [`encode_key`] for signature type `alg`.
+pub(crate) fn encode_key_alg(name: &str, id: &[u8; 4], key: &[u8; 32], alg: u8) -> String {
+    let mut data = vec![alg];
     data.extend_from_slice(key);
     format!("{name}+{}+{}", hex::encode(id), STANDARD.encode(data))
 }
@@ -160,7 +179,7 @@ fn decode_id(id: &str) -> Result<[u8; 4], NoteError> {
 }
 
 /// Splits a note into its text (with final newline) and its signature block.
-fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
+pub(crate) fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
     if note.len() > MAX_NOTE {
         return Err(NoteError::Malformed("note too large"));
     }
@@ -184,7 +203,7 @@ fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
 }
 
 /// Parses `— <name> <base64(id ‖ signature)>`.
-fn parse_signature_line(line: &str) -> Result<(&str, Vec<u8>), NoteError> {
+pub(crate) fn parse_signature_line(line: &str) -> Result<(&str, Vec<u8>), NoteError> {
     let Some(rest) = line.strip_prefix("\u{2014} ") else {
         return Err(NoteError::Malformed(
             "signature line must start with an em dash",

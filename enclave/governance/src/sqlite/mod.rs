@@ -22,6 +22,7 @@ use crate::model::{
 use crate::roles::{OrgKind, Role};
 use crate::store::{NewAgreement, Store, Tx};
 
+mod jobs;
 mod rows;
 mod tx;
 
@@ -112,6 +113,7 @@ CREATE TABLE snapshots (
     PRIMARY KEY (dataset, version)
 ) STRICT;
 "#,
+    jobs::MIGRATION,
 ];
 
 fn store_err(e: rusqlite::Error) -> GovError {

@@ -2,6 +2,8 @@
 
 use super::rows::*;
 use super::*;
+use crate::job::{JobEnd, JobNo, JobRecord, JobStatus};
+use crate::store::NewJob;
 
 impl SqliteTx<'_> {
     fn one<T>(
@@ -428,6 +430,41 @@ impl Tx for SqliteTx<'_> {
         self.changed(n, "social dataset")
     }
 
+    fn insert_job(&mut self, job: &NewJob<'_>) -> Result<JobNo, GovError> {
+        super::jobs::insert(&self.tx, job)
+    }
+
+    fn job(&mut self, no: JobNo) -> Result<Option<JobRecord>, GovError> {
+        super::jobs::get(&self.tx, no)
+    }
+
+    fn jobs(
+        &mut self,
+        org: Option<OrgId>,
+        status: Option<JobStatus>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>, GovError> {
+        super::jobs::list(&self.tx, org, status, limit)
+    }
+
+    fn start_job(&mut self, no: JobNo, worker: &str, at: i64) -> Result<(), GovError> {
+        super::jobs::start(&self.tx, no, worker, at)
+    }
+
+    fn set_job_run(&mut self, no: JobNo, run: &str) -> Result<(), GovError> {
+        super::jobs::set_run(&self.tx, no, run)
+    }
+
+    fn end_job(
+        &mut self,
+        no: JobNo,
+        from: JobStatus,
+        end: &JobEnd,
+        at: i64,
+    ) -> Result<(), GovError> {
+        super::jobs::end(&self.tx, no, from, end, at)
+    }
+
     fn journal(
         &mut self,
         actor: &str,
@@ -444,6 +481,14 @@ impl Tx for SqliteTx<'_> {
             )
             .map_err(store_err)?;
         Ok(())
+    }
+
+    fn step_at(&mut self, action: &str, subject: &str) -> Result<Option<i64>, GovError> {
+        self.one(
+            "SELECT at FROM journal WHERE action = ?1 AND subject = ?2 ORDER BY seq LIMIT 1",
+            params![action, subject],
+            |r| r.get(0),
+        )
     }
 
     fn unlogged(&mut self) -> Result<Vec<Step>, GovError> {

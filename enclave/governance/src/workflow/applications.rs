@@ -197,67 +197,79 @@ impl<S: Store> Governance<S> {
         today: Day,
     ) -> Result<Grant, GovError> {
         actor.require(Action::SubmitJob)?;
-        self.tx(|tx| {
-            let me = tx
-                .org(actor.org.id)?
-                .ok_or_else(|| GovError::Store("org vanished".into()))?;
-            active(&me)?;
-            let user = tx.user(actor.user.id)?;
-            if !user.is_some_and(|u| u.active) {
-                return Err(GovError::Unauthenticated("the user is deactivated"));
-            }
-            let app = match tx.application(id)? {
-                Some(a) if a.org == me.id => a,
-                _ => {
-                    return Err(GovError::Refused(format!(
-                        "application {id} is not an application of `{}`",
-                        me.name
-                    )));
-                }
-            };
-            let approved = match &app.decision {
-                Decision::Approved { columns, .. } => columns.clone(),
-                Decision::Pending => {
-                    return Err(GovError::Refused(format!(
-                        "application {id} is not decided yet"
-                    )));
-                }
-                Decision::Rejected { .. } => {
-                    return Err(GovError::Refused(format!("application {id} was rejected")));
-                }
-                Decision::Revoked { .. } => {
-                    return Err(GovError::Refused(format!("application {id} was revoked")));
-                }
-            };
-            if today < app.request.start || today > app.request.end {
-                return Err(GovError::Refused(format!(
-                    "application {id} runs from {} to {}; today is {today}",
-                    app.request.start, app.request.end
-                )));
-            }
-            let agreement = tx
-                .agreement(app.agreement)?
-                .ok_or_else(|| GovError::Store("an application's agreement is missing".into()))?;
-            if !agreement.in_force(today) {
-                return Err(GovError::Refused(format!(
-                    "the development agreement of application {id} is {:?} on {today}",
-                    agreement.status_on(today)
-                )));
-            }
-            let operator = tx
-                .org(agreement.grantor)?
-                .ok_or_else(|| GovError::Store("an agreement's grantor is missing".into()))?;
-            let mut columns = Vec::new();
-            let mut snapshots = Vec::new();
-            let mut public = Vec::new();
-            for d in datasets {
-                let versions = tx.snapshots_of(d)?;
-                if versions
-                    .iter()
-                    .any(|v| matches!(v.origin, crate::model::Origin::Social { .. }))
-                {
-                    // Social data: only the entity's own, only once approved; all its columns.
-                    let s = super::catalog::approved_social(tx, d)?
+        self.tx(|tx| grant_in(tx, actor, id, datasets, today))
+    }
+}
+
+/// [`Governance::grant_for_job`] inside a transaction (a job's submission and the start of a
+/// queued job check the grant in the same transaction as the change they make).
+pub(super) fn grant_in(
+    tx: &mut dyn Tx,
+    actor: &Actor,
+    id: &ApplicationId,
+    datasets: &[TableName],
+    today: Day,
+) -> Result<Grant, GovError> {
+    let me = tx
+        .org(actor.org.id)?
+        .ok_or_else(|| GovError::Store("org vanished".into()))?;
+    active(&me)?;
+    let user = tx.user(actor.user.id)?;
+    if !user.is_some_and(|u| u.active) {
+        return Err(GovError::Unauthenticated("the user is deactivated"));
+    }
+    let app = match tx.application(id)? {
+        Some(a) if a.org == me.id => a,
+        _ => {
+            return Err(GovError::Refused(format!(
+                "application {id} is not an application of `{}`",
+                me.name
+            )));
+        }
+    };
+    let approved = match &app.decision {
+        Decision::Approved { columns, .. } => columns.clone(),
+        Decision::Pending => {
+            return Err(GovError::Refused(format!(
+                "application {id} is not decided yet"
+            )));
+        }
+        Decision::Rejected { .. } => {
+            return Err(GovError::Refused(format!("application {id} was rejected")));
+        }
+        Decision::Revoked { .. } => {
+            return Err(GovError::Refused(format!("application {id} was revoked")));
+        }
+    };
+    if today < app.request.start || today > app.request.end {
+        return Err(GovError::Refused(format!(
+            "application {id} runs from {} to {}; today is {today}",
+            app.request.start, app.request.end
+        )));
+    }
+    let agreement = tx
+        .agreement(app.agreement)?
+        .ok_or_else(|| GovError::Store("an application's agreement is missing".into()))?;
+    if !agreement.in_force(today) {
+        return Err(GovError::Refused(format!(
+            "the development agreement of application {id} is {:?} on {today}",
+            agreement.status_on(today)
+        )));
+    }
+    let operator = tx
+        .org(agreement.grantor)?
+        .ok_or_else(|| GovError::Store("an agreement's grantor is missing".into()))?;
+    let mut columns = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut public = Vec::new();
+    for d in datasets {
+        let versions = tx.snapshots_of(d)?;
+        if versions
+            .iter()
+            .any(|v| matches!(v.origin, crate::model::Origin::Social { .. }))
+        {
+            // Social data: only the entity's own, only once approved; all its columns.
+            let s = super::catalog::approved_social(tx, d)?
                         .filter(|s| {
                             matches!(&s.origin, crate::model::Origin::Social { org, .. } if *org == me.id)
                         })
@@ -267,40 +279,38 @@ impl<S: Store> Governance<S> {
                                 me.name
                             ))
                         })?;
-                    columns.push(DatasetColumns {
-                        dataset: d.clone(),
-                        columns: super::catalog::column_names(&s),
-                    });
-                    snapshots.push(s);
-                    continue;
-                }
-                let c = approved.iter().find(|c| &c.dataset == d).ok_or_else(|| {
-                    GovError::Refused(format!(
-                        "dataset `{d}` is not approved under application {id}"
-                    ))
-                })?;
-                let latest = versions.into_iter().last().ok_or_else(|| {
-                    GovError::Refused(format!(
-                        "dataset `{d}` is not registered in the domain's catalog"
-                    ))
-                })?;
-                columns.push(c.clone());
-                snapshots.push(latest);
-                public.push(d.clone());
-            }
-            if !public.is_empty() {
-                operation_in_force(tx, &operator, &public, today, today)?;
-            } else {
-                active(&operator)?;
-            }
-            Ok(Grant {
-                application: app.id.clone(),
-                org: me.id,
-                columns,
-                snapshots,
-            })
-        })
+            columns.push(DatasetColumns {
+                dataset: d.clone(),
+                columns: super::catalog::column_names(&s),
+            });
+            snapshots.push(s);
+            continue;
+        }
+        let c = approved.iter().find(|c| &c.dataset == d).ok_or_else(|| {
+            GovError::Refused(format!(
+                "dataset `{d}` is not approved under application {id}"
+            ))
+        })?;
+        let latest = versions.into_iter().last().ok_or_else(|| {
+            GovError::Refused(format!(
+                "dataset `{d}` is not registered in the domain's catalog"
+            ))
+        })?;
+        columns.push(c.clone());
+        snapshots.push(latest);
+        public.push(d.clone());
     }
+    if !public.is_empty() {
+        operation_in_force(tx, &operator, &public, today, today)?;
+    } else {
+        active(&operator)?;
+    }
+    Ok(Grant {
+        application: app.id.clone(),
+        org: me.id,
+        columns,
+        snapshots,
+    })
 }
 
 fn checked_columns(cols: &[DatasetColumns]) -> Result<Vec<DatasetColumns>, GovError> {

@@ -26,7 +26,11 @@ use crate::store::{NewAgreement, Store, Tx};
 mod agreements;
 mod applications;
 mod catalog;
+mod jobs;
 mod lifecycle;
+
+pub use jobs::{Claim, WORKER_ACTOR};
+pub use lifecycle::RETENTION_SECS;
 
 /// Longest term of an agreement, in years (the seed: operation three years, development at
 /// most three).
@@ -93,7 +97,8 @@ impl Actor {
         self.user.role
     }
 
-    fn require(&self, action: Action) -> Result<(), GovError> {
+    /// Refuses unless the role may take `action` ([`permits`]).
+    pub fn require(&self, action: Action) -> Result<(), GovError> {
         if permits(self.user.role, action) {
             Ok(())
         } else {
@@ -131,6 +136,8 @@ pub struct Termination {
     pub agreements: u64,
     /// Applications revoked.
     pub applications: u64,
+    /// Queued jobs failed (they never start).
+    pub jobs: u64,
 }
 
 fn text(what: &str, s: &str) -> Result<String, GovError> {
@@ -198,7 +205,19 @@ fn journal(
     now: i64,
 ) -> Result<(), GovError> {
     let who = format!("{}:{}", actor.user.role, actor.user.name);
-    tx.journal(&who, action, subject, &record.to_string(), now)
+    journal_as(tx, &who, action, subject, record, now)
+}
+
+/// Journals a step taken by `who` (`<role>:<name>`; the domain's workers for jobs).
+fn journal_as(
+    tx: &mut dyn Tx,
+    who: &str,
+    action: &str,
+    subject: &str,
+    record: serde_json::Value,
+    now: i64,
+) -> Result<(), GovError> {
+    tx.journal(who, action, subject, &record.to_string(), now)
 }
 
 fn org_named(tx: &mut dyn Tx, n: &str) -> Result<Org, GovError> {

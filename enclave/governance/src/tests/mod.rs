@@ -801,3 +801,5 @@ fn catalogs_versions_and_social_data() {
         "is taken",
     );
 }
+
+mod jobs;

@@ -5,213 +5,14 @@
 //! decisions (the store and the log stay consistent, nothing acknowledged is lost).
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use enclave_governance::{Day, Governance, SqliteStore};
+use enclave_governance::{Governance, SqliteStore};
 use enclave_tests::*;
 use libtest_mimic::Trial;
 
-pub(crate) fn cli(home: &Path, token: Option<&str>, args: &[&str]) -> Output {
-    let mut c = enclave_cmd(home);
-    c.env_remove("ENCLAVE_TOKEN")
-        .env("XDG_CONFIG_HOME", home.join("no-config"));
-    if let Some(t) = token {
-        c.env("ENCLAVE_TOKEN", t);
-    }
-    c.args(args).output().expect("the CLI runs")
-}
-
-pub(crate) fn ok(home: &Path, token: Option<&str>, args: &[&str]) -> String {
-    let out = cli(home, token, args);
-    assert!(
-        out.status.success(),
-        "enclave {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-pub(crate) fn refused(home: &Path, token: Option<&str>, args: &[&str], needle: &str) {
-    let out = cli(home, token, args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "enclave {args:?} should fail");
-    assert!(
-        err.contains(needle),
-        "enclave {args:?}: `{err}` lacks `{needle}`"
-    );
-}
-
-pub(crate) fn days(n: i64) -> String {
-    Day::from_number(Day::today().number() + n)
-        .expect("a day in range")
-        .to_string()
-}
-
-/// Tokens of a domain set up to the point where a developer may apply.
-pub(crate) struct Parties {
-    pub(crate) authority: String,
-    pub(crate) operator: String,
-    pub(crate) reviewer: String,
-    pub(crate) dev: String,
-}
-
-pub(crate) fn set_up(home: &Path) -> Parties {
-    let authority = ok(
-        home,
-        None,
-        &[
-            "init",
-            "--home",
-            home.to_str().unwrap(),
-            "--authority",
-            "city-data-bureau",
-        ],
-    );
-    let a = Some(authority.as_str());
-    ok(
-        home,
-        a,
-        &["org", "register", "--kind", "operator", "city-operator"],
-    );
-    ok(
-        home,
-        a,
-        &[
-            "user",
-            "add",
-            "--org",
-            "city-operator",
-            "--role",
-            "operator-admin",
-            "olga",
-        ],
-    );
-    let operator = ok(home, a, &["token", "issue", "olga"]);
-    ok(
-        home,
-        a,
-        &[
-            "agreement",
-            "operation",
-            "--operator",
-            "city-operator",
-            "--datasets",
-            "residents,hospital_visits",
-            "--start",
-            &days(-30),
-            "--end",
-            &days(700),
-        ],
-    );
-    let o = Some(operator.as_str());
-    ok(
-        home,
-        o,
-        &["org", "register", "--kind", "developer", "acme-analytics"],
-    );
-    ok(
-        home,
-        o,
-        &[
-            "user",
-            "add",
-            "--org",
-            "acme-analytics",
-            "--role",
-            "developer",
-            "dev",
-        ],
-    );
-    let dev = ok(home, o, &["token", "issue", "dev"]);
-    ok(
-        home,
-        o,
-        &[
-            "user",
-            "add",
-            "--org",
-            "city-operator",
-            "--role",
-            "reviewer",
-            "rita",
-        ],
-    );
-    let reviewer = ok(home, o, &["token", "issue", "rita"]);
-    ok(
-        home,
-        o,
-        &[
-            "agreement",
-            "development",
-            "--developer",
-            "acme-analytics",
-            "--datasets",
-            "residents",
-            "--start",
-            &days(0),
-            "--end",
-            &days(365),
-        ],
-    );
-    let file = residents(3000);
-    ok(
-        home,
-        o,
-        &["catalog", "register", "residents", file.to_str().unwrap()],
-    );
-    Parties {
-        authority,
-        operator,
-        reviewer,
-        dev,
-    }
-}
-
-pub(crate) fn submit(home: &Path, dev: &str, columns: &str) -> Output {
-    cli(
-        home,
-        Some(dev),
-        &[
-            "application",
-            "submit",
-            "--scenario",
-            "income by district",
-            "--purpose",
-            "subsidy planning",
-            "--columns",
-            columns,
-            "--start",
-            &days(0),
-            "--end",
-            &days(90),
-            "--measures",
-            "aggregates only",
-        ],
-    )
-}
-
-/// The log's entries' actions (after checking it verifies with the domain's public key).
-pub(crate) fn log_actions(home: &Path) -> Vec<String> {
-    let out = enclave_audit_cmd()
-        .args(["verify", "--log"])
-        .arg(home.join("audit/log.jsonl"))
-        .arg("--key")
-        .arg(home.join("log.pub"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    std::fs::read_to_string(home.join("audit/log.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["entry"]["action"].as_str().map(str::to_owned))
-        .collect()
-}
+use crate::parties::*;
 
 fn seed_workflow_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -446,6 +247,7 @@ fn seed_workflow_end_to_end() {
     );
     let (ran, doc) = run_with(d, &app, sql, &both);
     assert!(ran, "{doc}");
+    let fused_run = doc["job_id"].as_str().unwrap().to_owned();
     let fusion = ok(home, d, &["catalog", "fusion"]);
     assert!(fusion.contains("partner_panel v1"), "{fusion}");
     // A dataset outside the agreement cannot even be applied for.
@@ -524,6 +326,31 @@ fn seed_workflow_end_to_end() {
         String::from_utf8_lossy(&replay.stdout),
         String::from_utf8_lossy(&replay.stderr)
     );
+    // Re-derivation opens the sealed social data again, for itself only.
+    let rederived = cli(
+        home,
+        None,
+        &[
+            "audit",
+            "replay",
+            &fused_run,
+            "--rederive",
+            "--json",
+            "--home",
+            home.to_str().unwrap(),
+        ],
+    );
+    let doc = json_of(&rederived);
+    assert!(rederived.status.success(), "{doc}");
+    let checks = doc["rederived"].as_array().expect("re-derivation checks");
+    assert!(
+        !checks.is_empty() && checks.iter().all(|c| c["status"] == "same"),
+        "{doc}"
+    );
+    let left: Vec<_> = std::fs::read_dir(home.join("scratch"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "opened files left behind: {left:?}");
     assert!(home.join("keys/org-3.key").exists());
     // Terminated: the developer's token no longer works; its application is revoked; its key is
     // destroyed, and with it its data (crypto-shredding: backups of `entities/` too).
@@ -733,9 +560,222 @@ fn sigkill_during_submission_and_decision_loses_nothing() {
     assert!(gov.unlogged_steps().unwrap().is_empty());
 }
 
+fn json(home: &Path, token: Option<&str>, args: &[&str]) -> serde_json::Value {
+    let out = ok(home, token, args);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("enclave {args:?}: `{out}` is not JSON: {e}"))
+}
+
+/// `--json` on every governance command: the result as one JSON document on stdout, with the
+/// same facts the human text gives; listing shows a reviewer every pending application and a
+/// developer only its own organization's.
+fn governance_commands_speak_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let p = set_up(home);
+    let (o, r, d) = (
+        Some(p.operator.as_str()),
+        Some(p.reviewer.as_str()),
+        Some(p.dev.as_str()),
+    );
+    let who = json(home, d, &["token", "whoami", "--json"]);
+    assert_eq!(who["user"], "dev");
+    assert_eq!(who["role"], "developer");
+    assert_eq!(who["org"], "acme-analytics");
+    assert_eq!(who["org_status"], "active");
+    let org = json(
+        home,
+        o,
+        &[
+            "org",
+            "register",
+            "--kind",
+            "developer",
+            "beta-labs",
+            "--json",
+        ],
+    );
+    assert_eq!(org["org"], "beta-labs");
+    assert_eq!(org["kind"], "developer");
+    let user = json(
+        home,
+        o,
+        &[
+            "user",
+            "add",
+            "--org",
+            "beta-labs",
+            "--role",
+            "developer",
+            "bea",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (user["user"].as_str(), user["role"].as_str()),
+        (Some("bea"), Some("developer"))
+    );
+    let issued = json(home, o, &["token", "issue", "bea", "--json"]);
+    let bea = issued["token"].as_str().expect("the token").to_owned();
+    assert_eq!(
+        json(home, Some(&bea), &["token", "whoami", "--json"])["user"],
+        "bea"
+    );
+    let agr = json(
+        home,
+        o,
+        &[
+            "agreement",
+            "development",
+            "--developer",
+            "beta-labs",
+            "--datasets",
+            "residents",
+            "--start",
+            &days(0),
+            "--end",
+            &days(100),
+            "--json",
+        ],
+    );
+    let n = agr["agreement"].as_i64().expect("its number");
+    assert_eq!(agr["kind"], "development");
+    let ns = n.to_string();
+    let susp = json(
+        home,
+        o,
+        &["agreement", "suspend", &ns, "--reason", "audit", "--json"],
+    );
+    assert_eq!(susp["status"], "suspended");
+    json(
+        home,
+        o,
+        &[
+            "agreement",
+            "resume",
+            &ns,
+            "--reason",
+            "audit done",
+            "--json",
+        ],
+    );
+    let shown = json(home, o, &["agreement", "show", &ns, "--json"]);
+    assert_eq!(shown["datasets"], serde_json::json!(["residents"]));
+    assert_eq!(shown["status_today"], "active");
+    let history: Vec<_> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].clone())
+        .collect();
+    assert!(
+        history.ends_with(&[serde_json::json!("suspended"), serde_json::json!("active")]),
+        "{history:?}"
+    );
+    // Applications of two developers; each sees only its own, the reviewer sees both.
+    let mine = String::from_utf8_lossy(&submit(home, &p.dev, "residents:district,income").stdout)
+        .trim()
+        .to_owned();
+    let theirs = String::from_utf8_lossy(&submit(home, &bea, "residents:district").stdout)
+        .trim()
+        .to_owned();
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["application"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&json(home, d, &["application", "list", "--json"])),
+        vec![mine.clone()]
+    );
+    assert_eq!(
+        ids(&json(home, Some(&bea), &["application", "list", "--json"])),
+        vec![theirs.clone()]
+    );
+    let pending = json(home, r, &["application", "list", "--pending", "--json"]);
+    assert_eq!(ids(&pending), vec![mine.clone(), theirs.clone()]);
+    assert_eq!(pending[0]["scenario"], "income by district");
+    assert_eq!(
+        pending[0]["requested"][0]["columns"],
+        serde_json::json!(["district", "income"])
+    );
+    let approved = json(
+        home,
+        r,
+        &[
+            "application",
+            "approve",
+            &mine,
+            "--columns",
+            "residents:district",
+            "--json",
+        ],
+    );
+    assert_eq!(approved["state"], "approved");
+    assert_eq!(
+        approved["decision"]["columns"][0]["columns"],
+        serde_json::json!(["district"])
+    );
+    let rejected = json(
+        home,
+        r,
+        &[
+            "application",
+            "reject",
+            &theirs,
+            "--reason",
+            "not necessary",
+            "--json",
+        ],
+    );
+    assert_eq!(rejected["state"], "rejected");
+    assert!(
+        json(home, r, &["application", "list", "--pending", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let shown = json(home, d, &["application", "show", &mine, "--json"]);
+    assert_eq!(
+        (shown["state"].as_str(), shown["purpose"].as_str()),
+        (Some("approved"), Some("subsidy planning"))
+    );
+    // Another organization's application is not found, in JSON mode as in text.
+    refused(
+        home,
+        d,
+        &["application", "show", &theirs, "--json"],
+        "not found",
+    );
+    // The human table lists the same ids.
+    let table = ok(home, r, &["application", "list"]);
+    assert!(
+        table.contains(&mine) && table.contains(&theirs) && table.contains("rejected"),
+        "{table}"
+    );
+    let end = json(
+        home,
+        o,
+        &[
+            "org",
+            "terminate",
+            "beta-labs",
+            "--reason",
+            "exit",
+            "--json",
+        ],
+    );
+    assert_eq!(end["status"], "terminated");
+    assert_eq!(end["revoked"]["tokens"], 1);
+    assert_eq!(end["revoked"]["users"], 1);
+}
+
 pub fn tests() -> Vec<Trial> {
     crate::trials![
         seed_workflow_end_to_end,
+        governance_commands_speak_json,
         sigkill_during_submission_and_decision_loses_nothing
     ]
 }

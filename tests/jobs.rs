@@ -11,7 +11,7 @@ use std::time::Duration;
 use enclave_tests::*;
 use libtest_mimic::Trial;
 
-use crate::governance::{Parties, cli, log_actions, ok, refused, set_up, submit};
+use crate::parties::{Parties, cli, log_actions, ok, refused, set_up, submit};
 
 /// An approved application (`residents:district,income`) of the set-up developer.
 fn approved(home: &Path, p: &Parties) -> String {
@@ -149,6 +149,17 @@ fn jobs_run_on_the_queue_with_their_records() {
     for r in &all {
         assert_eq!(r["status"], "succeeded", "{r}");
     }
+    // An entity's module is compiled in memory only: no native code outlives its key.
+    let cached: Vec<_> = std::fs::read_dir(home.join("cache"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        cached.is_empty(),
+        "compiled entity code on disk: {cached:?}"
+    );
+    let argv_cached = run_args(&app, &["--cache-dir", "/tmp/x"]);
+    let argv_cached: Vec<&str> = argv_cached.iter().map(String::as_str).collect();
+    refused(home, d, &argv_cached, "compiles in memory only");
     // Termination fails what is still queued; the developer is locked out.
     assert_eq!(ok(home, d, &argv), "job-5");
     ok(

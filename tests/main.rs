@@ -15,6 +15,7 @@ mod examples;
 mod governance;
 mod invisibility;
 mod jobs;
+mod parties;
 mod policy;
 mod sandbox;
 mod slt;

@@ -8,7 +8,7 @@ use std::path::Path;
 use enclave_tlog::CosignerKey;
 use libtest_mimic::Trial;
 
-use crate::governance::{cli, ok, set_up};
+use crate::parties::{cli, ok, set_up};
 
 /// Runs `enclave` with `args`; (success, stdout, stderr).
 fn run(home: &Path, args: &[&str]) -> (bool, String, String) {

@@ -11,14 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use enclave_core::TableName;
-use enclave_governance::workflow::Verdict;
-use enclave_governance::{
-    Actor, AgreementId, AgreementStatus, ApplicationRequest, Day, Decision, Governance, OrgKind,
-    OrgStatus, Role, SqliteStore, parse_columns,
-};
+use enclave_governance::{Actor, Day, Governance, OrgKind, OrgStatus, Role, SqliteStore};
 use enclave_runtime::Domain;
 use enclave_runtime::actions::Action;
 use enclave_store::Home;
+use serde_json::{Value, json};
 
 /// Options every governance command takes.
 #[derive(Args, Clone)]
@@ -48,6 +45,9 @@ pub(crate) struct InitArgs {
 pub(crate) struct OrgArgs {
     #[command(flatten)]
     common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: OrgCommand,
 }
@@ -72,18 +72,21 @@ enum OrgCommand {
 }
 
 #[derive(Args)]
-struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The organization or agreement.
-    target: String,
+    pub(crate) target: String,
     /// Why (kept in the record; the log holds its keyed digest).
     #[arg(long)]
-    reason: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Args)]
 pub(crate) struct UserArgs {
     #[command(flatten)]
     common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: UserCommand,
 }
@@ -107,6 +110,9 @@ enum UserCommand {
 pub(crate) struct TokenArgs {
     #[command(flatten)]
     common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: TokenCommand,
 }
@@ -125,112 +131,6 @@ enum TokenCommand {
     },
     /// Show who the token is.
     Whoami,
-}
-
-#[derive(Args)]
-pub(crate) struct AgreementArgs {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    command: AgreementCommand,
-}
-
-#[derive(Args)]
-struct TermArgs {
-    /// Datasets covered, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    datasets: Vec<String>,
-    /// First day (YYYY-MM-DD).
-    #[arg(long)]
-    start: String,
-    /// Last day (YYYY-MM-DD); at most three years after the first.
-    #[arg(long)]
-    end: String,
-}
-
-#[derive(Subcommand)]
-enum AgreementCommand {
-    /// The authority authorizes the operator (授权运营).
-    Operation {
-        /// The operator.
-        #[arg(long)]
-        operator: String,
-        #[command(flatten)]
-        term: TermArgs,
-    },
-    /// The operator signs a development agreement (授权开发协议) with a development entity.
-    Development {
-        /// The development entity.
-        #[arg(long)]
-        developer: String,
-        #[command(flatten)]
-        term: TermArgs,
-    },
-    /// Suspend an agreement.
-    Suspend(StatusArgs),
-    /// Resume a suspended agreement.
-    Resume(StatusArgs),
-    /// Terminate an agreement (final; its applications are revoked).
-    Terminate(StatusArgs),
-    /// Show an agreement and its history.
-    Show {
-        /// The agreement number.
-        id: i64,
-    },
-}
-
-#[derive(Args)]
-pub(crate) struct ApplicationArgs {
-    #[command(flatten)]
-    common: Common,
-    #[command(subcommand)]
-    command: ApplicationCommand,
-}
-
-#[derive(Subcommand)]
-enum ApplicationCommand {
-    /// Apply for one scenario (一场景一清单一审核).
-    Submit {
-        /// The scenario.
-        #[arg(long)]
-        scenario: String,
-        /// The purpose.
-        #[arg(long)]
-        purpose: String,
-        /// Datasets and columns: `dataset:col,col;dataset:col`.
-        #[arg(long)]
-        columns: String,
-        /// First day (YYYY-MM-DD).
-        #[arg(long)]
-        start: String,
-        /// Last day (YYYY-MM-DD).
-        #[arg(long)]
-        end: String,
-        /// The security measures committed to.
-        #[arg(long)]
-        measures: String,
-    },
-    /// Approve an application (operator reviewers), possibly for fewer columns.
-    Approve {
-        /// The application (e.g. app-3).
-        id: String,
-        /// The approved columns, if fewer than requested: `dataset:col,col;…`.
-        #[arg(long)]
-        columns: Option<String>,
-    },
-    /// Reject an application with a reason.
-    Reject {
-        /// The application.
-        id: String,
-        /// Why.
-        #[arg(long)]
-        reason: String,
-    },
-    /// Show an application and its decision.
-    Show {
-        /// The application.
-        id: String,
-    },
 }
 
 const DEFAULT_POLICY: &str = include_str!("../../../policies/default.toml");
@@ -356,11 +256,11 @@ pub(crate) fn flush_into(gov: &mut Governance<SqliteStore>, domain: &Domain) -> 
     Ok(())
 }
 
-fn day(s: &str) -> anyhow::Result<Day> {
+pub(crate) fn day(s: &str) -> anyhow::Result<Day> {
     Ok(s.parse::<Day>()?)
 }
 
-fn tables(names: &[String]) -> anyhow::Result<Vec<TableName>> {
+pub(crate) fn tables(names: &[String]) -> anyhow::Result<Vec<TableName>> {
     names
         .iter()
         .map(|n| TableName::new(n.trim()).map_err(anyhow::Error::from))
@@ -401,7 +301,22 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn status_step(s: &mut Session, target: &StatusArgs, status: OrgStatus) -> anyhow::Result<u8> {
+/// Prints `value` as JSON, or runs `human`.
+pub(crate) fn emit(json: bool, value: Value, human: impl FnOnce()) -> anyhow::Result<u8> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        human();
+    }
+    Ok(0)
+}
+
+fn status_step(
+    s: &mut Session,
+    json: bool,
+    target: &StatusArgs,
+    status: OrgStatus,
+) -> anyhow::Result<u8> {
     let done = s.gov.set_org_status(
         &s.actor,
         &target.target,
@@ -415,21 +330,38 @@ fn status_step(s: &mut Session, target: &StatusArgs, status: OrgStatus) -> anyho
         OrgStatus::Terminated => "terminate",
     };
     s.flush()?;
+    let mut v = json!({"org": target.target, "status": serde_json::to_value(status)?});
     if status == OrgStatus::Terminated {
         shred(&mut s.gov, &s.root)?;
-        eprintln!(
-            "terminated `{}`: {} user(s) deactivated, {} token(s) revoked, {} agreement(s) terminated, {} application(s) revoked, {} queued job(s) failed",
-            target.target, done.users, done.tokens, done.agreements, done.applications, done.jobs
-        );
-    } else {
-        eprintln!("`{}` is now {verb}d", target.target);
+        v["revoked"] = json!({
+            "users": done.users,
+            "tokens": done.tokens,
+            "agreements": done.agreements,
+            "applications": done.applications,
+            "queued_jobs_failed": done.jobs,
+        });
     }
-    Ok(0)
+    emit(json, v, || {
+        if status == OrgStatus::Terminated {
+            eprintln!(
+                "terminated `{}`: {} user(s) deactivated, {} token(s) revoked, {} agreement(s) terminated, {} application(s) revoked, {} queued job(s) failed",
+                target.target,
+                done.users,
+                done.tokens,
+                done.agreements,
+                done.applications,
+                done.jobs
+            );
+        } else {
+            eprintln!("`{}` is now {verb}d", target.target);
+        }
+    })
 }
 
 /// `enclave org`.
 pub(crate) fn org(args: OrgArgs) -> anyhow::Result<u8> {
     let mut s = Session::open(&args.common)?;
+    let json = args.json;
     match args.command {
         OrgCommand::Register { kind, name } => {
             let kind = match kind.as_str() {
@@ -441,12 +373,13 @@ pub(crate) fn org(args: OrgArgs) -> anyhow::Result<u8> {
                 .gov
                 .register_org(&s.actor, &name, kind, enclave_governance::now())?;
             s.flush()?;
-            eprintln!("registered {kind} `{}`", org.name);
-            Ok(0)
+            let v = json!({"org": org.name, "id": org.id.0, "kind": kind.to_string(),
+                "status": serde_json::to_value(org.status)?});
+            emit(json, v, || eprintln!("registered {kind} `{}`", org.name))
         }
-        OrgCommand::Suspend(t) => status_step(&mut s, &t, OrgStatus::Suspended),
-        OrgCommand::Resume(t) => status_step(&mut s, &t, OrgStatus::Active),
-        OrgCommand::Terminate(t) => status_step(&mut s, &t, OrgStatus::Terminated),
+        OrgCommand::Suspend(t) => status_step(&mut s, json, &t, OrgStatus::Suspended),
+        OrgCommand::Resume(t) => status_step(&mut s, json, &t, OrgStatus::Active),
+        OrgCommand::Terminate(t) => status_step(&mut s, json, &t, OrgStatus::Terminated),
     }
 }
 
@@ -464,8 +397,10 @@ pub(crate) fn user(args: UserArgs) -> anyhow::Result<u8> {
                 .gov
                 .add_user(&s.actor, &org, &name, role, enclave_governance::now())?;
             s.flush()?;
-            eprintln!("added {role} `{}` to `{org}`", u.name);
-            Ok(0)
+            let v = json!({"user": u.name, "id": u.id.0, "org": org, "role": role.to_string()});
+            emit(args.json, v, || {
+                eprintln!("added {role} `{}` to `{org}`", u.name)
+            })
         }
     }
 }
@@ -473,216 +408,41 @@ pub(crate) fn user(args: UserArgs) -> anyhow::Result<u8> {
 /// `enclave token`.
 pub(crate) fn token(args: TokenArgs) -> anyhow::Result<u8> {
     let mut s = Session::open(&args.common)?;
+    let json = args.json;
     match args.command {
         TokenCommand::Issue { user } => {
             let t = s
                 .gov
                 .issue_token(&s.actor, &user, enclave_governance::now())?;
             s.flush()?;
-            eprintln!("token for `{user}` (shown once):");
-            println!("{}", t.as_str());
-            Ok(0)
+            let v = json!({"user": user, "token": t.as_str()});
+            emit(json, v, || {
+                eprintln!("token for `{user}` (shown once):");
+                println!("{}", t.as_str());
+            })
         }
         TokenCommand::Revoke { user } => {
             let n = s
                 .gov
                 .revoke_tokens(&s.actor, &user, enclave_governance::now())?;
             s.flush()?;
-            eprintln!("revoked {n} token(s) of `{user}`");
-            Ok(0)
+            let v = json!({"user": user, "revoked": n});
+            emit(json, v, || eprintln!("revoked {n} token(s) of `{user}`"))
         }
         TokenCommand::Whoami => {
-            println!(
-                "{} ({}) of {} `{}` ({:?})",
-                s.actor.user().name,
-                s.actor.role(),
-                s.actor.org().kind,
-                s.actor.org().name,
-                s.actor.org().status
-            );
-            Ok(0)
-        }
-    }
-}
-
-fn agreement_status_step(
-    s: &mut Session,
-    t: &StatusArgs,
-    status: AgreementStatus,
-    verb: &str,
-) -> anyhow::Result<u8> {
-    let id = AgreementId(
-        t.target
-            .parse()
-            .context("an agreement is named by its number")?,
-    );
-    s.gov
-        .change_agreement(&s.actor, id, status, &t.reason, enclave_governance::now())?;
-    s.flush()?;
-    eprintln!("agreement {}: {verb}d", id.0);
-    Ok(0)
-}
-
-/// `enclave agreement`.
-pub(crate) fn agreement(args: AgreementArgs) -> anyhow::Result<u8> {
-    let mut s = Session::open(&args.common)?;
-    let now = enclave_governance::now();
-    match args.command {
-        AgreementCommand::Operation { operator, term } => {
-            let scope = tables(&term.datasets)?;
-            let (start, end) = (day(&term.start)?, day(&term.end)?);
-            let id = s
-                .gov
-                .authorize_operation(&s.actor, &operator, &scope, start, end, now)?;
-            s.flush()?;
-            eprintln!(
-                "operation agreement {} with `{operator}`, {start} to {end}",
-                id.0
-            );
-            println!("{}", id.0);
-            Ok(0)
-        }
-        AgreementCommand::Development { developer, term } => {
-            let scope = tables(&term.datasets)?;
-            let (start, end) = (day(&term.start)?, day(&term.end)?);
-            let id = s.gov.sign_development(
-                &s.actor,
-                &developer,
-                &scope,
-                start,
-                end,
-                Day::today(),
-                now,
-            )?;
-            s.flush()?;
-            eprintln!(
-                "development agreement {} with `{developer}`, {start} to {end}",
-                id.0
-            );
-            println!("{}", id.0);
-            Ok(0)
-        }
-        AgreementCommand::Suspend(t) => {
-            agreement_status_step(&mut s, &t, AgreementStatus::Suspended, "suspend")
-        }
-        AgreementCommand::Resume(t) => {
-            agreement_status_step(&mut s, &t, AgreementStatus::Active, "resume")
-        }
-        AgreementCommand::Terminate(t) => {
-            agreement_status_step(&mut s, &t, AgreementStatus::Terminated, "terminate")
-        }
-        AgreementCommand::Show { id } => {
-            let (a, history) = s.gov.agreement(&s.actor, AgreementId(id))?;
-            println!(
-                "agreement {}: {:?}, datasets {}, {} to {}, {:?} today",
-                a.id.0,
-                a.kind,
-                a.scope
-                    .iter()
-                    .map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                a.start,
-                a.end,
-                a.status_on(Day::today())
-            );
-            for e in history {
-                println!("  {} {:?}: {}", e.at, e.status, e.reason);
-            }
-            Ok(0)
-        }
-    }
-}
-
-/// `enclave application`.
-pub(crate) fn application(args: ApplicationArgs) -> anyhow::Result<u8> {
-    let mut s = Session::open(&args.common)?;
-    let now = enclave_governance::now();
-    match args.command {
-        ApplicationCommand::Submit {
-            scenario,
-            purpose,
-            columns,
-            start,
-            end,
-            measures,
-        } => {
-            let request = ApplicationRequest {
-                scenario,
-                purpose,
-                columns: parse_columns(&columns).map_err(|e| anyhow::anyhow!("--columns: {e}"))?,
-                start: day(&start)?,
-                end: day(&end)?,
-                measures,
-            };
-            let id = s
-                .gov
-                .submit_application(&s.actor, &request, Day::today(), now)?;
-            s.flush()?;
-            eprintln!("submitted application {id}; an operator reviewer decides it");
-            println!("{id}");
-            Ok(0)
-        }
-        ApplicationCommand::Approve { id, columns } => {
-            let id = enclave_core::ApplicationId::new(&id)?;
-            let narrowed = columns
-                .as_deref()
-                .map(parse_columns)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--columns: {e}"))?;
-            let d = s
-                .gov
-                .decide(&s.actor, &id, &Verdict::Approve { narrowed }, now)?;
-            s.flush()?;
-            if let Decision::Approved { columns, .. } = d {
-                eprintln!("approved {id} for:");
-                for c in columns {
-                    eprintln!("  {}: {}", c.dataset, c.columns.join(", "));
-                }
-            }
-            Ok(0)
-        }
-        ApplicationCommand::Reject { id, reason } => {
-            let id = enclave_core::ApplicationId::new(&id)?;
-            s.gov.decide(
-                &s.actor,
-                &id,
-                &Verdict::Reject {
-                    reason: reason.clone(),
-                },
-                now,
-            )?;
-            s.flush()?;
-            eprintln!("rejected {id}");
-            Ok(0)
-        }
-        ApplicationCommand::Show { id } => {
-            let id = enclave_core::ApplicationId::new(&id)?;
-            let a = s.gov.application(&s.actor, &id)?;
-            println!(
-                "{}: {:?}\n  scenario: {}\n  purpose: {}\n  period: {} to {}\n  measures: {}",
-                a.id,
-                match &a.decision {
-                    Decision::Pending => "pending",
-                    Decision::Approved { .. } => "approved",
-                    Decision::Rejected { .. } => "rejected",
-                    Decision::Revoked { .. } => "revoked",
-                },
-                a.request.scenario,
-                a.request.purpose,
-                a.request.start,
-                a.request.end,
-                a.request.measures
-            );
-            for c in &a.request.columns {
-                println!("  requested {}: {}", c.dataset, c.columns.join(", "));
-            }
-            if let Decision::Approved { columns, .. } = &a.decision {
-                for c in columns {
-                    println!("  approved {}: {}", c.dataset, c.columns.join(", "));
-                }
-            }
-            Ok(0)
+            let (u, o) = (s.actor.user(), s.actor.org());
+            let v = json!({"user": u.name, "role": s.actor.role().to_string(), "org": o.name,
+                "org_kind": o.kind.to_string(), "org_status": serde_json::to_value(o.status)?});
+            emit(json, v, || {
+                println!(
+                    "{} ({}) of {} `{}` ({:?})",
+                    u.name,
+                    s.actor.role(),
+                    o.kind,
+                    o.name,
+                    o.status
+                );
+            })
         }
     }
 }

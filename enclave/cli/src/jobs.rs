@@ -8,7 +8,7 @@
 //! not hand it ([`Claim::Run`]), nor acknowledge a submission before it is in the store and the
 //! log.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -228,13 +228,12 @@ impl Worker {
         let mut expected = Vec::new();
         let mut tables = Vec::new();
         // The entity's social data is opened into a private scratch directory for this job only.
-        let scratch = Scratch(home.scratch_dir(&format!("{}-{}", job.no, self.id)));
-        let _ = std::fs::remove_dir_all(&scratch.0);
+        let scratch = home.scratch(&format!("{}-{}", job.no, self.id));
         for (name, path, digest) in g.tables {
             let path = if grant.snapshots.iter().any(|s| {
                 s.dataset == name && matches!(s.origin, enclave_governance::Origin::Social { .. })
             }) {
-                let open = scratch.0.join(format!("{name}.parquet"));
+                let open = scratch.path().join(format!("{name}.parquet"));
                 home.open_social(&key, &Digest(digest), &path, &open)?;
                 open
             } else {
@@ -277,15 +276,6 @@ impl Worker {
             .map_err(|e| internal(&e))?;
         let authorized = self.domain.authorize(submitted)?;
         self.domain.run(authorized, &self.engine)
-    }
-}
-
-/// A job's scratch directory, removed when the job ends (however it ends).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -338,7 +328,6 @@ pub(crate) struct GovernedRun<'a> {
     pub(crate) tables: Vec<TableName>,
     pub(crate) module: Vec<u8>,
     pub(crate) spec: JobSpec,
-    pub(crate) cache: Option<Option<PathBuf>>,
     pub(crate) detach: bool,
     pub(crate) json: bool,
 }
@@ -391,17 +380,9 @@ pub(crate) fn run_governed(r: GovernedRun<'_>) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    let cache = match r.cache {
-        None => None,
-        Some(dir) => {
-            let (default, key) = home.module_cache()?;
-            Some(DiskCache {
-                dir: dir.unwrap_or(default),
-                key,
-            })
-        }
-    };
-    let worker = Worker::open(r.root, &mut s.gov, cache)?;
+    // An entity's module is compiled in memory only: native code on disk would outlive the
+    // entity's key (crypto-shredding destroys the module, so it must not leave a copy).
+    let worker = Worker::open(r.root, &mut s.gov, None)?;
     match worker.run_next(&mut s.gov, Some(job.no))? {
         None => {
             eprintln!(
@@ -551,20 +532,13 @@ pub(crate) fn jobs(args: JobsArgs) -> anyhow::Result<u8> {
 /// releasing the domain while idle).
 fn work(s: &mut Session, n: usize, wait: bool) -> anyhow::Result<u8> {
     let root = s.root.clone();
-    let home = Home::open(&root)?;
-    let (dir, key) = home.module_cache()?;
     let mut done = 0u64;
     loop {
         let queued = !s.gov.jobs(&s.actor, Some(JobStatus::Queued), 1)?.is_empty();
         if queued {
-            let worker = Worker::open(
-                &root,
-                &mut s.gov,
-                Some(DiskCache {
-                    dir: dir.clone(),
-                    key,
-                }),
-            )?;
+            // Entity modules compile in memory only (shared by this pool's threads): a disk
+            // cache would keep native code past the entity's key.
+            let worker = Worker::open(&root, &mut s.gov, None)?;
             let ran = std::thread::scope(|scope| {
                 let threads: Vec<_> = (0..n)
                     .map(|_| {

@@ -9,6 +9,7 @@
 //! the integration tests can run it in a child process. It must never print a data value in an
 //! error.
 
+mod agreements;
 mod audit;
 mod catalog;
 mod gov;
@@ -65,9 +66,9 @@ enum Command {
     /// API tokens: issue, revoke, whoami.
     Token(gov::TokenArgs),
     /// Agreements: the operation authorization and development agreements.
-    Agreement(gov::AgreementArgs),
+    Agreement(agreements::AgreementArgs),
     /// Applications: one scenario, one list, one review.
-    Application(gov::ApplicationArgs),
+    Application(agreements::ApplicationArgs),
     /// Catalogs: register datasets (operators), the development and fusion catalogs.
     Catalog(catalog::CatalogArgs),
     /// Social data for fusion: upload (developers), approve or reject (reviewers).
@@ -150,7 +151,8 @@ struct RunArgs {
     /// Query parallelism (DataFusion target partitions).
     #[arg(long)]
     partitions: Option<u32>,
-    /// Directory of the compiled-module cache (default: the domain's `cache/`).
+    /// Directory of the compiled-module cache (default: the domain's `cache/`). Local runs only:
+    /// a governed job's module is compiled in memory, never kept on disk.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Do not cache compiled modules on disk.
@@ -328,6 +330,12 @@ fn run_under_application(args: &RunArgs, root: &std::path::Path) -> anyhow::Resu
                 "under an application the domain's policy applies: drop --policy",
             ));
         }
+        if args.cache_dir.is_some() {
+            return Err(input(
+                "under an application the module compiles in memory only (no disk copy may \
+                 outlive the entity's key): drop --cache-dir",
+            ));
+        }
         let tables = args
             .tables
             .iter()
@@ -364,11 +372,6 @@ fn run_under_application(args: &RunArgs, root: &std::path::Path) -> anyhow::Resu
         tables,
         module,
         spec,
-        cache: if args.no_cache {
-            None
-        } else {
-            Some(args.cache_dir.clone())
-        },
         detach: args.detach,
         json: args.json,
     })
@@ -557,8 +560,8 @@ where
         Command::Org(a) => gov::org(a),
         Command::User(a) => gov::user(a),
         Command::Token(a) => gov::token(a),
-        Command::Agreement(a) => gov::agreement(a),
-        Command::Application(a) => gov::application(a),
+        Command::Agreement(a) => agreements::agreement(a),
+        Command::Application(a) => agreements::application(a),
         Command::Catalog(a) => catalog::catalog(a),
         Command::Social(a) => catalog::social(a),
         Command::Jobs(a) => jobs::jobs(a),

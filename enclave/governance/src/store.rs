@@ -166,6 +166,8 @@ pub trait Tx {
         status: Option<JobStatus>,
         limit: u32,
     ) -> Result<Vec<JobRecord>, GovError>;
+    /// The oldest queued job, if any.
+    fn next_queued_job(&mut self) -> Result<Option<JobRecord>, GovError>;
     /// Marks a queued job running on `worker`.
     fn start_job(&mut self, no: JobNo, worker: &str, at: i64) -> Result<(), GovError>;
     /// Records the runtime's job id of a running job.

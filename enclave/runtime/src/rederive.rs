@@ -181,6 +181,8 @@ pub(crate) fn rederive(
 ) -> Result<Vec<QueryCheck>, RuntimeError> {
     let manifest = &transcript.header.manifest;
     let snapshots = domain.home.snapshots()?;
+    // Opened social data, removed when re-derivation ends.
+    let mut scratch: Option<enclave_store::Scratch> = None;
     let mut datasets = Vec::new();
     for d in &manifest.datasets {
         let at = format!("dataset {}", d.name);
@@ -195,24 +197,42 @@ pub(crate) fn rederive(
             );
             return Ok(vec![]);
         }
-        let Ok(snap) = snapshots.resolve(&d.snapshot) else {
-            report.differ(
-                at,
-                format!(
-                    "no file of snapshot {} (entry {seq}) is in the domain any more: it was changed or removed",
-                    d.snapshot
-                ),
-            );
-            return Ok(vec![]);
+        let path = match snapshots.resolve(&d.snapshot) {
+            Ok(snap) => snap.path,
+            // An entity's social data lives only sealed: opened for this re-derivation alone.
+            Err(_) => match domain.home.find_social(&d.snapshot) {
+                Ok(Some((key, sealed))) => {
+                    let scratch = scratch.get_or_insert_with(|| {
+                        domain.home.scratch(&format!("rederive-{}", manifest.job))
+                    });
+                    let open = scratch.path().join(format!("{}.parquet", d.name));
+                    domain.home.open_social(&key, &d.snapshot, &sealed, &open)?;
+                    open
+                }
+                Ok(None) => {
+                    report.differ(
+                        at,
+                        format!(
+                            "no file of snapshot {} (entry {seq}) is in the domain any more: it was changed or removed",
+                            d.snapshot
+                        ),
+                    );
+                    return Ok(vec![]);
+                }
+                Err(e) => {
+                    report.differ(at, format!("entry {seq}: {e}"));
+                    return Ok(vec![]);
+                }
+            },
         };
         // The registry's cheap identity check is not enough for an auditor: hash it again.
-        let now = file_blake3(&snap.path)?;
+        let now = file_blake3(&path)?;
         if now != d.snapshot {
             report.differ(
                 at,
                 format!(
                     "the file {} changed: blake3 {now}, entry {seq} logged {}",
-                    snap.path.display(),
+                    path.display(),
                     d.snapshot
                 ),
             );
@@ -220,7 +240,7 @@ pub(crate) fn rederive(
         }
         datasets.push(Dataset {
             name: d.name.clone(),
-            path: snap.path,
+            path,
             schema: None,
             // Counted again from the file the auditor just re-hashed.
             subject_unique: None,

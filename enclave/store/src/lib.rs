@@ -8,6 +8,7 @@
 //! reading it back with size and digest checks. It must never overwrite a secret or a stored
 //! module, and never hand out a module whose bytes do not match the digest it is asked for.
 
+pub mod entity;
 pub mod ledger;
 pub mod sealed;
 pub mod snapshot;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use enclave_core::{Digest, DigestKey, JobId};
 use enclave_tlog::Signer;
 
+pub use entity::Scratch;
 pub use ledger::DurableLedger;
 pub use sealed::{EntityKey, KeyState};
 pub use snapshot::{Snapshot, Snapshots};

@@ -226,26 +226,22 @@ pub(crate) fn parse_signature_line(line: &str) -> Result<(&str, Vec<u8>), NoteEr
     Ok((name, sig))
 }
 
-/// A private key that signs notes.
-pub struct Signer {
-    name: String,
-    id: [u8; 4],
-    pair: Ed25519KeyPair,
+/// A named Ed25519 key pair with its key id: what a note signer and a witness's cosigner share
+/// (they differ in the key id's algorithm byte and in what they sign).
+pub(crate) struct NamedPair {
+    pub(crate) name: String,
+    pub(crate) id: [u8; 4],
+    pub(crate) pair: Ed25519KeyPair,
     seed: [u8; 32],
 }
 
-impl std::fmt::Debug for Signer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer")
-            .field("name", &self.name)
-            .field("id", &hex::encode(self.id))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Signer {
-    /// A signer named `name` from a 32-byte Ed25519 seed.
-    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+impl NamedPair {
+    /// The pair named `name` from `seed`, its id computed by `key_id`.
+    pub(crate) fn from_seed(
+        name: &str,
+        seed: [u8; 32],
+        key_id: fn(&str, &[u8; 32]) -> [u8; 4],
+    ) -> Result<Self, NoteError> {
         if !valid_name(name) {
             return Err(NoteError::BadKey("invalid key name"));
         }
@@ -256,7 +252,7 @@ impl Signer {
             .as_ref()
             .try_into()
             .map_err(|_| NoteError::BadKey("bad Ed25519 public key"))?;
-        Ok(Signer {
+        Ok(NamedPair {
             name: name.to_owned(),
             id: key_id(name, &public),
             pair,
@@ -264,42 +260,82 @@ impl Signer {
         })
     }
 
-    /// Parses `PRIVATE+KEY+<name>+<id>+<base64(0x01 ‖ seed)>`.
-    pub fn parse(s: &str) -> Result<Self, NoteError> {
+    /// Parses `PRIVATE+KEY+<name>+<id>+<base64(alg ‖ seed)>`, checking the id.
+    pub(crate) fn parse(
+        s: &str,
+        alg: u8,
+        key_id: fn(&str, &[u8; 32]) -> [u8; 4],
+    ) -> Result<Self, NoteError> {
         const SHAPE: &str = "expected PRIVATE+KEY+<name>+<id>+<key>";
-        let Some(rest) = s.trim().strip_prefix("PRIVATE+KEY+") else {
-            return Err(NoteError::BadKey(SHAPE));
-        };
-        let (name, id, seed) = split_key(rest, SHAPE)?;
-        let signer = Signer::from_seed(name, seed)?;
-        if signer.id != id {
+        let rest = s
+            .trim()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(NoteError::BadKey(SHAPE))?;
+        let (name, id, seed) = split_key_alg(rest, SHAPE, alg)?;
+        let pair = NamedPair::from_seed(name, seed, key_id)?;
+        if pair.id != id {
             return Err(NoteError::BadKey("key id does not match the key"));
         }
-        Ok(signer)
+        Ok(pair)
+    }
+
+    /// The secret text form `PRIVATE+KEY+<name>+<id>+<key>`.
+    pub(crate) fn encode(&self, alg: u8) -> String {
+        format!(
+            "PRIVATE+KEY+{}",
+            encode_key_alg(&self.name, &self.id, &self.seed, alg)
+        )
+    }
+
+    /// The public key.
+    pub(crate) fn public(&self) -> [u8; 32] {
+        let mut public = [0u8; 32];
+        public.copy_from_slice(self.pair.public_key().as_ref());
+        public
+    }
+}
+
+impl std::fmt::Debug for NamedPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("name", &self.name)
+            .field("id", &hex::encode(self.id))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A private key that signs notes.
+#[derive(Debug)]
+pub struct Signer(NamedPair);
+
+impl Signer {
+    /// A signer named `name` from a 32-byte Ed25519 seed.
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
+        NamedPair::from_seed(name, seed, key_id).map(Signer)
+    }
+
+    /// Parses `PRIVATE+KEY+<name>+<id>+<base64(0x01 ‖ seed)>`.
+    pub fn parse(s: &str) -> Result<Self, NoteError> {
+        NamedPair::parse(s, ALG_ED25519, key_id).map(Signer)
     }
 
     /// The text form `PRIVATE+KEY+<name>+<id>+<key>`. Secret: write it only to a private file.
     pub fn encode(&self) -> String {
-        format!(
-            "PRIVATE+KEY+{}",
-            encode_key(&self.name, &self.id, &self.seed)
-        )
+        self.0.encode(ALG_ED25519)
     }
 
     /// The matching verifier key.
     pub fn verifier(&self) -> VerifierKey {
-        let mut public = [0u8; 32];
-        public.copy_from_slice(self.pair.public_key().as_ref());
         VerifierKey {
-            name: self.name.clone(),
-            id: self.id,
-            public,
+            name: self.0.name.clone(),
+            id: self.0.id,
+            public: self.0.public(),
         }
     }
 
     /// Key name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// A 32-byte key derived from this signer's secret for `label` (e.g. to authenticate the
@@ -309,7 +345,7 @@ impl Signer {
         buf.extend_from_slice(b"enclave v1 derived key\0");
         buf.extend_from_slice(label.as_bytes());
         buf.push(0);
-        buf.extend_from_slice(&self.seed);
+        buf.extend_from_slice(&self.0.seed);
         let d = digest(&SHA256, &buf);
         let mut out = [0u8; 32];
         out.copy_from_slice(d.as_ref());
@@ -323,12 +359,12 @@ impl Signer {
                 "text must end with one newline and hold no blank line",
             ));
         }
-        let sig = self.pair.sign(text.as_bytes());
-        let mut blob = self.id.to_vec();
+        let sig = self.0.pair.sign(text.as_bytes());
+        let mut blob = self.0.id.to_vec();
         blob.extend_from_slice(sig.as_ref());
         Ok(format!(
             "{text}\n\u{2014} {} {}\n",
-            self.name,
+            self.0.name,
             STANDARD.encode(blob)
         ))
     }

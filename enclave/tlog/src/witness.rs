@@ -17,13 +17,13 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::digest::{SHA256, digest};
-use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::merkle::{Hash, verify_consistency};
 use crate::note::{
-    Checkpoint, MAX_NOTE, NoteError, VerifierKey, encode_key_alg, parse_signature_line,
-    split_key_alg, split_note, valid_name,
+    Checkpoint, MAX_NOTE, NamedPair, NoteError, VerifierKey, encode_key_alg, parse_signature_line,
+    split_key_alg, split_note,
 };
 
 /// Signature type of Ed25519 cosignatures (C2SP tlog-cosignature).
@@ -110,84 +110,42 @@ impl CosignerKey {
 }
 
 /// A witness's private key.
-pub struct Cosigner {
-    name: String,
-    id: [u8; 4],
-    pair: Ed25519KeyPair,
-    seed: [u8; 32],
-}
-
-impl std::fmt::Debug for Cosigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cosigner")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct Cosigner(NamedPair);
 
 impl Cosigner {
     /// A cosigner named `name` from a 32-byte Ed25519 seed.
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, NoteError> {
-        if !valid_name(name) {
-            return Err(NoteError::BadKey("invalid key name"));
-        }
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
-            .map_err(|_| NoteError::BadKey("bad Ed25519 seed"))?;
-        let public: [u8; 32] = pair
-            .public_key()
-            .as_ref()
-            .try_into()
-            .map_err(|_| NoteError::BadKey("bad Ed25519 public key"))?;
-        Ok(Cosigner {
-            name: name.to_owned(),
-            id: cosigner_key_id(name, &public),
-            pair,
-            seed,
-        })
+        NamedPair::from_seed(name, seed, cosigner_key_id).map(Cosigner)
     }
 
     /// Parses `PRIVATE+KEY+<name>+<id>+<base64(0x04 ‖ seed)>`.
     pub fn parse(s: &str) -> Result<Self, NoteError> {
-        const SHAPE: &str = "expected PRIVATE+KEY+<name>+<id>+<key>";
-        let rest = s
-            .trim()
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(NoteError::BadKey(SHAPE))?;
-        let (name, id, seed) = split_key_alg(rest, SHAPE, ALG_COSIGNATURE)?;
-        let c = Cosigner::from_seed(name, seed)?;
-        if c.id != id {
-            return Err(NoteError::BadKey("key id does not match the key"));
-        }
-        Ok(c)
+        NamedPair::parse(s, ALG_COSIGNATURE, cosigner_key_id).map(Cosigner)
     }
 
     /// The secret text form (write it only to a private file).
     pub fn encode(&self) -> String {
-        format!(
-            "PRIVATE+KEY+{}",
-            encode_key_alg(&self.name, &self.id, &self.seed, ALG_COSIGNATURE)
-        )
+        self.0.encode(ALG_COSIGNATURE)
     }
 
     /// The public key.
     pub fn key(&self) -> CosignerKey {
-        let mut public = [0u8; 32];
-        public.copy_from_slice(self.pair.public_key().as_ref());
         CosignerKey {
-            name: self.name.clone(),
-            id: self.id,
-            public,
+            name: self.0.name.clone(),
+            id: self.0.id,
+            public: self.0.public(),
         }
     }
 
     /// The cosignature line (`— <name> <base64(id ‖ time ‖ signature)>\n`) over checkpoint
     /// text `text` at `time`.
     pub fn cosign(&self, text: &str, time: u64) -> String {
-        let sig = self.pair.sign(signed_message(text, time).as_bytes());
-        let mut blob = self.id.to_vec();
+        let sig = self.0.pair.sign(signed_message(text, time).as_bytes());
+        let mut blob = self.0.id.to_vec();
         blob.extend_from_slice(&time.to_be_bytes());
         blob.extend_from_slice(sig.as_ref());
-        format!("\u{2014} {} {}\n", self.name, STANDARD.encode(blob))
+        format!("\u{2014} {} {}\n", self.0.name, STANDARD.encode(blob))
     }
 }
 

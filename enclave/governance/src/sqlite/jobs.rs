@@ -198,6 +198,21 @@ pub(super) fn list(
         .collect()
 }
 
+/// The oldest queued job (one indexed row, however long the queue).
+pub(super) fn next_queued(tx: &rusqlite::Transaction<'_>) -> Result<Option<JobRecord>, GovError> {
+    let mut stmt = tx
+        .prepare(&format!(
+            "SELECT {COLS} FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1"
+        ))
+        .map_err(store_err)?;
+    let mut rows = stmt.query_map([], row).map_err(store_err)?;
+    rows.next()
+        .transpose()
+        .map_err(store_err)?
+        .map(record)
+        .transpose()
+}
+
 pub(super) fn start(
     tx: &rusqlite::Transaction<'_>,
     no: JobNo,

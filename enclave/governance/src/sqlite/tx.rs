@@ -447,6 +447,10 @@ impl Tx for SqliteTx<'_> {
         super::jobs::list(&self.tx, org, status, limit)
     }
 
+    fn next_queued_job(&mut self) -> Result<Option<JobRecord>, GovError> {
+        super::jobs::next_queued(&self.tx)
+    }
+
     fn start_job(&mut self, no: JobNo, worker: &str, at: i64) -> Result<(), GovError> {
         super::jobs::start(&self.tx, no, worker, at)
     }

@@ -185,6 +185,27 @@ impl<S: Store> Governance<S> {
         })
     }
 
+    /// Applications visible to `actor`, oldest first: every developer's for record readers
+    /// (reviewers, operator admins, auditors), else its own organization's.
+    pub fn applications(&mut self, actor: &Actor) -> Result<Vec<Application>, GovError> {
+        self.tx(|tx| {
+            let orgs = if permits(actor.role(), Action::ReadRecords) {
+                tx.orgs_of_kind(OrgKind::Developer)?
+            } else {
+                vec![actor.org.clone()]
+            };
+            let mut all = Vec::new();
+            for org in orgs {
+                all.extend(tx.applications_of(org.id)?);
+            }
+            all.sort_by_key(|a| {
+                let n = a.id.as_str().strip_prefix("app-");
+                n.and_then(|n| n.parse::<u64>().ok())
+            });
+            Ok(all)
+        })
+    }
+
     /// The grant a job of `actor` gets under application `id` for `datasets`, on `today`.
     /// Everything must hold at once: the developer's organization is active and owns the
     /// application; the application is approved and `today` lies in its period; its development

@@ -130,7 +130,7 @@ impl<S: Store> Governance<S> {
         self.tx(|tx| {
             let job = match which {
                 Some(no) => tx.job(no)?.filter(|j| j.status == JobStatus::Queued),
-                None => tx.jobs(None, Some(JobStatus::Queued), u32::MAX)?.pop(),
+                None => tx.next_queued_job()?,
             };
             let Some(job) = job else {
                 return Ok(None);

@@ -583,6 +583,53 @@ fn governance_commands_speak_json() {
     assert_eq!(who["role"], "developer");
     assert_eq!(who["org"], "acme-analytics");
     assert_eq!(who["org_status"], "active");
+    // Catalogs: names, types, levels and counts.
+    let cat = json(home, d, &["catalog", "list", "--json"]);
+    assert_eq!(cat[0]["dataset"], "residents");
+    let income = cat[0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "income")
+        .cloned();
+    assert_eq!(income.map(|c| c["level"].clone()), Some("L3".into()));
+    let social = residents(500);
+    let up = json(
+        home,
+        d,
+        &[
+            "social",
+            "upload",
+            "panel",
+            social.to_str().unwrap(),
+            "--level",
+            "L2",
+            "--statement",
+            "ours",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (up["review"].as_str(), up["rows"].as_u64()),
+        (Some("pending"), Some(500))
+    );
+    let dec = json(
+        home,
+        r,
+        &[
+            "social", "approve", "panel", "--reason", "checked", "--json",
+        ],
+    );
+    assert_eq!(dec["review"], "approved");
+    assert_eq!(
+        json(home, d, &["catalog", "fusion", "--json"])[0]["dataset"],
+        "panel"
+    );
+    assert_eq!(
+        json(home, o, &["jobs", "list", "--json"]),
+        serde_json::json!([])
+    );
+    assert_eq!(json(home, o, &["jobs", "work", "--json"])["ran"], 0);
     let org = json(
         home,
         o,

@@ -22,6 +22,9 @@ use crate::gov::{Common, Session};
 pub(crate) struct CatalogArgs {
     #[command(flatten)]
     common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: CatalogCommand,
 }
@@ -37,23 +40,18 @@ enum CatalogCommand {
         file: PathBuf,
     },
     /// The development catalog: datasets, versions, schemas, levels, row counts.
-    List {
-        /// One JSON document.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// The fusion catalog: approved social data.
-    Fusion {
-        /// One JSON document.
-        #[arg(long)]
-        json: bool,
-    },
+    Fusion,
 }
 
 #[derive(Args)]
 pub(crate) struct SocialArgs {
     #[command(flatten)]
     common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: SocialCommand,
 }
@@ -162,22 +160,33 @@ fn domain_policy(home: &Home) -> anyhow::Result<enclave_policy::Policy> {
         .0)
 }
 
+/// A snapshot as JSON: names, types, levels and counts, never a value.
+fn snapshot_json(s: &CatalogSnapshot) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "dataset": s.dataset.as_str(),
+        "version": s.version,
+        "rows": s.facts.rows,
+        "bytes": s.facts.bytes,
+        "blake3": enclave_core::Digest(s.facts.blake3).to_string(),
+        "columns": s.facts.columns,
+        "social": matches!(s.origin, Origin::Social { .. }),
+    });
+    if let Origin::Social { status, .. } = &s.origin {
+        v["review"] = serde_json::Value::String(
+            match status {
+                SocialStatus::Pending => "pending",
+                SocialStatus::Approved => "approved",
+                SocialStatus::Rejected => "rejected",
+            }
+            .into(),
+        );
+    }
+    v
+}
+
 fn print(list: &[CatalogSnapshot], json: bool) -> anyhow::Result<()> {
     if json {
-        let v: Vec<serde_json::Value> = list
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "dataset": s.dataset.as_str(),
-                    "version": s.version,
-                    "rows": s.facts.rows,
-                    "bytes": s.facts.bytes,
-                    "blake3": enclave_core::Digest(s.facts.blake3).to_string(),
-                    "columns": s.facts.columns,
-                    "social": matches!(s.origin, Origin::Social { .. }),
-                })
-            })
-            .collect();
+        let v: Vec<serde_json::Value> = list.iter().map(snapshot_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -199,6 +208,7 @@ fn print(list: &[CatalogSnapshot], json: bool) -> anyhow::Result<()> {
 /// `enclave catalog`.
 pub(crate) fn catalog(args: CatalogArgs) -> anyhow::Result<u8> {
     let mut s = Session::open(&args.common)?;
+    let json = args.json;
     match args.command {
         CatalogCommand::Register { name, file } => {
             let name = TableName::new(&name)?;
@@ -232,18 +242,19 @@ pub(crate) fn catalog(args: CatalogArgs) -> anyhow::Result<u8> {
                 enclave_governance::now(),
             )?;
             s.flush()?;
-            eprintln!(
-                "registered `{name}` version {} ({} rows)",
-                snap.version, snap.facts.rows
-            );
-            Ok(0)
+            crate::gov::emit(json, snapshot_json(&snap), || {
+                eprintln!(
+                    "registered `{name}` version {} ({} rows)",
+                    snap.version, snap.facts.rows
+                )
+            })
         }
-        CatalogCommand::List { json } => {
+        CatalogCommand::List => {
             let list = s.gov.development_catalog(&s.actor)?;
             print(&list, json)?;
             Ok(0)
         }
-        CatalogCommand::Fusion { json } => {
+        CatalogCommand::Fusion => {
             let list = s.gov.fusion_catalog(&s.actor)?;
             print(&list, json)?;
             Ok(0)
@@ -254,6 +265,7 @@ pub(crate) fn catalog(args: CatalogArgs) -> anyhow::Result<u8> {
 /// `enclave social`.
 pub(crate) fn social(args: SocialArgs) -> anyhow::Result<u8> {
     let mut s = Session::open(&args.common)?;
+    let json = args.json;
     let now = enclave_governance::now();
     match args.command {
         SocialCommand::Upload {
@@ -285,28 +297,34 @@ pub(crate) fn social(args: SocialArgs) -> anyhow::Result<u8> {
                 .gov
                 .upload_social(&s.actor, &name, &facts, &statement, now)?;
             s.flush()?;
-            eprintln!(
-                "uploaded `{name}` version {}: it waits for the operator's review",
-                snap.version
-            );
-            Ok(0)
+            crate::gov::emit(json, snapshot_json(&snap), || {
+                eprintln!(
+                    "uploaded `{name}` version {}: it waits for the operator's review",
+                    snap.version
+                )
+            })
         }
-        SocialCommand::Approve(d) => decide(&mut s, &d, true, now),
-        SocialCommand::Reject(d) => decide(&mut s, &d, false, now),
+        SocialCommand::Approve(d) => decide(&mut s, &d, true, now, json),
+        SocialCommand::Reject(d) => decide(&mut s, &d, false, now, json),
     }
 }
 
-fn decide(s: &mut Session, d: &DecideArgs, approve: bool, now: i64) -> anyhow::Result<u8> {
+fn decide(
+    s: &mut Session,
+    d: &DecideArgs,
+    approve: bool,
+    now: i64,
+    json: bool,
+) -> anyhow::Result<u8> {
     let name = TableName::new(&d.name)?;
     s.gov
         .decide_social(&s.actor, &name, d.version, approve, &d.reason, now)?;
     s.flush()?;
-    eprintln!(
-        "`{name}` version {}: {}",
-        d.version,
-        if approve { "approved" } else { "rejected" }
-    );
-    Ok(0)
+    let decision = if approve { "approved" } else { "rejected" };
+    let v = serde_json::json!({"dataset": name.as_str(), "version": d.version, "review": decision});
+    crate::gov::emit(json, v, || {
+        eprintln!("`{name}` version {}: {decision}", d.version)
+    })
 }
 
 /// The policy text that classifies `snap` (social data) at its declared levels, to append to

@@ -43,6 +43,9 @@ pub(crate) struct JobSpec {
 pub(crate) struct JobsArgs {
     #[command(flatten)]
     common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: JobsCommand,
 }
@@ -66,17 +69,11 @@ enum JobsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// One JSON document.
-        #[arg(long)]
-        json: bool,
     },
     /// One job's record.
     Show {
         /// The job (job-N).
         job: String,
-        /// One JSON document.
-        #[arg(long)]
-        json: bool,
     },
     /// End jobs whose worker stopped (after a crash) as interrupted (operator admins).
     Recover,
@@ -450,19 +447,25 @@ fn record_json(j: &JobRecord) -> serde_json::Value {
     })
 }
 
+/// A unix time as `YYYY-MM-DD HH:MM:SS` (UTC), `-` for none.
 fn when(t: Option<i64>) -> String {
-    t.map_or_else(|| "-".into(), |t| t.to_string())
+    let Some(t) = t else { return "-".into() };
+    let (y, m, d) = enclave_governance::Day::of_unix(t).ymd();
+    let s = t.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// `enclave jobs`.
 pub(crate) fn jobs(args: JobsArgs) -> anyhow::Result<u8> {
     let mut s = Session::open(&args.common)?;
+    let json = args.json;
     match args.command {
-        JobsCommand::List {
-            status,
-            limit,
-            json,
-        } => {
+        JobsCommand::List { status, limit } => {
             let status = status
                 .map(|x| {
                     JobStatus::parse(&x).ok_or_else(|| {
@@ -478,17 +481,17 @@ pub(crate) fn jobs(args: JobsArgs) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "{:<10} {:<12} {:<10} {:>12} {:>12} {:>14} error",
+                    "{:<10} {:<12} {:<10} {:<19} {:<19} {:>12} error",
                     "job", "status", "app", "submitted", "finished", "fuel"
                 );
                 for j in &list {
                     let e = j.end.as_ref();
                     println!(
-                        "{:<10} {:<12} {:<10} {:>12} {:>12} {:>14} {}",
+                        "{:<10} {:<12} {:<10} {:<19} {:<19} {:>12} {}",
                         j.no.to_string(),
                         j.status.as_str(),
                         j.application.as_str(),
-                        j.submitted_at,
+                        when(Some(j.submitted_at)),
                         when(j.finished_at),
                         e.map_or(0, |e| e.usage.fuel),
                         e.and_then(|e| e.error.as_deref()).unwrap_or("")
@@ -497,7 +500,7 @@ pub(crate) fn jobs(args: JobsArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        JobsCommand::Show { job, json } => {
+        JobsCommand::Show { job } => {
             let no = JobNo::parse(&job).ok_or_else(|| anyhow::anyhow!("a job is named job-N"))?;
             let j = s.gov.job(&s.actor, no)?;
             if json {
@@ -515,22 +518,23 @@ pub(crate) fn jobs(args: JobsArgs) -> anyhow::Result<u8> {
             let root = s.root.clone();
             let worker = Worker::open(&root, &mut s.gov, None)?;
             drop(worker);
-            eprintln!("recovered: no job is left running without its worker");
-            Ok(0)
+            crate::gov::emit(json, serde_json::json!({"recovered": true}), || {
+                eprintln!("recovered: no job is left running without its worker")
+            })
         }
         JobsCommand::Work { workers, wait } => {
             s.actor.require(GovAction::RunWorkers)?;
             let n = workers
                 .unwrap_or_else(default_workers)
                 .clamp(1, MAX_WORKERS);
-            work(&mut s, n, wait)
+            work(&mut s, n, wait, json)
         }
     }
 }
 
 /// Runs queued jobs on `n` threads until the queue is empty (with `wait`, then waits for more,
 /// releasing the domain while idle).
-fn work(s: &mut Session, n: usize, wait: bool) -> anyhow::Result<u8> {
+fn work(s: &mut Session, n: usize, wait: bool, json: bool) -> anyhow::Result<u8> {
     let root = s.root.clone();
     let mut done = 0u64;
     loop {
@@ -579,6 +583,7 @@ fn work(s: &mut Session, n: usize, wait: bool) -> anyhow::Result<u8> {
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    eprintln!("{done} job(s) run by {n} worker(s)");
-    Ok(0)
+    crate::gov::emit(json, serde_json::json!({"ran": done, "workers": n}), || {
+        eprintln!("{done} job(s) run by {n} worker(s)")
+    })
 }

@@ -83,7 +83,7 @@ fn main() {
     }
     let tpch = std::env::var_os("ENCLAVE_TPCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("tpch-sf10"));
+        .unwrap_or_else(|| enclave_tests::root().join("target/tpch-sf10"));
     let mut tables: Vec<(String, PathBuf)> = std::fs::read_dir(&tpch)
         .unwrap_or_else(|e| {
             panic!(

@@ -262,12 +262,15 @@ fn cli_audit_verify_prove_replay_export_and_no_data_values_in_the_log() {
     let v = json_of(&out);
     let job = v["job_id"].as_str().unwrap().to_owned();
     let entries = v["audit"]["entries"].as_array().unwrap().len();
-    assert_eq!(entries, 5, "submit, dataset, query, output, finish");
+    assert_eq!(
+        entries, 6,
+        "submit, dataset, query, output, its evidence, finish"
+    );
 
     let elsewhere = tempfile::tempdir().unwrap();
     let out = cmd(elsewhere.path(), &["audit", "verify", "--json"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(json_of(&out)["summary"]["entries"], 5);
+    assert_eq!(json_of(&out)["summary"]["entries"], 6);
 
     let out = cmd(
         elsewhere.path(),

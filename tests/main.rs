@@ -11,6 +11,7 @@ mod audit;
 mod c_guest;
 mod cli;
 mod dependencies;
+mod egress;
 mod examples;
 mod governance;
 mod invisibility;
@@ -68,6 +69,7 @@ fn main() {
     trials.extend(c_guest::tests());
     trials.extend(cli::tests());
     trials.extend(dependencies::tests());
+    trials.extend(egress::tests());
     trials.extend(examples::tests());
     trials.extend(governance::tests());
     trials.extend(policy::tests());

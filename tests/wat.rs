@@ -9,7 +9,8 @@
 //! output_bytes, queries; unset ones are the tight test defaults), `table: <name> <rows>`,
 //! `param: key=value` (repeatable), `policy: default`, `include: lib/<file>.wat` (the module is
 //! that file), `bytes: <text>` / `hex: <hex>` (the module is these raw bytes),
-//! `fuel-used: <n>`, `output: <name> rows=<n>`, `output-lacks: <text>`.
+//! `fuel-used: <n>`, `output: <name> rows=<n>`, `output-lacks: <text>`,
+//! `evidence: <verdict> <check>` (an output's evidence has that verdict, by that check).
 //! Generated cases (`output-*.wat`, crafted Arrow IPC outputs) are kept current by
 //! `wat::generated_cases_are_current` (rewrite them with `ENCLAVE_BLESS=1`).
 
@@ -41,6 +42,7 @@ struct Case {
     fuel_used: Option<u64>,
     output: Option<(String, u64)>,
     output_lacks: Vec<String>,
+    evidence: Vec<(String, String)>,
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -106,6 +108,13 @@ fn parse(text: &str) -> Result<Case, String> {
                 c.output = Some((name.to_owned(), rows.trim().parse().map_err(|_| "rows")?));
             }
             "output-lacks" => c.output_lacks.push(value.to_owned()),
+            "evidence" => {
+                let (v, check) = value
+                    .trim()
+                    .split_once(' ')
+                    .ok_or("evidence: <verdict> <check>")?;
+                c.evidence.push((v.to_owned(), check.to_owned()));
+            }
             other => return Err(format!("unknown directive `{other}`")),
         }
     }
@@ -218,6 +227,16 @@ fn run_case(path: &Path) {
             );
         }
     }
+    for (verdict, check) in &c.evidence {
+        assert!(
+            r.evidence.iter().any(|e| e.verdict.name() == verdict
+                && e.findings
+                    .iter()
+                    .any(|f| f.verdict.name() == verdict && f.check.name() == check)),
+            "{name}: no `{verdict}` by `{check}` in {:?}",
+            r.evidence
+        );
+    }
     if let Some(run) = &r.run {
         assert!(
             run.wall_ms <= wall + WALL_SLACK_MS,
@@ -251,8 +270,8 @@ mod generated {
     use std::sync::Arc;
 
     use datafusion::arrow::array::{
-        Array, ArrayRef, DictionaryArray, Int32Array, ListArray, NullArray, RecordBatch,
-        RecordBatchOptions, StringArray, StringViewArray,
+        Array, ArrayRef, DictionaryArray, Float64Array, Int32Array, ListArray, NullArray,
+        RecordBatch, RecordBatchOptions, StringArray, StringViewArray,
     };
     use datafusion::arrow::buffer::OffsetBuffer;
     use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
@@ -272,6 +291,29 @@ mod generated {
             true,
         )]));
         RecordBatch::try_new(schema, vec![a]).expect("batch")
+    }
+
+    /// Cases the evidence must block: (file name, description, expectation lines, IPC bytes,
+    /// output kind code).
+    pub fn evidence_cases() -> Vec<(&'static str, &'static str, &'static str, Vec<u8>, i32)> {
+        let weights: Vec<f64> = (0..200).map(|i| f64::from(i) / 7.0).collect();
+        let payload = f64::from_bits(0x7ff8_0000_dead_beef);
+        vec![
+            (
+                "output-model-params.wat",
+                "a model of 200 parameters from no training rows at all",
+                ";;! expect: ok\n;;! evidence: block model-size",
+                ipc(&one("w", Arc::new(Float64Array::from(weights)))),
+                1,
+            ),
+            (
+                "output-nan-payload.wat",
+                "a NaN whose payload bits carry data",
+                ";;! expect: ok\n;;! evidence: block nan-payload",
+                ipc(&one("x", Arc::new(Float64Array::from(vec![1.5, payload])))),
+                0,
+            ),
+        ]
     }
 
     /// (file name, description, expectation lines, IPC bytes, times emitted under one name).
@@ -392,8 +434,19 @@ mod generated {
         out
     }
 
-    /// The WAT text of a job emitting `bytes` as output `result`.
+    /// The WAT text of a job emitting `bytes` as output `result` (kind aggregate).
     pub fn module(description: &str, expect: &str, bytes: &[u8], times: usize) -> String {
+        module_of_kind(description, expect, bytes, times, 0)
+    }
+
+    /// The WAT text of a job emitting `bytes` as output `result` of kind `kind`.
+    pub fn module_of_kind(
+        description: &str,
+        expect: &str,
+        bytes: &[u8],
+        times: usize,
+        kind: i32,
+    ) -> String {
         let mut data = String::new();
         for b in bytes {
             data.push_str(&format!("\\{b:02x}"));
@@ -412,7 +465,7 @@ mod generated {
                (func (export \"enclave_run\") (result i32)\n    \
                  (local $i i32)\n    \
                  (loop $emit\n      \
-                   (if (i32.ne (call $output (i32.const 0) (i32.const 6) (i32.const 0) (i32.const 1024) (i32.const {len})) (i32.const 0))\n        \
+                   (if (i32.ne (call $output (i32.const 0) (i32.const 6) (i32.const {kind}) (i32.const 1024) (i32.const {len})) (i32.const 0))\n        \
                      (then\n          \
                        (call $fail (i32.const 64) (call $last_error (i32.const 64) (i32.const 512)))\n          \
                        (return (i32.const 1))))\n      \
@@ -426,9 +479,16 @@ mod generated {
 
 fn generated_cases_are_current() {
     let bless = std::env::var_os("ENCLAVE_BLESS").is_some();
-    for (file, description, expect, bytes, times) in generated::cases() {
+    let all = generated::cases()
+        .into_iter()
+        .map(|(f, d, e, b, t)| (f, generated::module(d, e, &b, t)))
+        .chain(
+            generated::evidence_cases()
+                .into_iter()
+                .map(|(f, d, e, b, k)| (f, generated::module_of_kind(d, e, &b, 1, k))),
+        );
+    for (file, text) in all {
         let path = root().join("tests/wat/cases").join(file);
-        let text = generated::module(description, expect, &bytes, times);
         if bless {
             std::fs::write(&path, &text).expect("write case");
         }

@@ -3,14 +3,16 @@
 //! that has already run 10,000 jobs, against the same job on a fresh domain with one small table.
 //!
 //! ```sh
-//! cargo install tpchgen-cli && tpchgen-cli parquet -s 10 --output-dir target/tpch-sf10
+//! pip install tpchgen-cli==4.0.0  # or: cargo install tpchgen-cli
+//! tpchgen-cli parquet -s 10 --output-dir target/tpch-sf10
 //! cargo build --release -p enclave-cli
 //! cargo bench -p enclave-benches --bench job_start
-//! # ENCLAVE_TPCH_DIR (target/tpch-sf10), ENCLAVE_BENCH_HISTORY (10000), ENCLAVE_BENCH_RUNS (15)
+//! # ENCLAVE_TPCH_DIR (target/tpch-sf10), ENCLAVE_BENCH_HISTORY (10000), ENCLAVE_BENCH_RUNS (21)
 //! ```
 //!
 //! The history is made in-process through the runtime (the same path `enclave run` takes), each
-//! job reading every TPC-H table's snapshot; the measured runs are separate processes.
+//! job reading every TPC-H table's snapshot; the measured runs are separate processes, the two
+//! domains' runs alternating after the history has been synced to disk.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,18 +53,27 @@ fn cli_run(enclave: &Path, home: &Path, tables: &[(String, PathBuf)]) -> Duratio
     elapsed
 }
 
-fn measure(
+/// Runs of the two domains, alternating (drift of the machine — writeback of what the history
+/// wrote, other load — falls on both alike), after one first run of each (the module compiled
+/// into the domain's cache, new files hashed).
+fn measure_both(
     enclave: &Path,
-    home: &Path,
-    tables: &[(String, PathBuf)],
+    a: (&Path, &[(String, PathBuf)]),
+    b: (&Path, &[(String, PathBuf)]),
     runs: usize,
-) -> Vec<Duration> {
-    // The first run compiles the module into the domain's cache and hashes new files.
-    let first = cli_run(enclave, home, tables);
-    eprintln!("  first run (module compiled, files hashed): {first:?}");
-    let mut v: Vec<Duration> = (0..runs).map(|_| cli_run(enclave, home, tables)).collect();
-    v.sort();
-    v
+) -> (Vec<Duration>, Vec<Duration>) {
+    for (name, (home, tables)) in [("fresh", a), ("with history", b)] {
+        let first = cli_run(enclave, home, tables);
+        eprintln!("  first run of the {name} domain (module compiled, files hashed): {first:?}");
+    }
+    let (mut va, mut vb) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+    for _ in 0..runs {
+        va.push(cli_run(enclave, a.0, a.1));
+        vb.push(cli_run(enclave, b.0, b.1));
+    }
+    va.sort();
+    vb.sort();
+    (va, vb)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -108,12 +119,10 @@ fn main() {
         .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
         .sum();
     let history = env("ENCLAVE_BENCH_HISTORY", 10_000);
-    let runs = env("ENCLAVE_BENCH_RUNS", 15) as usize;
+    let runs = env("ENCLAVE_BENCH_RUNS", 21) as usize;
 
-    eprintln!("fresh domain, one small table:");
     let fresh = tempfile::tempdir_in(target_dir()).unwrap();
     let small = vec![("residents".to_owned(), residents(1000))];
-    let a = measure(&enclave, fresh.path(), &small, runs);
 
     eprintln!(
         "domain with {history} earlier jobs over {} TPC-H tables ({:.1} GiB):",
@@ -137,7 +146,16 @@ fn main() {
         }
         eprintln!("  log: {} entries", d.log.size());
     }
-    let b = measure(&enclave, old.path(), &tables, runs);
+    // What the history wrote reaches the disk before anything is timed.
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!("timing both domains, alternating:");
+    let (a, b) = measure_both(
+        &enclave,
+        (fresh.path(), &small),
+        (old.path(), &tables),
+        runs,
+    );
 
     let (ma, mb) = (median(&a), median(&b));
     println!(

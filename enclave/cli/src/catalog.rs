@@ -234,6 +234,16 @@ pub(crate) fn catalog(args: CatalogArgs) -> anyhow::Result<u8> {
                 },
                 Keep::Plain,
             )?;
+            // The leak index of its identifying values is built now, so that no job waits for
+            // it (and a file the index cannot be built from is refused before it is listed).
+            enclave_runtime::evidence::leak_index(
+                &home,
+                &policy,
+                name.as_str(),
+                &enclave_core::Digest(facts.blake3),
+                Path::new(&facts.path),
+            )
+            .context("building the dataset's leak index")?;
             let snap = s.gov.register_dataset(
                 &s.actor,
                 &name,

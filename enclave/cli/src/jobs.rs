@@ -21,7 +21,7 @@ use enclave_governance::{
     SqliteStore, WORKER_ACTOR,
 };
 use enclave_runtime::actions::Action;
-use enclave_runtime::report::{report_human, report_json};
+use enclave_runtime::report::{report_human_quarantined, report_json_quarantined};
 use enclave_runtime::{Domain, Engine, JobReport, PolicySource, RuntimeError, Submission};
 use enclave_sandbox::DiskCache;
 use enclave_store::Home;
@@ -404,7 +404,7 @@ pub(crate) fn print_report(
     json: bool,
 ) -> anyhow::Result<()> {
     if json {
-        let mut v = report_json(report);
+        let mut v = report_json_quarantined(report);
         v["audit"] = serde_json::json!({
             "home": root,
             "entries": report.entries,
@@ -413,7 +413,7 @@ pub(crate) fn print_report(
         v["record"] = record_json(job);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", report_human(report));
+        print!("{}", report_human_quarantined(report));
         if let (Some(first), Some(last)) = (report.entries.first(), report.entries.last()) {
             println!(
                 "\naudit: {} ran as {}, log entries {first}..={last} in {}; replay with `enclave audit replay {}`",

@@ -128,6 +128,17 @@ pub struct QueryRecord {
     /// them is derived and leaves only through review.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub row_level_grant: bool,
+    /// Whether the host built it from the aggregation grammar (threshold- and DP-checked): its
+    /// result is an aggregate the host certifies.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aggregate: bool,
+    /// Whether its result rows are groups of an aggregation rather than rows of data.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grouped: bool,
+    /// The table digest (`enclave_egress::table_digest`) of an aggregate query's whole result,
+    /// once it has ended (absent for other queries and results too large to keep).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Digest>,
 }
 
 /// The privacy spending of one noised query.
@@ -187,6 +198,9 @@ impl QueryRecord {
             plan: None,
             dp: None,
             row_level_grant: false,
+            aggregate: false,
+            grouped: false,
+            result: None,
         }
     }
 }

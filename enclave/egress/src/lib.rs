@@ -11,6 +11,7 @@
 //! trust the guest's bytes beyond decoding them within these bounds, and never release anything:
 //! review and release decide that (later in the data path).
 
+pub mod evidence;
 pub mod wire;
 
 use std::sync::Arc;
@@ -242,7 +243,27 @@ pub fn canonical_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<
     w.into_inner().map_err(|e| e.to_string())
 }
 
+/// The digest of a table's content whatever its batch boundaries: its batches in wire form,
+/// concatenated into one and canonically encoded. Tables with the same columns (names, types,
+/// nullability) and the same rows in the same order have the same digest: an output equal to a
+/// query's result has that result's digest however the job re-batched it.
+pub fn table_digest(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Digest, String> {
+    let wire = wire::wire_schema(schema);
+    let compact = batches
+        .iter()
+        .map(|b| wire::compact_batch(b, &wire))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let one = arrow_select::concat::concat_batches(&wire, &compact).map_err(|e| e.to_string())?;
+    Ok(Digest::of(&canonical_ipc(&wire, &[one])?))
+}
+
 impl Output {
+    /// The [`table_digest`] of this output.
+    pub fn table_digest(&self) -> Result<Digest, String> {
+        table_digest(&self.schema, &self.batches)
+    }
+
     /// Validates, bounds and canonicalizes an output handed over by a guest.
     pub fn from_guest(
         name: &str,

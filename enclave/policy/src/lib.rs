@@ -11,9 +11,11 @@
 
 mod authorize;
 mod dp;
+mod egress;
 
 pub use authorize::{Authorization, PseudonymKey, Refusal, approval_text, open_policy_text};
 pub use dp::{DEFAULT_BUDGET, DEFAULT_QUERY_DELTA, DEFAULT_QUERY_EPSILON, DpRules};
+pub use egress::EgressRules;
 pub use enclave_dp::{Budget, Cost, Mechanism};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -168,6 +170,8 @@ pub struct Policy {
     pub row_level: BTreeSet<(String, String)>,
     /// Differential privacy.
     pub dp: DpRules,
+    /// What outputs may look like, and which values the leak scan looks for.
+    pub egress: EgressRules,
     /// Largest share of subjects that may be unique on the columns exposed at row level
     /// (`enclave policy check`).
     pub max_unique_share: f64,
@@ -200,6 +204,8 @@ struct RawPolicy {
     grant: Option<RawGrant>,
     #[serde(default)]
     dp: Option<Spanned<dp::RawDp>>,
+    #[serde(default)]
+    egress: Option<egress::RawEgress>,
     /// The approved application's datasets and columns ([`approval_text`]): the policy is
     /// [`Policy::narrowed`] to them.
     #[serde(default)]
@@ -497,6 +503,10 @@ impl Policy {
             None => DpRules::default(),
             Some(d) => dp::parse(d, &levels, &datasets, &err)?,
         };
+        let egress = match raw.egress {
+            None => EgressRules::defaults(&levels),
+            Some(e) => egress::parse(e, &levels, &err)?,
+        };
         let policy = Policy {
             open,
             min_group_size,
@@ -505,6 +515,7 @@ impl Policy {
             grants,
             row_level,
             dp,
+            egress,
             max_unique_share,
         };
         match raw.approval {

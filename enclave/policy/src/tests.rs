@@ -93,3 +93,31 @@ fn errors_name_file_and_line() {
     let e = Policy::load(Path::new("/no/such/policy.toml")).unwrap_err();
     assert!(e.message.contains("cannot read"));
 }
+
+#[test]
+fn egress_rules_default_to_the_hidden_levels_and_are_validated() {
+    let p = default_policy();
+    let levels: Vec<&str> = p.egress.leak_levels.iter().map(String::as_str).collect();
+    assert_eq!(levels, ["L3", "L4"]);
+    assert_eq!(p.egress.model_rows_per_parameter, 10);
+    let base = "version = 1\n[levels]\nL1 = [\"plaintext\"]\nL2 = [\"aggregate\"]\n";
+    let p = Policy::parse(
+        "t",
+        &format!("{base}[egress]\nmax_rows = 50\nleak_levels = [\"L1\"]\n"),
+    )
+    .unwrap();
+    assert_eq!(p.egress.max_rows, 50);
+    assert!(p.egress.leak_levels.contains("L1") && !p.egress.leak_levels.contains("L2"));
+    for (bad, says) in [
+        ("max_rows = 0", "egress.max_rows"),
+        ("max_columns = -3", "egress.max_columns"),
+        ("leak_levels = [\"L9\"]", "not a level"),
+        ("sideways = 1", "unknown field"),
+    ] {
+        let e = Policy::parse("t", &format!("{base}[egress]\n{bad}\n")).unwrap_err();
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+        if !bad.starts_with("sideways") {
+            assert_eq!(e.line, 6, "{bad}: {e}");
+        }
+    }
+}

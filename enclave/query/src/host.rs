@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::execution::SendableRecordBatchStream;
@@ -69,7 +70,14 @@ struct LiveQuery {
     writer: StreamWriter<Vec<u8>>,
     record: usize,
     done: bool,
+    /// An aggregate query's result batches, kept (up to [`CERTIFIED_CELLS`]) to certify outputs
+    /// equal to it; `None` for other queries or once too large.
+    kept: Option<Vec<RecordBatch>>,
+    kept_cells: u64,
 }
+
+/// Most cells of an aggregate result kept to certify an output equal to it.
+pub const CERTIFIED_CELLS: u64 = 1 << 22;
 
 /// The live [`QueryHost`] of one job.
 pub struct LiveHost {
@@ -173,6 +181,8 @@ impl QueryHost for LiveHost {
         if let Some(r) = self.records.get_mut(record) {
             r.plan = Some(Digest(started.plan_blake3));
             r.row_level_grant = started.row_level_grant;
+            r.aggregate = started.aggregate;
+            r.grouped = started.grouped;
             r.dp = started.dp.as_ref().map(|d| QueryDp {
                 mechanism: d.mechanism.to_owned(),
                 epsilon: d.epsilon,
@@ -206,6 +216,8 @@ impl QueryHost for LiveHost {
                 stream: Some(started.stream),
                 suppressed: started.suppressed,
                 noised: started.dp.is_some(),
+                kept: started.aggregate.then(Vec::new),
+                kept_cells: 0,
                 wire,
                 writer,
                 record,
@@ -255,6 +267,7 @@ impl QueryHost for LiveHost {
                 Err(e)
             }
         };
+        let mut certified = None;
         let rows = match step {
             Err(RecvTimeoutError::Timeout) => return Err(HostError::Fatal(ctx.wall_clock_error())),
             Err(RecvTimeoutError::Disconnected) => {
@@ -265,6 +278,16 @@ impl QueryHost for LiveHost {
             Ok(Some(Ok(batch))) => {
                 let batch = compact_batch(&batch, &q.wire).map_err(ipc_error)?;
                 q.writer.write(&batch).map_err(ipc_error)?;
+                if let Some(kept) = &mut q.kept {
+                    let cells =
+                        (batch.num_rows() as u64).saturating_mul(batch.num_columns().max(1) as u64);
+                    q.kept_cells = q.kept_cells.saturating_add(cells);
+                    if q.kept_cells > CERTIFIED_CELLS {
+                        q.kept = None;
+                    } else {
+                        kept.push(batch.clone());
+                    }
+                }
                 batch.num_rows() as u64
             }
             Ok(Some(Err(e))) => {
@@ -276,6 +299,12 @@ impl QueryHost for LiveHost {
             Ok(None) => {
                 q.writer.finish().map_err(ipc_error)?;
                 q.done = true;
+                if let Some(kept) = q.kept.take() {
+                    certified = Some(
+                        enclave_egress::table_digest(&q.wire, &kept)
+                            .map_err(|e| HostError::Fatal(JobError::internal(e)))?,
+                    );
+                }
                 0
             }
         };
@@ -286,6 +315,9 @@ impl QueryHost for LiveHost {
             r.batches += u64::from(rows > 0);
             r.bytes += msg.len() as u64;
             r.suppressed_groups = suppressed;
+            if certified.is_some() {
+                r.result = certified;
+            }
         }
         Ok(Arc::new(msg))
     }

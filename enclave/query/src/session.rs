@@ -146,6 +146,27 @@ pub struct Started {
     pub dp: Option<DpReport>,
     /// Whether it read columns that only a row-level grant opened (its results are derived).
     pub row_level_grant: bool,
+    /// Whether the host built it from the aggregation grammar (threshold- and DP-checked): its
+    /// results are aggregates the host certifies.
+    pub aggregate: bool,
+    /// Whether its result rows are groups (an aggregation at the top of the plan), not rows of
+    /// data: always for the grammar's queries, and for queries over open columns only that
+    /// group (one reading pseudonyms could group by a subject).
+    pub grouped: bool,
+}
+
+/// Whether the rows of `plan`'s result are groups of an aggregation: below the projections,
+/// sorts, limits, aliases and HAVING filters on top of it sits an aggregate.
+fn grouped(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Aggregate(_) => true,
+        LogicalPlan::Projection(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Filter(_) => plan.inputs().first().is_some_and(|p| grouped(p)),
+        _ => false,
+    }
 }
 
 /// The locked-down session state.
@@ -375,65 +396,69 @@ impl JobSession {
         };
         let suppressed = Arc::new(AtomicU64::new(0));
         let optimized = optimize(&plan)?;
-        let (plan, spend, row_level_grant) = if grammar::reads_only_row_level(policy, &optimized) {
-            let granted = grammar::reads_granted_rows(policy, &optimized);
-            (optimized, None, granted)
-        } else {
-            let policy_error = |e: crate::check::CheckError| QueryError::Policy(e.to_string());
-            let restricted = grammar::parse(policy, &plan).map_err(|e| {
-                // A query that reads a restricted column without aggregating it: name the column.
-                match (&e, grammar::first_restricted(policy, &optimized)) {
-                    (crate::check::CheckError::Unsupported(m), Some((dataset, column)))
-                        if m.contains(grammar::ROW_BY_ROW) =>
-                    {
-                        let rule = policy
-                            .dataset(&dataset)
-                            .and_then(|d| d.columns.get(&column));
-                        QueryError::Policy(
-                            crate::check::CheckError::Violation {
-                                dataset,
-                                column,
-                                level: rule.map_or("unclassified".into(), |r| r.level.clone()),
-                                used_as: enclave_policy::Use::Plaintext,
-                                context: "row by row (only inside aggregates)".into(),
-                                allowed: rule.map_or("no use".into(), |r| r.allowed_text()),
-                            }
-                            .to_string(),
-                        )
+        let (plan, spend, row_level_grant, aggregate) =
+            if grammar::reads_only_row_level(policy, &optimized) {
+                let granted = grammar::reads_granted_rows(policy, &optimized);
+                (optimized, None, granted, false)
+            } else {
+                let policy_error = |e: crate::check::CheckError| QueryError::Policy(e.to_string());
+                let restricted = grammar::parse(policy, &plan).map_err(|e| {
+                    // A query that reads a restricted column without aggregating it: name the column.
+                    match (&e, grammar::first_restricted(policy, &optimized)) {
+                        (crate::check::CheckError::Unsupported(m), Some((dataset, column)))
+                            if m.contains(grammar::ROW_BY_ROW) =>
+                        {
+                            let rule = policy
+                                .dataset(&dataset)
+                                .and_then(|d| d.columns.get(&column));
+                            QueryError::Policy(
+                                crate::check::CheckError::Violation {
+                                    dataset,
+                                    column,
+                                    level: rule.map_or("unclassified".into(), |r| r.level.clone()),
+                                    used_as: enclave_policy::Use::Plaintext,
+                                    context: "row by row (only inside aggregates)".into(),
+                                    allowed: rule.map_or("no use".into(), |r| r.allowed_text()),
+                                }
+                                .to_string(),
+                            )
+                        }
+                        _ => policy_error(e),
                     }
-                    _ => policy_error(e),
+                })?;
+                let threshold = Arc::new(Threshold::udf(
+                    policy.min_group_size,
+                    Arc::clone(&suppressed),
+                ));
+                // Only a query over one dataset instance may count its subjects' rows directly.
+                let mut unique = BTreeMap::new();
+                if let [only] = restricted.instances.as_slice() {
+                    let u = self.subject_unique(&only.dataset).await;
+                    unique.insert(only.dataset.clone(), u);
                 }
-            })?;
-            let threshold = Arc::new(Threshold::udf(
-                policy.min_group_size,
-                Arc::clone(&suppressed),
-            ));
-            // Only a query over one dataset instance may count its subjects' rows directly.
-            let mut unique = BTreeMap::new();
-            if let [only] = restricted.instances.as_slice() {
-                let u = self.subject_unique(&only.dataset).await;
-                unique.insert(only.dataset.clone(), u);
-            }
-            let unique_of = |d: &str| unique.get(d).copied().unwrap_or(false);
-            let cx = BuildContext {
-                policy,
-                raw: &self.raw,
-                pseudonym: Arc::new(Pseudonym::udf(self.auth.pseudonym_key())),
-                threshold,
-                noise_key: self.privacy.noise_key,
-                query_index: index,
-                subject_unique: &unique_of,
+                let unique_of = |d: &str| unique.get(d).copied().unwrap_or(false);
+                let cx = BuildContext {
+                    policy,
+                    raw: &self.raw,
+                    pseudonym: Arc::new(Pseudonym::udf(self.auth.pseudonym_key())),
+                    threshold,
+                    noise_key: self.privacy.noise_key,
+                    query_index: index,
+                    subject_unique: &unique_of,
+                };
+                let built = grammar::build(&restricted, &cx).map_err(policy_error)?;
+                let optimized = optimize(&built.plan)?;
+                grammar::check_total(&optimized).map_err(policy_error)?;
+                (optimized, built.dp, false, true)
             };
-            let built = grammar::build(&restricted, &cx).map_err(policy_error)?;
-            let optimized = optimize(&built.plan)?;
-            grammar::check_total(&optimized).map_err(policy_error)?;
-            (optimized, built.dp, false)
-        };
         let dp = match spend {
             None => None,
             Some(s) => Some(self.charge(s)?),
         };
         let plan_blake3 = *blake3::hash(plan.display_indent().to_string().as_bytes()).as_bytes();
+        // A query over open columns only that groups shows groups; one that reads pseudonyms or
+        // granted columns may group by a subject (groups of one): its rows count as data.
+        let grouped = aggregate || (!row_level_grant && grouped(&plan));
         let df = self
             .ctx
             .execute_logical_plan(plan)
@@ -454,6 +479,8 @@ impl JobSession {
             plan_blake3,
             dp,
             row_level_grant,
+            aggregate,
+            grouped,
         })
     }
 

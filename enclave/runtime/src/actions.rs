@@ -68,6 +68,17 @@ pub enum Action<'a> {
         /// blake3 of its canonical IPC.
         output: Digest,
     },
+    /// The automatic evidence of an output: its verdict and the keyed digest of its report.
+    OutputExamined {
+        /// The job.
+        job: JobId,
+        /// 0-based index among the job's outputs.
+        index: usize,
+        /// `pass`, `flag` or `block`.
+        verdict: &'a str,
+        /// Keyed digest of the evidence report (JSON).
+        evidence: KeyedDigest,
+    },
     /// A job ended; its transcript is sealed.
     JobFinished {
         /// The job.
@@ -190,6 +201,16 @@ impl Action<'_> {
             } => d("output.keep", format!("job:{job}/output:{index}"))
                 .digest("name", &name.0)
                 .digest("output", &output.0),
+            Action::OutputExamined {
+                job,
+                index,
+                verdict,
+                evidence,
+            } => d(
+                &format!("output.examine.{verdict}"),
+                format!("job:{job}/output:{index}"),
+            )
+            .digest("evidence", &evidence.0),
             Action::JobFinished {
                 job,
                 status,
@@ -287,6 +308,12 @@ mod tests {
                 status: "ok",
                 transcript: Some(f),
             },
+            Action::OutputExamined {
+                job,
+                index: 0,
+                verdict: "flag",
+                evidence: k,
+            },
             Action::JobReplayed {
                 job,
                 rederived: true,
@@ -322,7 +349,7 @@ mod tests {
             "job:0101010101010101/output:0"
         );
         assert_eq!(
-            actions[6].draft("x").action,
+            actions[7].draft("x").action,
             "job.replay.rederive.different"
         );
     }

@@ -16,6 +16,7 @@ use enclave_core::{
     ApplicationId, ErrorKind, JobError, JobManifest, Limits, NoiseKey, Params, PolicyKind,
     PolicyRef, QueryHost, QueryRecord, Seed, TableName, manifest::MANIFEST_VERSION,
 };
+use enclave_egress::evidence::Evidence;
 use enclave_egress::{Collector, Output};
 use enclave_policy::{Authorization, Policy, open_policy_text};
 use enclave_query::{Dataset, JobSession, LiveHost, Privacy, SessionLimits};
@@ -114,6 +115,8 @@ pub struct JobReport {
     pub run: Option<RunReport>,
     /// Outputs (kept inside the domain); empty when the job failed.
     pub outputs: Vec<Output>,
+    /// The automatic evidence of each output, in output order.
+    pub evidence: Vec<Evidence>,
     /// What each query did.
     pub queries: Vec<QueryRecord>,
     /// The sealed transcript.
@@ -461,8 +464,23 @@ impl Domain {
         if let Some(s) = learner {
             self.remember_facts(&s, &policy, &files);
         }
-        // Outputs of a failed job are dropped: nothing partial is kept.
+        // Outputs of a failed job are dropped: nothing partial is kept. The others go to
+        // quarantine (sealed, each under a key of its own) before anything refers to them; a
+        // job whose outputs cannot be kept fails.
         let outputs = if result.is_ok() { outputs } else { vec![] };
+        let kept = outputs
+            .iter()
+            .try_for_each(|o| self.home.quarantine_put(&o.digest, &o.canonical));
+        let (result, outputs) = match kept {
+            Ok(()) => (result, outputs),
+            Err(e) => (
+                Err(JobError::internal(format!(
+                    "the outputs could not be quarantined: {e}"
+                ))),
+                vec![],
+            ),
+        };
+        let evidence = self.examine(&policy, &files, &outputs, &queries);
         let header = Header {
             version: TRANSCRIPT_VERSION,
             manifest: manifest.clone(),
@@ -497,6 +515,16 @@ impl Domain {
                 output: o.digest,
             });
         }
+        for (i, e) in evidence.iter().enumerate() {
+            let report = serde_json::to_vec(e)
+                .map_err(|e| RuntimeError::Job(JobError::internal(e.to_string())))?;
+            actions.push(Action::OutputExamined {
+                job: id,
+                index: i,
+                verdict: e.verdict.name(),
+                evidence: self.keyed("evidence", &report),
+            });
+        }
         let status = match &result {
             Ok(()) => "ok",
             Err(e) => e.kind.as_str(),
@@ -512,6 +540,7 @@ impl Domain {
             result,
             run,
             outputs,
+            evidence,
             queries,
             transcript: Some(path),
             entries,

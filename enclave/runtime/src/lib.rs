@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod domain;
 pub mod engine;
+pub mod evidence;
 mod facts;
 pub mod job;
 pub mod rederive;

@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use enclave_core::{JobError, PolicyKind};
 use enclave_egress::Output;
+use enclave_egress::evidence::{Evidence, Provenance};
 use serde_json::{Value, json};
 
 use crate::job::JobReport;
@@ -55,6 +56,39 @@ pub fn schema_json(o: &Output) -> Value {
     )
 }
 
+/// The evidence report of an output as JSON.
+pub fn evidence_json(e: &Evidence) -> Value {
+    serde_json::to_value(e).unwrap_or_else(|err| json!({ "error": err.to_string() }))
+}
+
+/// The evidence report of an output for people.
+pub fn evidence_human(s: &mut String, e: &Evidence) {
+    let provenance = match e.provenance {
+        Provenance::Certified { query } => {
+            format!(
+                "certified (the whole result of query {}, checked by the host)",
+                query + 1
+            )
+        }
+        Provenance::Derived => "derived (computed by the job's code)".to_owned(),
+    };
+    let _ = writeln!(
+        s,
+        "  evidence: {} — {provenance}; {} cell(s) scanned for leaks",
+        e.verdict.name().to_uppercase(),
+        e.cells_scanned
+    );
+    for f in &e.findings {
+        let _ = writeln!(
+            s,
+            "    {} [{}]: {}",
+            f.verdict.name(),
+            f.check.name(),
+            f.message
+        );
+    }
+}
+
 fn policy_name(k: PolicyKind) -> &'static str {
     match k {
         PolicyKind::Domain => "domain",
@@ -62,12 +96,24 @@ fn policy_name(k: PolicyKind) -> &'static str {
     }
 }
 
-/// The report as one JSON document.
+/// The report as one JSON document, with the outputs' rows (a local run on the developer's own
+/// files).
 pub fn report_json(r: &JobReport) -> Value {
+    json_of(r, true)
+}
+
+/// The report as one JSON document without the outputs' rows: they stay in quarantine until a
+/// reviewer approves their release (a job under an application).
+pub fn report_json_quarantined(r: &JobReport) -> Value {
+    json_of(r, false)
+}
+
+fn json_of(r: &JobReport, rows: bool) -> Value {
     let outputs: Vec<Value> = r
         .outputs
         .iter()
-        .map(|o| {
+        .enumerate()
+        .map(|(i, o)| {
             let mut v = json!({
                 "name": o.name,
                 "kind": o.kind.name(),
@@ -75,6 +121,13 @@ pub fn report_json(r: &JobReport) -> Value {
                 "schema": schema_json(o),
                 "blake3": o.digest,
             });
+            if let Some(e) = r.evidence.get(i) {
+                v["evidence"] = evidence_json(e);
+            }
+            if !rows {
+                v["quarantine"] = json!(QUARANTINED);
+                return v;
+            }
             match rows_json(o) {
                 Ok(rows) => v["data"] = json!(rows),
                 Err(e) => v["data_error"] = json!(format!("cannot render the rows as JSON: {e}")),
@@ -108,8 +161,20 @@ pub fn setup_error_json(e: &JobError) -> Value {
     json!({ "status": "error", "error": error_json(e), "outputs": [] })
 }
 
-/// The report for people.
+/// What a report says of an output it does not show.
+const QUARANTINED: &str = "kept in quarantine, sealed, until a reviewer approves its release";
+
+/// The report for people, with the outputs' rows (a local run on the developer's own files).
 pub fn report_human(r: &JobReport) -> String {
+    human(r, true)
+}
+
+/// The report for people without the outputs' rows (a job under an application).
+pub fn report_human_quarantined(r: &JobReport) -> String {
+    human(r, false)
+}
+
+fn human(r: &JobReport, rows: bool) -> String {
     let mut s = String::new();
     let status = match &r.result {
         Ok(()) => "ok".to_owned(),
@@ -181,7 +246,7 @@ pub fn report_human(r: &JobReport) -> String {
             );
         }
     }
-    for o in &r.outputs {
+    for (i, o) in r.outputs.iter().enumerate() {
         let _ = writeln!(
             s,
             "\noutput `{}` ({}, {} rows, blake3 {})",
@@ -190,6 +255,13 @@ pub fn report_human(r: &JobReport) -> String {
             o.rows,
             o.digest
         );
+        if let Some(e) = r.evidence.get(i) {
+            evidence_human(&mut s, e);
+        }
+        if !rows {
+            let _ = writeln!(s, "  {QUARANTINED}");
+            continue;
+        }
         match datafusion::arrow::util::pretty::pretty_format_batches(&o.batches) {
             Ok(t) => {
                 let _ = writeln!(s, "{t}");

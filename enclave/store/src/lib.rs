@@ -4,12 +4,14 @@
 //! Layout: `domain.key` (32-byte secret), `log.key` / `log.pub` (the log's Ed25519 signer and
 //! verifier keys, C2SP note format), `audit/log.jsonl` (+ `audit/log.state`), `modules/<blake3>.wasm`,
 //! `datasets/snapshots.jsonl` (snapshot digest ↔ file, see [`snapshot`]), `cache/` (compiled
-//! modules), `transcripts/<job>.sealed`, `budget/ledger.jsonl` (privacy spending, see [`ledger`]). Owns creating that layout with private permissions and
+//! modules), `transcripts/<job>.sealed`, `budget/ledger.jsonl` (privacy spending, see [`ledger`]), `quarantine/` (job outputs sealed
+//! under per-output keys, see [`quarantine`]). Owns creating that layout with private permissions and
 //! reading it back with size and digest checks. It must never overwrite a secret or a stored
 //! module, and never hand out a module whose bytes do not match the digest it is asked for.
 
 pub mod entity;
 pub mod ledger;
+pub mod quarantine;
 pub mod sealed;
 pub mod snapshot;
 
@@ -21,6 +23,7 @@ use enclave_tlog::Signer;
 
 pub use entity::Scratch;
 pub use ledger::DurableLedger;
+pub use quarantine::Held;
 pub use sealed::{EntityKey, KeyState};
 pub use snapshot::{Snapshot, Snapshots};
 

@@ -61,7 +61,7 @@ pub enum KeyState {
     Absent,
 }
 
-fn random<const N: usize>() -> Result<[u8; N], StoreError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut b = [0u8; N];
     SystemRandom::new()
         .fill(&mut b)
@@ -69,7 +69,7 @@ fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     Ok(b)
 }
 
-fn aead(key: &[u8; 32]) -> Result<LessSafeKey, StoreError> {
+pub(crate) fn aead(key: &[u8; 32]) -> Result<LessSafeKey, StoreError> {
     UnboundKey::new(&AES_256_GCM, key)
         .map(LessSafeKey::new)
         .map_err(|_| StoreError::Invalid("an AES-256-GCM key could not be made".into()))
@@ -138,19 +138,7 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(KeyState::Absent),
             Err(e) => return Err(io_err("reading", &path)(e)),
         };
-        let bad = || StoreError::Invalid(format!("{} does not authenticate", path.display()));
-        if bytes.len() != 12 + 32 + TAG {
-            return Err(bad());
-        }
-        let (n, ct) = bytes.split_at(12);
-        let n = Nonce::try_assume_unique_for_key(n).map_err(|_| bad())?;
-        let mut ct = ct.to_vec();
-        let aad = format!("org-{entity}");
-        let key = self
-            .wrapping()?
-            .open_in_place(n, Aad::from(aad.as_bytes()), &mut ct)
-            .map_err(|_| bad())?;
-        let key: [u8; 32] = key.try_into().map_err(|_| bad())?;
+        let key = unwrap_key(&self.wrapping()?, &format!("org-{entity}"), &bytes, &path)?;
         Ok(KeyState::Live(EntityKey { entity, key }))
     }
 
@@ -172,18 +160,7 @@ impl Home {
         std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
         b.create(&dir).map_err(io_err("creating", &dir))?;
         let key: [u8; 32] = random()?;
-        let n: [u8; 12] = random()?;
-        let mut ct = key.to_vec();
-        let aad = format!("org-{entity}");
-        self.wrapping()?
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(n),
-                Aad::from(aad.as_bytes()),
-                &mut ct,
-            )
-            .map_err(|_| StoreError::Invalid("an entity key could not be wrapped".into()))?;
-        let mut file = n.to_vec();
-        file.extend_from_slice(&ct);
+        let file = wrap_key(&self.wrapping()?, &format!("org-{entity}"), &key)?;
         let path = self.key_path(entity);
         match write_private_new(&path, &file) {
             Ok(()) => {}
@@ -203,38 +180,89 @@ impl Home {
     /// Destroys entity `entity`'s key: a tombstone is written first, then the key file is
     /// overwritten, synced and removed. Whether a key was there to destroy.
     pub fn destroy_entity_key(&self, entity: i64) -> Result<bool, StoreError> {
-        let dir = self.root.join("keys");
-        let path = self.key_path(entity);
-        let tomb = self.tombstone_path(entity);
-        if !tomb.exists() {
-            std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-            match write_private_new(&tomb, b"destroyed\n") {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("writing", &tomb)(e)),
-            }
-            sync_dir(&dir);
-        }
-        let existed = match std::fs::OpenOptions::new().write(true).open(&path) {
-            Ok(mut f) => {
-                let len = f.metadata().map(|m| m.len()).unwrap_or(64).min(4096);
-                f.write_all(&vec![0u8; len as usize])
-                    .and_then(|()| f.sync_all())
-                    .map_err(io_err("overwriting", &path))?;
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(io_err("opening", &path)(e)),
-        };
-        if existed {
-            std::fs::remove_file(&path).map_err(io_err("removing", &path))?;
-            sync_dir(&dir);
-        }
-        Ok(existed)
+        destroy_key_file(
+            &self.root.join("keys"),
+            &self.key_path(entity),
+            &self.tombstone_path(entity),
+        )
     }
 }
 
-fn sync_dir(dir: &Path) {
+/// Wraps a 256-bit key under `wrapping`, bound to `aad`: the file form (nonce, ciphertext, tag).
+pub(crate) fn wrap_key(
+    wrapping: &LessSafeKey,
+    aad: &str,
+    key: &[u8; 32],
+) -> Result<Vec<u8>, StoreError> {
+    let n: [u8; 12] = random()?;
+    let mut ct = key.to_vec();
+    wrapping
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(n),
+            Aad::from(aad.as_bytes()),
+            &mut ct,
+        )
+        .map_err(|_| StoreError::Invalid("a key could not be wrapped".into()))?;
+    let mut file = n.to_vec();
+    file.extend_from_slice(&ct);
+    Ok(file)
+}
+
+/// The key in a wrapped-key file's `bytes` (read from `path`), bound to `aad`.
+pub(crate) fn unwrap_key(
+    wrapping: &LessSafeKey,
+    aad: &str,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<[u8; 32], StoreError> {
+    let bad = || StoreError::Invalid(format!("{} does not authenticate", path.display()));
+    if bytes.len() != 12 + 32 + TAG {
+        return Err(bad());
+    }
+    let (n, ct) = bytes.split_at(12);
+    let n = Nonce::try_assume_unique_for_key(n).map_err(|_| bad())?;
+    let mut ct = ct.to_vec();
+    let key = wrapping
+        .open_in_place(n, Aad::from(aad.as_bytes()), &mut ct)
+        .map_err(|_| bad())?;
+    key.try_into().map_err(|_| bad())
+}
+
+/// Destroys the key file `key` in `dir`: the tombstone `tomb` is written first, then the key
+/// file is overwritten, synced and removed. Whether a key was there to destroy.
+pub(crate) fn destroy_key_file(dir: &Path, key: &Path, tomb: &Path) -> Result<bool, StoreError> {
+    if !tomb.exists() {
+        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        match write_private_new(tomb, b"destroyed\n") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("writing", tomb)(e)),
+        }
+        sync_dir(dir);
+    }
+    let existed = match std::fs::OpenOptions::new().write(true).open(key) {
+        Ok(mut f) => {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(64).min(4096);
+            f.write_all(&vec![0u8; len as usize])
+                .and_then(|()| f.sync_all())
+                .map_err(io_err("overwriting", key))?;
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_err("opening", key)(e)),
+    };
+    if existed {
+        std::fs::remove_file(key).map_err(io_err("removing", key))?;
+        sync_dir(dir);
+    }
+    Ok(existed)
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn sync_dir(dir: &Path) {
     // Best effort: a directory that cannot be opened for sync is still consistent on most file
     // systems; the tombstone decides what the key's state is.
     if let Ok(d) = File::open(dir) {
@@ -245,10 +273,23 @@ fn sync_dir(dir: &Path) {
 /// Seals `src` into a new file `dst` under `key`, bound to `context` (e.g. `social:<blake3>`).
 pub fn seal_file(key: &EntityKey, context: &str, src: &Path, dst: &Path) -> Result<(), StoreError> {
     let mut input = File::open(src).map_err(io_err("reading", src))?;
+    seal_to(&key.key, context, &mut input, src, dst)
+}
+
+/// Seals what `input` (named `src` in errors) holds into a new file `dst` under the raw `key`,
+/// bound to `context`.
+pub(crate) fn seal_to(
+    key: &[u8; 32],
+    context: &str,
+    input: &mut impl Read,
+    src: &Path,
+    dst: &Path,
+) -> Result<(), StoreError> {
     let salt: [u8; 32] = random()?;
-    let k = file_key(&key.key, &salt, context)?;
-    let tmp = dst.with_extension("partial");
-    let _ = std::fs::remove_file(&tmp);
+    let k = file_key(key, &salt, context)?;
+    // A temporary of its own: writers of the same destination do not meet.
+    let tag: [u8; 8] = random()?;
+    let tmp = dst.with_extension(format!("partial-{}", hex_of(&tag)));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -259,11 +300,11 @@ pub fn seal_file(key: &EntityKey, context: &str, src: &Path, dst: &Path) -> Resu
     w(&mut out, &salt)?;
     let mut cur = vec![0u8; CHUNK];
     let mut next = vec![0u8; CHUNK];
-    let mut n = fill(&mut input, &mut cur).map_err(io_err("reading", src))?;
+    let mut n = fill(input, &mut cur).map_err(io_err("reading", src))?;
     let mut index = 0u64;
     loop {
         let m = if n == CHUNK {
-            fill(&mut input, &mut next).map_err(io_err("reading", src))?
+            fill(input, &mut next).map_err(io_err("reading", src))?
         } else {
             0
         };
@@ -301,6 +342,17 @@ pub fn open_file(
     out: &mut impl Write,
     max: u64,
 ) -> Result<u64, StoreError> {
+    open_from(&key.key, context, src, out, max)
+}
+
+/// [`open_file`] under a raw key.
+pub(crate) fn open_from(
+    key: &[u8; 32],
+    context: &str,
+    src: &Path,
+    out: &mut impl Write,
+    max: u64,
+) -> Result<u64, StoreError> {
     let tampered = || {
         StoreError::Invalid(format!(
             "{} does not authenticate: it was altered, truncated or is not this file",
@@ -313,7 +365,7 @@ pub fn open_file(
         return Err(tampered());
     }
     let salt: [u8; 32] = head[8..].try_into().map_err(|_| tampered())?;
-    let k = file_key(&key.key, &salt, context)?;
+    let k = file_key(key, &salt, context)?;
     let mut cur = vec![0u8; CHUNK + TAG];
     let mut next = vec![0u8; CHUNK + TAG];
     let mut n = fill(&mut input, &mut cur).map_err(io_err("reading", src))?;

@@ -1,0 +1,577 @@
+//! The leak index: keyed fingerprints of a domain's identifying values (the L3/L4 columns of its
+//! datasets) and the scan of output cells against them.
+//!
+//! Owns the normalization of text before it is fingerprinted (case, whitespace, punctuation,
+//! full-width forms, dashes and zero-width characters are folded away, so `110101-1990 0307 123X`
+//! and `110101199003071 23x` are the same value), the index (an open-addressing table of 64-bit
+//! SipHash-1-3 fingerprints keyed by a key derived from the domain secret: the file is no
+//! dictionary of hashes an outsider could invert by enumerating ID numbers), its file form, and
+//! the scan: every text cell exactly and every window of it at a character boundary whose length
+//! an indexed value has (values embedded in longer strings), numeric cells exactly. It never
+//! holds or reports a value: a hit names the source column and the output cell, nothing else.
+//! It must never let a scan run unbounded: work is counted and a scan over its budget fails
+//! (closed).
+
+use std::path::Path;
+
+use arrow_array::{Array, ArrayRef};
+use siphasher::sip::SipHasher13;
+
+pub use super::scan::{ColumnHits, LeakScanner};
+pub use super::text::normalize;
+use super::text::{cell_text, is_numeric};
+
+/// Shortest normalized value (in bytes) the index holds: shorter ones match too much.
+pub const MIN_VALUE_BYTES: usize = 4;
+/// Shortest indexed value looked for inside longer strings.
+pub const MIN_EMBEDDED_BYTES: usize = 8;
+/// Largest number of values one index holds.
+pub const MAX_VALUES: usize = 64 << 20;
+/// A column is indexed only when at least this share of its values is distinct: identifying
+/// values (IDs, phones, names, exact amounts), not categories a whole table shares (a date or a
+/// sex would match every output). Low-cardinality columns are the threshold's to protect.
+pub const MIN_DISTINCT_SHARE: f64 = 0.5;
+
+/// The key of a domain's leak index (derived from the domain secret; never leaves the domain).
+#[derive(Clone)]
+pub struct LeakKey([u8; 16]);
+
+impl std::fmt::Debug for LeakKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeakKey(..)")
+    }
+}
+
+impl LeakKey {
+    /// The leak-index key of a domain.
+    pub fn derive(domain_secret: &[u8; 32]) -> LeakKey {
+        let k = blake3::derive_key("enclave v1 leak index", domain_secret);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&k[..16]);
+        LeakKey(out)
+    }
+
+    /// A check value naming the key in index files (not the key itself).
+    fn check(&self) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k[..16].copy_from_slice(&self.0);
+        *blake3::keyed_hash(&k, b"enclave v1 leak index check").as_bytes()
+    }
+
+    pub(crate) fn hasher(&self) -> SipHasher13 {
+        SipHasher13::new_with_key(&self.0)
+    }
+}
+
+/// Why an index could not be built, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum LeakError {
+    /// More values than an index holds, or a scan over its work budget.
+    #[error("{0}")]
+    TooLarge(String),
+    /// An index file that is not one, or not of this domain's key.
+    #[error("leak index {path}: {why}")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// Reading or writing an index file.
+    #[error("leak index {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// One source column of an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// `dataset.column`.
+    pub name: String,
+    /// Whether its values are numbers (a numeric cell of an output equal to one may be a
+    /// coincidence: flagged, not blocked).
+    pub numeric: bool,
+}
+
+/// What adding one column to an index did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnStats {
+    /// Non-null values seen.
+    pub values: u64,
+    /// Distinct normalized values of at least [`MIN_VALUE_BYTES`].
+    pub distinct: u64,
+    /// Whether the column was indexed ([`MIN_DISTINCT_SHARE`]).
+    pub indexed: bool,
+}
+
+/// Builds an index column by column.
+pub struct LeakIndexBuilder {
+    key: LeakKey,
+    sources: Vec<Source>,
+    entries: Vec<(u64, u16)>,
+    lengths: Vec<u32>,
+}
+
+pub(crate) fn fingerprint(h: &SipHasher13, bytes: &[u8]) -> u64 {
+    h.hash(bytes).max(1)
+}
+
+impl LeakIndexBuilder {
+    /// An empty builder under `key`.
+    pub fn new(key: &LeakKey) -> LeakIndexBuilder {
+        LeakIndexBuilder {
+            key: key.clone(),
+            sources: Vec::new(),
+            entries: Vec::new(),
+            lengths: Vec::new(),
+        }
+    }
+
+    /// Adds the values of column `name` (`dataset.column`), given as its arrays; indexes them if
+    /// enough are distinct.
+    pub fn add_column(
+        &mut self,
+        name: &str,
+        arrays: &[ArrayRef],
+    ) -> Result<ColumnStats, LeakError> {
+        let tag = u16::try_from(self.sources.len())
+            .map_err(|_| LeakError::TooLarge("more than 65,535 indexed columns".into()))?;
+        let numeric = arrays.first().is_some_and(|a| is_numeric(a.data_type()));
+        let h = self.key.hasher();
+        let mut values = 0u64;
+        let mut found: Vec<(u64, u32)> = Vec::new();
+        let (mut text, mut norm) = (String::new(), String::new());
+        for a in arrays {
+            for i in 0..a.len() {
+                text.clear();
+                if !cell_text(a.as_ref(), i, &mut text) {
+                    continue;
+                }
+                values += 1;
+                norm.clear();
+                normalize(&text, &mut norm);
+                if norm.len() < MIN_VALUE_BYTES {
+                    continue;
+                }
+                let len = u32::try_from(norm.len()).unwrap_or(u32::MAX);
+                found.push((fingerprint(&h, norm.as_bytes()), len));
+                if self.entries.len() + found.len() > MAX_VALUES {
+                    return Err(LeakError::TooLarge(format!(
+                        "a leak index holds at most {MAX_VALUES} values"
+                    )));
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup_by_key(|e| e.0);
+        let distinct = found.len() as u64;
+        let indexed = distinct > 0 && distinct as f64 >= MIN_DISTINCT_SHARE * values as f64;
+        if indexed {
+            self.sources.push(Source {
+                name: name.to_owned(),
+                numeric,
+            });
+            for (fp, len) in found {
+                self.entries.push((fp, tag));
+                if !self.lengths.contains(&len) {
+                    self.lengths.push(len);
+                }
+            }
+        }
+        Ok(ColumnStats {
+            values,
+            distinct,
+            indexed,
+        })
+    }
+
+    /// The index.
+    pub fn finish(mut self) -> LeakIndex {
+        self.entries.sort_unstable();
+        self.entries.dedup_by_key(|e| e.0);
+        self.lengths.sort_unstable();
+        let capacity = (self.entries.len() * 10 / 7 + 1)
+            .next_power_of_two()
+            .max(16);
+        let mut slots = vec![0u64; capacity];
+        let mut tags = vec![0u16; capacity];
+        let mask = capacity - 1;
+        for (fp, tag) in &self.entries {
+            let mut i = (*fp as usize) & mask;
+            while slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = *fp;
+            tags[i] = *tag;
+        }
+        LeakIndex {
+            key: self.key,
+            sources: self.sources,
+            lengths: self.lengths,
+            values: self.entries.len(),
+            slots,
+            tags,
+        }
+    }
+}
+
+/// A built index: fingerprints of normalized values, each tagged with its source column.
+pub struct LeakIndex {
+    pub(crate) key: LeakKey,
+    pub(crate) sources: Vec<Source>,
+    pub(crate) lengths: Vec<u32>,
+    values: usize,
+    slots: Vec<u64>,
+    tags: Vec<u16>,
+}
+
+impl std::fmt::Debug for LeakIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeakIndex")
+            .field("sources", &self.sources)
+            .field("values", &self.values)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAGIC: &[u8; 8] = b"ENCLEAK1";
+
+impl LeakIndex {
+    /// The source columns.
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    /// Values held.
+    pub fn len(&self) -> usize {
+        self.values
+    }
+
+    /// Whether it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.values == 0
+    }
+
+    /// The source tag of fingerprint `fp`, if indexed.
+    pub(crate) fn lookup(&self, fp: u64) -> Option<u16> {
+        let mask = self.slots.len() - 1;
+        let mut i = (fp as usize) & mask;
+        loop {
+            match self.slots[i] {
+                0 => return None,
+                s if s == fp => return Some(self.tags[i]),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Whether `value` (any text) is in the index, and from which source.
+    pub fn find(&self, value: &str) -> Option<&Source> {
+        let mut norm = String::new();
+        normalize(value, &mut norm);
+        let fp = fingerprint(&self.key.hasher(), norm.as_bytes());
+        self.lookup(fp)
+            .and_then(|t| self.sources.get(usize::from(t)))
+    }
+
+    /// The file form: magic, key check, sources, lengths, slots and tags, then a blake3 of all
+    /// of it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(self.slots.len() * 10 + 256);
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&self.key.check());
+        b.extend_from_slice(&(self.sources.len() as u32).to_le_bytes());
+        for s in &self.sources {
+            b.extend_from_slice(&(s.name.len() as u32).to_le_bytes());
+            b.extend_from_slice(s.name.as_bytes());
+            b.push(u8::from(s.numeric));
+        }
+        b.extend_from_slice(&(self.lengths.len() as u32).to_le_bytes());
+        for l in &self.lengths {
+            b.extend_from_slice(&l.to_le_bytes());
+        }
+        b.extend_from_slice(&(self.values as u64).to_le_bytes());
+        b.extend_from_slice(&(self.slots.len() as u64).to_le_bytes());
+        for s in &self.slots {
+            b.extend_from_slice(&s.to_le_bytes());
+        }
+        for t in &self.tags {
+            b.extend_from_slice(&t.to_le_bytes());
+        }
+        let sum = blake3::hash(&b);
+        b.extend_from_slice(sum.as_bytes());
+        b
+    }
+
+    /// Reads the file form back under `key`; `path` names it in errors.
+    pub fn from_bytes(key: &LeakKey, bytes: &[u8], path: &str) -> Result<LeakIndex, LeakError> {
+        let bad = |why| LeakError::Damaged {
+            path: path.to_owned(),
+            why,
+        };
+        let (body, sum) = bytes
+            .split_last_chunk::<32>()
+            .ok_or_else(|| bad("truncated"))?;
+        if blake3::hash(body).as_bytes() != sum {
+            return Err(bad("checksum mismatch"));
+        }
+        let mut r = Reader { b: body, at: 0 };
+        if r.take(8).ok_or_else(|| bad("truncated"))? != MAGIC {
+            return Err(bad("not a leak index"));
+        }
+        if r.take(32).ok_or_else(|| bad("truncated"))? != key.check() {
+            return Err(bad("made under another domain key"));
+        }
+        let n = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+        let mut sources = Vec::new();
+        for _ in 0..n {
+            let len = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+            let name = r.take(len).ok_or_else(|| bad("truncated"))?;
+            let name = std::str::from_utf8(name).map_err(|_| bad("a source name is not UTF-8"))?;
+            let numeric = r.take(1).ok_or_else(|| bad("truncated"))?[0] != 0;
+            sources.push(Source {
+                name: name.to_owned(),
+                numeric,
+            });
+        }
+        let n = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+        let mut lengths = Vec::new();
+        for _ in 0..n {
+            lengths.push(r.u32().ok_or_else(|| bad("truncated"))?);
+        }
+        let values = usize::try_from(r.u64().ok_or_else(|| bad("truncated"))?)
+            .map_err(|_| bad("too many values"))?;
+        let capacity = usize::try_from(r.u64().ok_or_else(|| bad("truncated"))?)
+            .map_err(|_| bad("too many slots"))?;
+        if !capacity.is_power_of_two() || values >= capacity || values > MAX_VALUES {
+            return Err(bad("inconsistent sizes"));
+        }
+        let need = capacity
+            .checked_mul(10)
+            .ok_or_else(|| bad("inconsistent sizes"))?;
+        if r.b.len() - r.at != need {
+            return Err(bad("inconsistent sizes"));
+        }
+        let raw = r.take(capacity * 8).ok_or_else(|| bad("truncated"))?;
+        let slots: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        let raw = r.take(capacity * 2).ok_or_else(|| bad("truncated"))?;
+        let tags: Vec<u16> = raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        if slots.iter().filter(|s| **s != 0).count() != values {
+            return Err(bad("inconsistent sizes"));
+        }
+        if tags.iter().any(|t| usize::from(*t) >= sources.len().max(1)) {
+            return Err(bad("a slot names no source"));
+        }
+        Ok(LeakIndex {
+            key: key.clone(),
+            sources,
+            lengths,
+            values,
+            slots,
+            tags,
+        })
+    }
+
+    /// Writes the file form to `path` (atomically).
+    pub fn save(&self, path: &Path) -> Result<(), LeakError> {
+        let io = |source| LeakError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.to_bytes()).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads the index at `path` (at most `max_bytes`).
+    pub fn load(key: &LeakKey, path: &Path, max_bytes: u64) -> Result<LeakIndex, LeakError> {
+        let name = path.display().to_string();
+        let io = |source| LeakError::Io {
+            path: name.clone(),
+            source,
+        };
+        let len = std::fs::metadata(path).map_err(io)?.len();
+        if len > max_bytes {
+            return Err(LeakError::Damaged {
+                path: name,
+                why: "larger than any index this domain makes",
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        LeakIndex::from_bytes(key, &bytes, &name)
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let s = self.b.get(self.at..end)?;
+        self.at = end;
+        Some(s)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Some(u64::from_le_bytes(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float64Array, Int64Array, StringArray};
+    use std::sync::Arc;
+
+    fn key() -> LeakKey {
+        LeakKey::derive(&[7u8; 32])
+    }
+
+    fn strings(v: &[&str]) -> ArrayRef {
+        Arc::new(StringArray::from(v.to_vec()))
+    }
+
+    #[test]
+    fn normalization_folds_formatting_away() {
+        let n = |s: &str| {
+            let mut o = String::new();
+            normalize(s, &mut o);
+            o
+        };
+        assert_eq!(n("110101-1990 0307 123X"), "11010119900307123x");
+        assert_eq!(
+            n("１１０１０１１９９００３０７１２３Ｘ"),
+            "11010119900307123x"
+        );
+        assert_eq!(n("138\u{2014}0013\u{200B}8000"), "13800138000");
+        assert_eq!(n("（138）0013·8000"), "13800138000");
+        assert_eq!(n("张　三"), "张三");
+        assert_eq!(n("A.B_C(D)+E/F:G,H"), "abcdefgh");
+    }
+
+    #[test]
+    fn index_finds_exact_reformatted_and_embedded_values() {
+        let mut b = LeakIndexBuilder::new(&key());
+        let ids = strings(&[
+            "110101199003071234",
+            "11010119851120567X",
+            "310101200001011111",
+        ]);
+        let st = b.add_column("residents.resident_id", &[ids]).unwrap();
+        assert!(st.indexed);
+        assert_eq!(st.distinct, 3);
+        let ix = b.finish();
+        assert_eq!(
+            ix.find("11010119851120567x").unwrap().name,
+            "residents.resident_id"
+        );
+        assert!(ix.find("110101 19851120 567-X").is_some());
+        assert!(ix.find("110101199003071235").is_none());
+
+        let col = strings(&["浦东-110101-19900307-1234", "fine label", "another"]);
+        let mut s = LeakScanner::new(&[&ix], 1 << 20);
+        let h = s.scan_column(0, &[col.as_ref()], false).unwrap().unwrap();
+        assert_eq!((h.cells, h.first_row, h.embedded), (1, 0, true));
+        assert!(!h.numeric_only);
+        // An ID as a number is the same value.
+        let n: ArrayRef = Arc::new(Int64Array::from(vec![310101200001011111i64, 5]));
+        let h = s.scan_column(1, &[n.as_ref()], true).unwrap().unwrap();
+        assert_eq!((h.cells, h.first_row), (1, 0));
+        assert!(
+            !h.numeric_only,
+            "an identifier column's value is not a coincidence"
+        );
+        // Numeric cells are skipped when asked.
+        assert!(s.scan_column(1, &[n.as_ref()], false).unwrap().is_none());
+    }
+
+    #[test]
+    fn low_cardinality_columns_are_not_indexed_and_short_values_never() {
+        let mut b = LeakIndexBuilder::new(&key());
+        let sex = strings(&["male", "female", "male", "male", "female", "male"]);
+        assert!(!b.add_column("residents.sex", &[sex]).unwrap().indexed);
+        let short = strings(&["ab", "cd"]);
+        let st = b.add_column("t.short", &[short]).unwrap();
+        assert_eq!(st.distinct, 0);
+        assert!(!st.indexed);
+        assert!(b.finish().is_empty());
+    }
+
+    #[test]
+    fn numeric_sources_hit_numeric_cells_as_coincidences_and_text_as_leaks() {
+        let mut b = LeakIndexBuilder::new(&key());
+        let inc: ArrayRef = Arc::new(Float64Array::from(vec![123456.5, 98765.25, 40000.0]));
+        assert!(b.add_column("residents.income", &[inc]).unwrap().indexed);
+        let ix = b.finish();
+        let mut s = LeakScanner::new(&[&ix], 1 << 20);
+        let cells: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 98765.25]));
+        let h = s.scan_column(0, &[cells.as_ref()], true).unwrap().unwrap();
+        assert!(h.numeric_only);
+        let text = strings(&["income was 40000"]);
+        let h = s.scan_column(0, &[text.as_ref()], true).unwrap();
+        // "40000" is shorter than the embedded minimum: not found inside text…
+        assert!(h.is_none());
+        // …but the exact value as a label is.
+        let text = strings(&["40,000"]);
+        let h = s.scan_column(0, &[text.as_ref()], true).unwrap().unwrap();
+        assert!(!h.numeric_only);
+    }
+
+    #[test]
+    fn file_form_round_trips_and_refuses_damage_and_other_keys() {
+        let mut b = LeakIndexBuilder::new(&key());
+        b.add_column("d.c", &[strings(&["alpha-beta-1", "gamma-delta-2"])])
+            .unwrap();
+        let ix = b.finish();
+        let bytes = ix.to_bytes();
+        let back = LeakIndex::from_bytes(&key(), &bytes, "x").unwrap();
+        assert_eq!(back.sources(), ix.sources());
+        assert!(back.find("ALPHA BETA 1").is_some());
+        let other = LeakKey::derive(&[8u8; 32]);
+        assert!(LeakIndex::from_bytes(&other, &bytes, "x").is_err());
+        for at in [0, 9, 45, bytes.len() / 2, bytes.len() - 1] {
+            let mut d = bytes.clone();
+            d[at] ^= 1;
+            assert!(
+                LeakIndex::from_bytes(&key(), &d, "x").is_err(),
+                "flip at {at}"
+            );
+        }
+        assert!(LeakIndex::from_bytes(&key(), &bytes[..bytes.len() - 5], "x").is_err());
+        assert!(LeakIndex::from_bytes(&key(), &[], "x").is_err());
+    }
+
+    #[test]
+    fn a_scan_over_its_budget_fails_closed() {
+        let mut b = LeakIndexBuilder::new(&key());
+        b.add_column("d.c", &[strings(&["1234567890", "0987654321"])])
+            .unwrap();
+        let ix = b.finish();
+        let long = "x".repeat(10_000);
+        let col = strings(&[&long]);
+        let mut s = LeakScanner::new(&[&ix], 100);
+        assert!(matches!(
+            s.scan_column(0, &[col.as_ref()], false),
+            Err(LeakError::TooLarge(_))
+        ));
+    }
+}

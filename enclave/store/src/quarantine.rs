@@ -1,0 +1,211 @@
+//! Quarantine: every output of a job, kept inside the domain encrypted at rest until it is
+//! reviewed, released or destroyed.
+//!
+//! Owns `quarantine/`: per output (addressed by the blake3 of its canonical bytes) a random
+//! 256-bit key, wrapped with AES-256-GCM under a key derived from the domain secret
+//! (`<blake3>.key`, bound to the digest), and the output sealed under it in the chunked format
+//! of [`crate::sealed`] (`<blake3>.sealed`, context `output:<blake3>`). Destroying an output
+//! overwrites and removes its key: every copy of the sealed file is then useless. Reading one
+//! back checks that the plaintext hashes to the digest asked for. It must never write an output
+//! in the clear, never hand out bytes that did not authenticate or do not match their digest,
+//! and never bring back a destroyed key. Who may read an output is not its concern: the review
+//! and release steps decide that, and only they call [`Home::quarantine_get`].
+
+use std::path::PathBuf;
+
+use enclave_core::Digest;
+use ring::aead::LessSafeKey;
+
+use crate::sealed::{
+    aead, destroy_key_file, open_from, random, seal_to, sync_dir, unwrap_key, wrap_key,
+};
+use crate::{Home, StoreError, io_err, write_private_new};
+
+/// Where a quarantined output stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Its key and sealed bytes are there.
+    Kept,
+    /// Its key was destroyed: the output is gone.
+    Destroyed,
+    /// Never quarantined here.
+    Absent,
+}
+
+impl Home {
+    fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    fn quarantine_paths(&self, digest: &Digest) -> (PathBuf, PathBuf, PathBuf) {
+        let d = self.quarantine_dir();
+        (
+            d.join(format!("{digest}.key")),
+            d.join(format!("{digest}.sealed")),
+            d.join(format!("{digest}.destroyed")),
+        )
+    }
+
+    fn quarantine_wrapping(&self) -> Result<LessSafeKey, StoreError> {
+        let secret = self.domain_secret()?;
+        aead(&blake3::derive_key(
+            "enclave v1 quarantine key wrap",
+            &secret,
+        ))
+    }
+
+    /// Where output `digest` stands.
+    pub fn quarantine_state(&self, digest: &Digest) -> Held {
+        let (key, sealed, tomb) = self.quarantine_paths(digest);
+        if tomb.exists() {
+            Held::Destroyed
+        } else if key.exists() && sealed.exists() {
+            Held::Kept
+        } else {
+            Held::Absent
+        }
+    }
+
+    fn quarantine_key(&self, digest: &Digest) -> Result<[u8; 32], StoreError> {
+        let (path, _, tomb) = self.quarantine_paths(digest);
+        if tomb.exists() {
+            return Err(StoreError::Shredded(format!(
+                "output {digest} was destroyed"
+            )));
+        }
+        let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
+        unwrap_key(
+            &self.quarantine_wrapping()?,
+            &format!("quarantine:{digest}"),
+            &bytes,
+            &path,
+        )
+    }
+
+    /// Keeps output `canonical` (whose blake3 is `digest`) in quarantine, sealed under a fresh
+    /// key; a second put of the same output keeps the first. Refused for a destroyed output and
+    /// for bytes that are not `digest`'s.
+    pub fn quarantine_put(&self, digest: &Digest, canonical: &[u8]) -> Result<(), StoreError> {
+        if Digest::of(canonical) != *digest {
+            return Err(StoreError::Invalid(format!(
+                "the bytes given for output {digest} are not its bytes"
+            )));
+        }
+        match self.quarantine_state(digest) {
+            Held::Kept => return Ok(()),
+            Held::Destroyed => {
+                return Err(StoreError::Shredded(format!(
+                    "output {digest} was destroyed; it is not kept again"
+                )));
+            }
+            Held::Absent => {}
+        }
+        let dir = self.quarantine_dir();
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir).map_err(io_err("creating", &dir))?;
+        let (key_path, sealed, _) = self.quarantine_paths(digest);
+        // The key first: whoever creates it decides it, and every job keeping the same output
+        // (concurrently too) seals under that key; the sealed file appears by an atomic rename
+        // (of a temporary of its own), so a reader sees a whole file or none.
+        let fresh: [u8; 32] = random()?;
+        let file = wrap_key(
+            &self.quarantine_wrapping()?,
+            &format!("quarantine:{digest}"),
+            &fresh,
+        )?;
+        let key = match write_private_new(&key_path, &file) {
+            Ok(()) => {
+                sync_dir(&dir);
+                fresh
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                self.quarantine_key(digest)?
+            }
+            Err(e) => return Err(io_err("writing", &key_path)(e)),
+        };
+        seal_to(
+            &key,
+            &format!("output:{digest}"),
+            &mut &canonical[..],
+            &sealed,
+            &sealed,
+        )?;
+        Ok(())
+    }
+
+    /// Output `digest`, read back from quarantine (at most `max` bytes), authenticated and
+    /// checked against its digest.
+    pub fn quarantine_get(&self, digest: &Digest, max: u64) -> Result<Vec<u8>, StoreError> {
+        let key = self.quarantine_key(digest)?;
+        let (_, sealed, _) = self.quarantine_paths(digest);
+        let mut out = Vec::new();
+        open_from(&key, &format!("output:{digest}"), &sealed, &mut out, max)?;
+        if Digest::of(&out) != *digest {
+            return Err(StoreError::Invalid(format!(
+                "quarantined output {digest} does not hash to its digest"
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Destroys output `digest`: a tombstone first, then its key overwritten, synced and
+    /// removed, then the sealed bytes removed. Whether there was a key to destroy.
+    pub fn quarantine_destroy(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let dir = self.quarantine_dir();
+        let (key, sealed, tomb) = self.quarantine_paths(digest);
+        let existed = destroy_key_file(&dir, &key, &tomb)?;
+        let _ = std::fs::remove_file(&sealed);
+        sync_dir(&dir);
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_sealed_read_back_checked_and_destroyed() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Home::open(d.path()).unwrap();
+        let bytes = b"ARROW1 the output's canonical bytes, not to be seen in the clear".to_vec();
+        let digest = Digest::of(&bytes);
+        assert_eq!(h.quarantine_state(&digest), Held::Absent);
+        assert!(h.quarantine_put(&Digest::of(b"other"), &bytes).is_err());
+        h.quarantine_put(&digest, &bytes).unwrap();
+        h.quarantine_put(&digest, &bytes).unwrap();
+        assert_eq!(h.quarantine_state(&digest), Held::Kept);
+        // Nothing in the directory holds the plaintext.
+        for f in std::fs::read_dir(d.path().join("quarantine")).unwrap() {
+            let on_disk = std::fs::read(f.unwrap().path()).unwrap();
+            assert!(!on_disk.windows(16).any(|w| w == &bytes[7..23]));
+        }
+        assert_eq!(h.quarantine_get(&digest, 1 << 20).unwrap(), bytes);
+        assert!(h.quarantine_get(&digest, 10).is_err(), "bounded");
+        // A swapped key file (another output's) does not open it.
+        let other = b"another output".to_vec();
+        let od = Digest::of(&other);
+        h.quarantine_put(&od, &other).unwrap();
+        let (k1, _, _) = h.quarantine_paths(&digest);
+        let (k2, _, _) = h.quarantine_paths(&od);
+        let saved = std::fs::read(&k1).unwrap();
+        std::fs::copy(&k2, &k1).unwrap();
+        assert!(h.quarantine_get(&digest, 1 << 20).is_err());
+        std::fs::write(&k1, saved).unwrap();
+        assert!(h.quarantine_destroy(&digest).unwrap());
+        assert_eq!(h.quarantine_state(&digest), Held::Destroyed);
+        assert!(matches!(
+            h.quarantine_get(&digest, 1 << 20),
+            Err(StoreError::Shredded(_))
+        ));
+        assert!(
+            h.quarantine_put(&digest, &bytes).is_err(),
+            "never kept again"
+        );
+        assert!(!h.quarantine_destroy(&digest).unwrap());
+        assert_eq!(h.quarantine_get(&od, 1 << 20).unwrap(), other);
+    }
+}

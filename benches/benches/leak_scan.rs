@@ -64,9 +64,13 @@ fn main() {
     let short: ArrayRef = Arc::new(StringArray::from_iter_values(
         (0..cells).map(|i| format!("district-{}", i % 97)),
     ));
-    let id_sized: ArrayRef = Arc::new(StringArray::from_iter_values(
-        (0..cells).map(|i| id(i as u64 + 3 * n as u64)),
-    ));
+    // ID-sized, but letters: no window of them can be a phone number or an ID by chance.
+    let id_sized: ArrayRef = Arc::new(StringArray::from_iter_values((0..cells).map(|i| {
+        id(i as u64)
+            .bytes()
+            .map(|b| char::from(b - b'0' + b'a'))
+            .collect::<String>()
+    })));
     let long_cells = cells / 10;
     let long: ArrayRef = Arc::new(StringArray::from_iter_values(
         (0..long_cells).map(|i| format!("report line {i:08} of the district summary")),
@@ -78,7 +82,11 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
     for (what, a, numbers) in [
         ("short labels (`district-17`)", &short, false),
-        ("ID-sized strings (18 chars)", &id_sized, false),
+        (
+            "ID-sized strings (18 letters: 8 windows each)",
+            &id_sized,
+            false,
+        ),
         ("long labels (44 chars: every window)", &long, false),
         ("integers (derived output)", &numbers, true),
     ] {

@@ -242,6 +242,7 @@ pub(crate) fn catalog(args: CatalogArgs) -> anyhow::Result<u8> {
                 name.as_str(),
                 &enclave_core::Digest(facts.blake3),
                 Path::new(&facts.path),
+                None,
             )
             .context("building the dataset's leak index")?;
             let snap = s.gov.register_dataset(

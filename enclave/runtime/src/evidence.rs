@@ -8,6 +8,8 @@
 //! not run: an index that cannot be built or read blocks every output of the job, with the reason.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::parquet::arrow::ProjectionMask;
@@ -30,7 +32,7 @@ const MAX_INDEX_FILE: u64 =
     ((MAX_VALUES as u64 * 10 / 7 + 1).next_power_of_two()) * 10 + (16 << 20);
 
 /// The checks' caps under `policy`.
-pub(crate) fn caps(policy: &Policy) -> Caps {
+pub fn caps(policy: &Policy) -> Caps {
     let e = &policy.egress;
     Caps {
         max_rows: e.max_rows,
@@ -75,35 +77,92 @@ fn leak_index_path(home: &Home, snapshot: &Digest, dataset: &str, columns: &[Str
         .join(format!("{}.idx", &h.finalize().to_hex()[..32]))
 }
 
+/// Leak indexes this process has read, shared by its jobs (a worker pool, a server): keyed by
+/// file, size and modification time, so a rebuilt file is read again. Bounded in values held.
+#[derive(Default)]
+pub struct LeakCache {
+    held: Mutex<Vec<Held>>,
+}
+
+/// One index the cache holds: its file, the file's size and modification time, the index.
+type Held = (PathBuf, u64, Option<SystemTime>, Arc<LeakIndex>);
+
+/// Most values the cache of one process holds (≈ 10 bytes each).
+const CACHE_VALUES: usize = 128 << 20;
+
+impl LeakCache {
+    fn identity(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.len(), m.modified().ok()))
+    }
+
+    fn get(&self, path: &Path) -> Option<Arc<LeakIndex>> {
+        let (len, modified) = Self::identity(path)?;
+        let held = self.held.lock().ok()?;
+        held.iter()
+            .find(|(p, l, m, _)| p == path && *l == len && *m == modified)
+            .map(|(.., ix)| Arc::clone(ix))
+    }
+
+    fn put(&self, path: &Path, ix: &Arc<LeakIndex>) {
+        let Some((len, modified)) = Self::identity(path) else {
+            return;
+        };
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        held.retain(|(p, ..)| p != path);
+        held.push((path.to_owned(), len, modified, Arc::clone(ix)));
+        // The oldest go first once the bound is passed.
+        while held.iter().map(|(.., ix)| ix.len()).sum::<usize>() > CACHE_VALUES && held.len() > 1 {
+            held.remove(0);
+        }
+    }
+}
+
 /// The leak index of the values `policy` says to look for in dataset `dataset`, snapshot
-/// `snapshot` held in the Parquet file `file`: read back when this domain built it before, else
-/// built from the file and kept (at registration, or at the first job that reads it); `None`
-/// when no column of it is at a leak level.
+/// `snapshot` held in the Parquet file `file`: from `cache` when this process read it already,
+/// read back when this domain built it before, else built from the file and kept (at
+/// registration, or at the first job that reads it); `None` when no column of it is at a leak
+/// level.
 pub fn leak_index(
     home: &Home,
     policy: &Policy,
     dataset: &str,
     snapshot: &Digest,
     file: &Path,
-) -> Result<Option<LeakIndex>, RuntimeError> {
+    cache: Option<&LeakCache>,
+) -> Result<Option<Arc<LeakIndex>>, RuntimeError> {
     let columns = leak_columns(policy, dataset);
     if columns.is_empty() {
         return Ok(None);
     }
-    let key = LeakKey::derive(&home.domain_secret()?);
     let path = leak_index_path(home, snapshot, dataset, &columns);
+    if let Some(ix) = cache.and_then(|c| c.get(&path)) {
+        return Ok(Some(ix));
+    }
+    let key = LeakKey::derive(&home.domain_secret()?);
     if path.exists() {
         match LeakIndex::load(&key, &path, MAX_INDEX_FILE) {
-            Ok(ix) => return Ok(Some(ix)),
+            Ok(ix) => {
+                let ix = Arc::new(ix);
+                if let Some(c) = cache {
+                    c.put(&path, &ix);
+                }
+                return Ok(Some(ix));
+            }
             // A damaged or foreign file is rebuilt from the data (it is only a cache).
             Err(e) => tracing::warn!("rebuilding {}: {e}", path.display()),
         }
     }
-    let ix = build(&key, dataset, file, &columns)?;
+    let ix = Arc::new(build(&key, dataset, file, &columns)?);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(index_error)?;
     }
     ix.save(&path).map_err(index_error)?;
+    if let Some(c) = cache {
+        c.put(&path, &ix);
+    }
     Ok(Some(ix))
 }
 
@@ -111,6 +170,7 @@ impl Domain {
     /// The evidence of a job's outputs: every dataset's leak index, then the checks.
     pub(crate) fn examine(
         &self,
+        cache: &LeakCache,
         policy: &Policy,
         files: &[(Dataset, Snapshot)],
         outputs: &[Output],
@@ -128,13 +188,14 @@ impl Domain {
                 d.name.as_str(),
                 &snap.digest,
                 &snap.path,
+                Some(cache),
             ) {
                 Ok(Some(ix)) => indexes.push(ix),
                 Ok(None) => {}
                 Err(e) => missing = Some(format!("dataset `{}`: {e}", d.name)),
             }
         }
-        let refs: Vec<&LeakIndex> = indexes.iter().collect();
+        let refs: Vec<&LeakIndex> = indexes.iter().map(|i| i.as_ref()).collect();
         let mut ev = examine(outputs, queries, &caps(policy), &refs);
         if let Some(why) = missing {
             for e in &mut ev {

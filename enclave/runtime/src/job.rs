@@ -480,7 +480,7 @@ impl Domain {
                 vec![],
             ),
         };
-        let evidence = self.examine(&policy, &files, &outputs, &queries);
+        let evidence = self.examine(&engine.leaks, &policy, &files, &outputs, &queries);
         let header = Header {
             version: TRANSCRIPT_VERSION,
             manifest: manifest.clone(),

@@ -208,6 +208,7 @@ impl LeakIndexBuilder {
             slots[i] = *fp;
             tags[i] = *tag;
         }
+        let (filter, filter_mask) = prefilter(&slots, self.entries.len());
         LeakIndex {
             key: self.key,
             sources: self.sources,
@@ -215,6 +216,8 @@ impl LeakIndexBuilder {
             values: self.entries.len(),
             slots,
             tags,
+            filter,
+            filter_mask,
         }
     }
 }
@@ -227,6 +230,23 @@ pub struct LeakIndex {
     values: usize,
     slots: Vec<u64>,
     tags: Vec<u16>,
+    /// One bit per 12 values' worth of the fingerprints' high bits (made from the slots, never
+    /// stored): most lookups of absent values end here, in a table small enough for the cache.
+    filter: Vec<u64>,
+    filter_mask: u64,
+}
+
+/// The prefilter of `slots`: a bit set of at least 12 bits per value, indexed by the high 32 bits
+/// of each fingerprint (the table is indexed by the low ones).
+fn prefilter(slots: &[u64], values: usize) -> (Vec<u64>, u64) {
+    let bits = (values.saturating_mul(12)).next_power_of_two().max(64);
+    let mut filter = vec![0u64; bits / 64];
+    let mask = (bits - 1) as u64;
+    for &s in slots.iter().filter(|s| **s != 0) {
+        let b = (s >> 32) & mask;
+        filter[(b >> 6) as usize] |= 1 << (b & 63);
+    }
+    (filter, mask)
 }
 
 impl std::fmt::Debug for LeakIndex {
@@ -258,6 +278,10 @@ impl LeakIndex {
 
     /// The source tag of fingerprint `fp`, if indexed.
     pub(crate) fn lookup(&self, fp: u64) -> Option<u16> {
+        let b = (fp >> 32) & self.filter_mask;
+        if self.filter[(b >> 6) as usize] & (1 << (b & 63)) == 0 {
+            return None;
+        }
         let mask = self.slots.len() - 1;
         let mut i = (fp as usize) & mask;
         loop {
@@ -372,6 +396,7 @@ impl LeakIndex {
         if tags.iter().any(|t| usize::from(*t) >= sources.len().max(1)) {
             return Err(bad("a slot names no source"));
         }
+        let (filter, filter_mask) = prefilter(&slots, values);
         Ok(LeakIndex {
             key: key.clone(),
             sources,
@@ -379,6 +404,8 @@ impl LeakIndex {
             values,
             slots,
             tags,
+            filter,
+            filter_mask,
         })
     }
 
@@ -388,7 +415,10 @@ impl LeakIndex {
             path: path.display().to_string(),
             source,
         };
-        let tmp = path.with_extension("tmp");
+        // A temporary of its own (two jobs may build the same index at once).
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
         std::fs::write(&tmp, self.to_bytes()).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }

@@ -45,7 +45,17 @@ pub struct LeakScanner<'a> {
     pub lookups: u64,
     norm: String,
     text: String,
+    /// A batch of cells: their normalized texts, one after the other…
+    batch_text: String,
+    /// …each cell's row and range in `batch_text`…
+    batch: Vec<(usize, usize, usize)>,
+    /// …and its fingerprint under each index (0: too short to look up).
+    fps: Vec<u64>,
 }
+
+/// Cells fingerprinted before any is looked up: the lookups of a batch are independent, so the
+/// processor overlaps their cache misses (an index of 10M values is far larger than any cache).
+const BATCH: usize = 64;
 
 impl<'a> LeakScanner<'a> {
     /// A scanner over `indexes`, allowed `work` lookups in all.
@@ -65,10 +75,13 @@ impl<'a> LeakScanner<'a> {
             lookups: 0,
             norm: String::new(),
             text: String::new(),
+            batch_text: String::new(),
+            batch: Vec::with_capacity(BATCH),
+            fps: Vec::with_capacity(BATCH * indexes.len().max(1)),
         }
     }
 
-    fn probe(&mut self, bytes: &[u8]) -> Result<Option<&'a Source>, LeakError> {
+    fn spend(&mut self) -> Result<(), LeakError> {
         if self.work_left == 0 {
             return Err(LeakError::TooLarge(
                 "the leak scan's work budget is spent (the outputs hold too much text)".into(),
@@ -76,6 +89,11 @@ impl<'a> LeakScanner<'a> {
         }
         self.work_left -= 1;
         self.lookups += 1;
+        Ok(())
+    }
+
+    fn probe(&mut self, bytes: &[u8]) -> Result<Option<&'a Source>, LeakError> {
+        self.spend()?;
         for &(ix, ref h) in &self.indexes {
             if let Some(t) = ix.lookup(fingerprint(h, bytes)) {
                 return Ok(ix.sources.get(usize::from(t)));
@@ -106,7 +124,14 @@ impl<'a> LeakScanner<'a> {
         if !text_cell {
             return Ok(None);
         }
-        // Longest first: the most specific value names the source (an ID holds a birth date).
+        self.windows_of(norm)
+    }
+
+    /// Looks for indexed values embedded in the normalized `norm`: every window at character
+    /// boundaries of an indexed length, longest first (the most specific value names the
+    /// source: an ID holds a birth date).
+    fn windows_of(&mut self, norm: &str) -> Result<Option<(&'a Source, bool)>, LeakError> {
+        let b = norm.as_bytes();
         for wi in (0..self.windows.len()).rev() {
             let w = self.windows[wi];
             if w >= b.len() {
@@ -194,19 +219,58 @@ impl<'a> LeakScanner<'a> {
         if !text_cell && !numbers {
             return Ok(());
         }
-        for i in 0..a.len() {
-            self.text.clear();
-            if !cell_text(a, i, &mut self.text) {
-                continue;
+        let n = self.indexes.len();
+        let shortest_window = self.windows.first().copied().unwrap_or(usize::MAX);
+        let mut at = 0;
+        while at < a.len() {
+            let end = (at + BATCH).min(a.len());
+            // Fingerprints of the batch first…
+            self.batch_text.clear();
+            self.batch.clear();
+            self.fps.clear();
+            for i in at..end {
+                self.text.clear();
+                if !cell_text(a, i, &mut self.text) {
+                    continue;
+                }
+                self.cells += 1;
+                let start = self.batch_text.len();
+                normalize(&self.text, &mut self.batch_text);
+                let stop = self.batch_text.len();
+                self.batch.push((i, start, stop));
+                let bytes = &self.batch_text.as_bytes()[start..stop];
+                for (_, h) in &self.indexes {
+                    self.fps.push(if bytes.len() >= MIN_VALUE_BYTES {
+                        fingerprint(h, bytes)
+                    } else {
+                        0
+                    });
+                }
             }
-            self.cells += 1;
-            self.norm.clear();
-            let text = std::mem::take(&mut self.text);
-            normalize(&text, &mut self.norm);
-            self.text = text;
-            if let Some((source, embedded)) = self.check_norm(text_cell)? {
+            // …then their lookups, then the windows of the text cells that did not hit.
+            for k in 0..self.batch.len() {
+                let (i, start, stop) = self.batch[k];
+                let mut found = None;
+                if stop - start >= MIN_VALUE_BYTES {
+                    self.spend()?;
+                    for x in 0..n {
+                        let ix = self.indexes[x].0;
+                        if let Some(t) = ix.lookup(self.fps[k * n + x]) {
+                            found = ix.sources.get(usize::from(t)).map(|s| (s, false));
+                            break;
+                        }
+                    }
+                }
+                if found.is_none() && text_cell && stop - start > shortest_window {
+                    let texts = std::mem::take(&mut self.batch_text);
+                    let w = self.windows_of(&texts[start..stop]);
+                    self.batch_text = texts;
+                    found = w?;
+                }
+                let Some((source, embedded)) = found else {
+                    continue;
+                };
                 let numeric_hit = !text_cell && source.numeric;
-                let row = row_base + i as u64;
                 match hits {
                     Some(h) => {
                         h.cells += 1;
@@ -216,7 +280,7 @@ impl<'a> LeakScanner<'a> {
                         *hits = Some(ColumnHits {
                             column,
                             cells: 1,
-                            first_row: row,
+                            first_row: row_base + i as u64,
                             source: source.name.clone(),
                             embedded,
                             numeric_only: numeric_hit,
@@ -224,6 +288,7 @@ impl<'a> LeakScanner<'a> {
                     }
                 }
             }
+            at = end;
         }
         Ok(())
     }

@@ -135,8 +135,9 @@ pub struct QueryRecord {
     /// Whether its result rows are groups of an aggregation rather than rows of data.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub grouped: bool,
-    /// The table digest (`enclave_egress::table_digest`) of an aggregate query's whole result,
-    /// once it has ended (absent for other queries and results too large to keep).
+    /// The table digest (`enclave_egress::table_digest`) of the whole result of an aggregate
+    /// query or of one over open columns only, once it has ended (absent for other queries and
+    /// for results too large to keep).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Digest>,
 }

@@ -70,14 +70,18 @@ struct LiveQuery {
     writer: StreamWriter<Vec<u8>>,
     record: usize,
     done: bool,
-    /// An aggregate query's result batches, kept (up to [`CERTIFIED_CELLS`]) to certify outputs
-    /// equal to it; `None` for other queries or once too large.
+    /// The result batches of an aggregate query or of one over open columns only, kept (up to
+    /// [`CERTIFIED_CELLS`] and [`CERTIFIED_BYTES`]) to recognize outputs equal to it; `None` for
+    /// other queries or once too large.
     kept: Option<Vec<RecordBatch>>,
     kept_cells: u64,
+    kept_bytes: u64,
 }
 
-/// Most cells of an aggregate result kept to certify an output equal to it.
+/// Most cells of a result kept to recognize an output equal to it.
 pub const CERTIFIED_CELLS: u64 = 1 << 22;
+/// Most bytes (in memory) of a result kept to recognize an output equal to it.
+pub const CERTIFIED_BYTES: u64 = 64 << 20;
 
 /// The live [`QueryHost`] of one job.
 pub struct LiveHost {
@@ -216,8 +220,10 @@ impl QueryHost for LiveHost {
                 stream: Some(started.stream),
                 suppressed: started.suppressed,
                 noised: started.dp.is_some(),
-                kept: started.aggregate.then(Vec::new),
+                // Grammar results certify outputs; results over open columns only name them.
+                kept: (started.aggregate || !started.row_level_grant).then(Vec::new),
                 kept_cells: 0,
+                kept_bytes: 0,
                 wire,
                 writer,
                 record,
@@ -282,7 +288,10 @@ impl QueryHost for LiveHost {
                     let cells =
                         (batch.num_rows() as u64).saturating_mul(batch.num_columns().max(1) as u64);
                     q.kept_cells = q.kept_cells.saturating_add(cells);
-                    if q.kept_cells > CERTIFIED_CELLS {
+                    q.kept_bytes = q
+                        .kept_bytes
+                        .saturating_add(batch.get_array_memory_size() as u64);
+                    if q.kept_cells > CERTIFIED_CELLS || q.kept_bytes > CERTIFIED_BYTES {
                         q.kept = None;
                     } else {
                         kept.push(batch.clone());

@@ -70,6 +70,10 @@ pub fn evidence_human(s: &mut String, e: &Evidence) {
                 query + 1
             )
         }
+        Provenance::Open { query } => format!(
+            "open (the whole result of query {}, over columns open to the job)",
+            query + 1
+        ),
         Provenance::Derived => "derived (computed by the job's code)".to_owned(),
     };
     let _ = writeln!(

@@ -154,8 +154,9 @@ fn monotone(arrays: &[ArrayRef]) -> bool {
     ordered(&nums) && ordered(&texts)
 }
 
-/// Covert-channel findings of `out` (`certified`: equal to a host-certified aggregate).
-pub(crate) fn check(out: &Output, certified: bool, caps: &Caps, names: &Names) -> Vec<Finding> {
+/// Covert-channel findings of `out` (`hosts`: equal to a result the host computed, so its values
+/// and their order are not the job's).
+pub(crate) fn check(out: &Output, hosts: bool, caps: &Caps, names: &Names) -> Vec<Finding> {
     let mut findings = Vec::new();
     let ncols = out.schema.fields().len();
     for i in 0..ncols {
@@ -177,7 +178,7 @@ pub(crate) fn check(out: &Output, certified: bool, caps: &Caps, names: &Names) -
                 DataType::Float16 | DataType::Float32 | DataType::Float64
             )
         });
-        if floats && !certified {
+        if floats && !hosts {
             findings.push(Finding::new(
                 Check::FloatBits,
                 Verdict::Flag,
@@ -216,7 +217,7 @@ pub(crate) fn check(out: &Output, certified: bool, caps: &Caps, names: &Names) -
             ));
         }
     }
-    if !certified && out.rows >= 3 && ncols > 0 {
+    if !hosts && out.rows >= 3 && ncols > 0 {
         let sorted = (0..ncols).any(|i| {
             let arrays: Vec<ArrayRef> = out.batches.iter().map(|b| b.column(i).clone()).collect();
             monotone(&arrays)

@@ -108,6 +108,13 @@ pub enum Provenance {
         /// The query's index in the job.
         query: usize,
     },
+    /// Equal to the whole result of the job's query number `query`, which read only columns
+    /// open to the job (no threshold was needed, none applied): bounded like a derived output,
+    /// but not computed by the job.
+    Open {
+        /// The query's index in the job.
+        query: usize,
+    },
     /// Computed by the job's code: a reviewer must look at it explicitly.
     Derived,
 }
@@ -211,10 +218,18 @@ fn provenance(out: &Output, queries: &[QueryRecord]) -> Provenance {
     let Ok(digest) = out.table_digest() else {
         return Provenance::Derived;
     };
-    queries
+    let equal = |q: &QueryRecord| q.error.is_none() && q.result == Some(digest);
+    if let Some(query) = queries.iter().position(|q| q.aggregate && equal(q)) {
+        return Provenance::Certified { query };
+    }
+    // The host keeps results of row-level queries only when they read open columns alone.
+    match queries
         .iter()
-        .position(|q| q.aggregate && q.error.is_none() && q.result == Some(digest))
-        .map_or(Provenance::Derived, |query| Provenance::Certified { query })
+        .position(|q| !q.aggregate && !q.row_level_grant && equal(q))
+    {
+        Some(query) => Provenance::Open { query },
+        None => Provenance::Derived,
+    }
 }
 
 fn leak_error(e: &LeakError) -> Finding {
@@ -236,6 +251,7 @@ fn examine_one(
     let bytes = out.canonical.len() as u64;
     let provenance = provenance(out, queries);
     let certified = matches!(provenance, Provenance::Certified { .. });
+    let derived = provenance == Provenance::Derived;
     let cells_before = scanner.cells;
 
     // Names first: a name that hits the index is never repeated in a finding.
@@ -296,12 +312,14 @@ fn examine_one(
         }
     });
     if !certified {
-        findings.push(Finding::new(
-            Check::Derived,
-            Verdict::Flag,
-            "computed by the job's code, not equal to the result of any aggregate query the host \
-             checked: a reviewer must examine it",
-        ));
+        if derived {
+            findings.push(Finding::new(
+                Check::Derived,
+                Verdict::Flag,
+                "computed by the job's code, not equal to the whole result of any query the host \
+                 ran: a reviewer must examine it",
+            ));
+        }
         let k = caps.min_group_size.max(1);
         if out.kind == OutputKind::Model {
             let params = covert::numeric_cells(out);
@@ -364,7 +382,7 @@ fn examine_one(
         }
     }
 
-    findings.extend(covert::check(out, certified, caps, &names));
+    findings.extend(covert::check(out, !derived, caps, &names));
     let verdict = findings
         .iter()
         .map(|f| f.verdict)

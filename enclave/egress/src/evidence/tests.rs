@@ -129,9 +129,20 @@ fn the_same_figures_rebatched_are_still_certified_but_changed_ones_are_derived()
     assert!(matches!(ev[0].provenance, Provenance::Certified { .. }));
     assert_eq!(ev[1].provenance, Provenance::Derived);
     assert!(has(&ev[1], Check::Derived, Verdict::Flag));
-    // A result of a row-level query is not certified even when equal.
+    // A result of a query over open columns is not certified even when equal: it is open.
     let mut q = row_query(3);
     q.result = Some(digest);
+    let ev = examine(
+        std::slice::from_ref(&out),
+        std::slice::from_ref(&q),
+        &caps(),
+        &[],
+    );
+    assert_eq!(ev[0].provenance, Provenance::Open { query: 0 });
+    assert!(!has(&ev[0], Check::Derived, Verdict::Flag));
+    // Nor is one of a query that read pseudonyms or granted columns (the host keeps no digest
+    // of those; one that claims it does is not believed).
+    q.row_level_grant = true;
     let ev = examine(&[out], &[q], &caps(), &[]);
     assert_eq!(ev[0].provenance, Provenance::Derived);
 }

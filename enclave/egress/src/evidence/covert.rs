@@ -172,6 +172,22 @@ pub(crate) fn check(out: &Output, hosts: bool, caps: &Caps, names: &Names) -> Ve
                 ),
             ));
         }
+        let binary = leaves.iter().any(|a| {
+            matches!(
+                a.data_type(),
+                DataType::Binary | DataType::LargeBinary | DataType::FixedSizeBinary(_)
+            )
+        });
+        if binary {
+            findings.push(Finding::new(
+                Check::LabelText,
+                Verdict::Flag,
+                format!(
+                    "column {}: binary values, opaque to a reviewer (scanned as text for leaks)",
+                    names.column(i)
+                ),
+            ));
+        }
         let floats = leaves.iter().any(|a| {
             matches!(
                 a.data_type(),

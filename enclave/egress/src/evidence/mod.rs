@@ -232,6 +232,24 @@ fn provenance(out: &Output, queries: &[QueryRecord]) -> Provenance {
     }
 }
 
+/// The names of the fields nested in a column of type `dt`.
+fn nested_names(dt: &arrow_schema::DataType, out: &mut Vec<String>) {
+    use arrow_schema::DataType::*;
+    match dt {
+        List(f) | LargeList(f) | FixedSizeList(f, _) => {
+            out.push(f.name().clone());
+            nested_names(f.data_type(), out);
+        }
+        Struct(fs) => {
+            for f in fs {
+                out.push(f.name().clone());
+                nested_names(f.data_type(), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn leak_error(e: &LeakError) -> Finding {
     Finding::new(
         Check::Leak,
@@ -284,6 +302,23 @@ fn examine_one(
                 findings.push(leak_error(&e));
                 names.push(pos);
             }
+        }
+    }
+    // Names inside nested columns (struct fields, list items) are names too.
+    for (i, f) in out.schema.fields().iter().enumerate() {
+        let mut nested = Vec::new();
+        nested_names(f.data_type(), &mut nested);
+        match scanner.scan_names(nested.iter().map(String::as_str)) {
+            Ok(false) => {}
+            Ok(true) => findings.push(Finding::new(
+                Check::Leak,
+                Verdict::Block,
+                format!(
+                    "a field name nested in column #{} holds a value of the domain's leak index",
+                    i + 1
+                ),
+            )),
+            Err(e) => findings.push(leak_error(&e)),
         }
     }
     let names = Names { names };

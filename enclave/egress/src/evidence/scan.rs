@@ -214,10 +214,24 @@ impl<'a> LeakScanner<'a> {
         }
         let text_cell = matches!(
             a.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::FixedSizeBinary(_)
+                | DataType::BinaryView
         );
         if !text_cell && !numbers {
             return Ok(());
+        }
+        // A date, time or duration is a number in disguise: its integer is looked up too (an
+        // ID stored as a timestamp prints as a date).
+        if numbers
+            && a.data_type().is_temporal()
+            && let Ok(ints) = arrow_cast::cast(a, &DataType::Int64)
+        {
+            self.scan_array(column, ints.as_ref(), numbers, row_base, hits)?;
         }
         let n = self.indexes.len();
         let shortest_window = self.windows.first().copied().unwrap_or(usize::MAX);

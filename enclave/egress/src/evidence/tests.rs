@@ -315,3 +315,45 @@ fn size_caps_block() {
     assert!(has(e, Check::Size, Verdict::Block));
     assert!(e.findings.iter().any(|f| f.message.contains("20 columns")));
 }
+
+#[test]
+fn ids_as_bytes_as_timestamps_and_in_nested_names_are_found() {
+    use arrow_array::{BinaryArray, StructArray, TimestampNanosecondArray};
+    let ix = index();
+    // Bytes.
+    let bytes: ArrayRef = Arc::new(BinaryArray::from(vec![ID.as_bytes()]));
+    let out = output(OutputKind::Aggregate, vec![("b", bytes)]);
+    let ev = examine(&[out], &[aggregate_query(1, None)], &caps(), &[&ix]);
+    assert!(
+        has(&ev[0], Check::Leak, Verdict::Block),
+        "{:?}",
+        ev[0].findings
+    );
+    assert!(has(&ev[0], Check::LabelText, Verdict::Flag));
+    // A timestamp whose integer is an ID.
+    let ts: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![440301198512125678i64]));
+    let out = output(OutputKind::Aggregate, vec![("t", ts)]);
+    let ev = examine(&[out], &[aggregate_query(1, None)], &caps(), &[&ix]);
+    assert!(
+        has(&ev[0], Check::Leak, Verdict::Block),
+        "{:?}",
+        ev[0].findings
+    );
+    // A struct field named after an ID.
+    let inner: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+    let st: ArrayRef = Arc::new(StructArray::from(vec![(
+        Arc::new(Field::new(ID, arrow_schema::DataType::Int64, true)),
+        inner,
+    )]));
+    let out = output(OutputKind::Aggregate, vec![("s", st)]);
+    let ev = examine(&[out], &[aggregate_query(1, None)], &caps(), &[&ix]);
+    assert!(
+        ev[0]
+            .findings
+            .iter()
+            .any(|f| f.check == Check::Leak && f.message.contains("nested")),
+        "{:?}",
+        ev[0].findings
+    );
+    no_value_in(&ev[0]);
+}

@@ -138,11 +138,24 @@ pub(crate) fn cell_text(a: &dyn Array, i: usize, out: &mut String) -> bool {
         DataType::Decimal64(..) => dec!(Decimal64Type),
         DataType::Decimal128(..) => dec!(Decimal128Type),
         DataType::Decimal256(..) => dec!(Decimal256Type),
-        DataType::Binary
-        | DataType::LargeBinary
-        | DataType::FixedSizeBinary(_)
-        | DataType::BinaryView
-        | DataType::Null => false,
+        // Bytes are read as text (invalid sequences replaced): an ID carried as bytes is an ID.
+        DataType::Binary => {
+            out.push_str(&String::from_utf8_lossy(a.as_binary::<i32>().value(i)));
+            true
+        }
+        DataType::LargeBinary => {
+            out.push_str(&String::from_utf8_lossy(a.as_binary::<i64>().value(i)));
+            true
+        }
+        DataType::FixedSizeBinary(_) => {
+            out.push_str(&String::from_utf8_lossy(a.as_fixed_size_binary().value(i)));
+            true
+        }
+        DataType::BinaryView => {
+            out.push_str(&String::from_utf8_lossy(a.as_binary_view().value(i)));
+            true
+        }
+        DataType::Null => false,
         _ => {
             // Dates, times, durations, intervals, booleans: their display text.
             let opts = arrow_cast::display::FormatOptions::default();

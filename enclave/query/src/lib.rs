@@ -23,6 +23,7 @@ mod registry;
 pub mod session;
 mod store;
 mod stream;
+mod tables;
 
 use std::path::PathBuf;
 

@@ -13,22 +13,17 @@ use std::sync::atomic::AtomicU64;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DataFusionError, TableReference};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
-use datafusion::datasource::{ViewTable, provider_as_source};
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
-use datafusion::object_store::local::LocalFileSystem;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
-use enclave_policy::{Authorization, DatasetRules};
+use enclave_policy::Authorization;
 
 use crate::functions::{Pseudonym, Threshold};
 use crate::grammar::{self, BuildContext, DpSpend};
@@ -37,6 +32,7 @@ use crate::guard::{
     refuse_non_query_plan, root_message, sql_complexity,
 };
 use crate::stream::in_partition_order;
+use crate::tables::{open_parquet, pseudonymized};
 use crate::{Dataset, QueryError, registry};
 
 /// Settings of a job's query session.
@@ -611,83 +607,4 @@ fn plan_size(plan: &LogicalPlan) -> u64 {
         Ok(TreeNodeRecursion::Continue)
     });
     n
-}
-
-/// Replaces pseudonymized columns of `table` by their keyed pseudonyms, as a view.
-fn pseudonymized(
-    name: &str,
-    table: Arc<dyn TableProvider>,
-    rules: &DatasetRules,
-    auth: &Authorization,
-) -> Result<Arc<dyn TableProvider>, QueryError> {
-    let schema = table.schema();
-    let pseudo = |f: &str| rules.columns.get(f).is_some_and(|r| r.is_pseudonymized());
-    if !schema.fields().iter().any(|f| pseudo(f.name())) {
-        return Ok(table);
-    }
-    let udf = Arc::new(Pseudonym::udf(auth.pseudonym_key()));
-    let exprs: Vec<Expr> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let c = datafusion::logical_expr::col(datafusion::common::Column::new(
-                Some(name),
-                f.name(),
-            ));
-            if pseudo(f.name()) {
-                udf.call(vec![c]).alias(f.name())
-            } else {
-                c
-            }
-        })
-        .collect();
-    let internal = |e: DataFusionError| QueryError::Internal(e.to_string());
-    let plan = LogicalPlanBuilder::scan(name, provider_as_source(table), None)
-        .and_then(|b| b.project(exprs))
-        .and_then(|b| b.build())
-        .map_err(internal)?;
-    Ok(Arc::new(ViewTable::new(plan, None)))
-}
-
-async fn open_parquet(
-    ctx: &SessionContext,
-    index: usize,
-    ds: &Dataset,
-) -> Result<Arc<dyn TableProvider>, QueryError> {
-    let bad = |e: &dyn std::fmt::Display| {
-        QueryError::Input(format!(
-            "dataset `{}` cannot be opened as Parquet: {e}",
-            ds.name
-        ))
-    };
-    let canonical = std::fs::canonicalize(&ds.path).map_err(|e| bad(&e))?;
-    let dir = canonical
-        .parent()
-        .ok_or_else(|| bad(&"no parent directory"))?;
-    let file = canonical
-        .file_name()
-        .and_then(|f| f.to_str())
-        .ok_or_else(|| bad(&"file name is not UTF-8"))?;
-    // One store per dataset, rooted at the file's directory, under a scheme only this session knows.
-    let base = format!("enclave-data://d{index}/");
-    let base_url = url::Url::parse(&base).map_err(|e| QueryError::Internal(e.to_string()))?;
-    let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e))?;
-    ctx.runtime_env()
-        .register_object_store(&base_url, Arc::new(store));
-    let encoded: String = url::form_urlencoded::byte_serialize(file.as_bytes()).collect();
-    let table_url = ListingTableUrl::parse(format!("{base}{encoded}")).map_err(|e| bad(&e))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
-    // A schema known from the snapshot spares reading the file's footer before a query scans it.
-    let schema = match &ds.schema {
-        Some(s) => Arc::clone(s),
-        None => options
-            .infer_schema(&ctx.state(), &table_url)
-            .await
-            .map_err(|e| bad(&root_message(&e)))?,
-    };
-    let config = ListingTableConfig::new(table_url)
-        .with_listing_options(options)
-        .with_schema(schema);
-    let table = ListingTable::try_new(config).map_err(|e| bad(&e))?;
-    Ok(Arc::new(table))
 }

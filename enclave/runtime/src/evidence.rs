@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use datafusion::arrow::array::ArrayRef;
 use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use enclave_core::{Digest, JobError, QueryRecord};
 use enclave_egress::Output;
-use enclave_egress::evidence::leak::{LeakIndex, LeakIndexBuilder, LeakKey, MAX_VALUES};
+use enclave_egress::evidence::leak::{
+    ColumnValues, LeakIndex, LeakIndexBuilder, LeakKey, MAX_VALUES,
+};
 use enclave_egress::evidence::{
     Caps, Check, DEFAULT_LEAK_WORK, Evidence, Finding, Verdict, examine,
 };
@@ -230,25 +231,28 @@ fn build(
         .with_batch_size(64 * 1024)
         .build()
         .map_err(index_error)?;
-    let mut arrays: Vec<(String, Vec<ArrayRef>)> = Vec::new();
+    // Batch by batch: only the fingerprints of what was read are kept.
+    let mut builder = LeakIndexBuilder::new(key);
+    let mut collected: Vec<(String, ColumnValues)> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(index_error)?;
         for (i, f) in batch.schema().fields().iter().enumerate() {
-            let slot = match arrays.iter().position(|(n, _)| n == f.name()) {
+            let slot = match collected.iter().position(|(n, _)| n == f.name()) {
                 Some(p) => p,
                 None => {
-                    arrays.push((f.name().clone(), Vec::new()));
-                    arrays.len() - 1
+                    let c = builder.column(&format!("{dataset}.{}", f.name()));
+                    collected.push((f.name().clone(), c));
+                    collected.len() - 1
                 }
             };
-            arrays[slot].1.push(batch.column(i).clone());
+            collected[slot]
+                .1
+                .add(batch.column(i).as_ref())
+                .map_err(index_error)?;
         }
     }
-    let mut builder = LeakIndexBuilder::new(key);
-    for (column, arrays) in &arrays {
-        builder
-            .add_column(&format!("{dataset}.{column}"), arrays)
-            .map_err(index_error)?;
+    for (_, c) in collected {
+        builder.add_values(c).map_err(index_error)?;
     }
     Ok(builder.finish())
 }

@@ -108,6 +108,45 @@ pub struct ColumnStats {
     pub indexed: bool,
 }
 
+/// The values of one column being collected for an index: their fingerprints and lengths.
+pub struct ColumnValues {
+    name: String,
+    hasher: SipHasher13,
+    numeric: Option<bool>,
+    values: u64,
+    found: Vec<(u64, u32)>,
+    text: String,
+    norm: String,
+}
+
+impl ColumnValues {
+    /// Adds the values of one array of the column.
+    pub fn add(&mut self, a: &dyn Array) -> Result<(), LeakError> {
+        self.numeric.get_or_insert(is_numeric(a.data_type()));
+        for i in 0..a.len() {
+            self.text.clear();
+            if !cell_text(a, i, &mut self.text) {
+                continue;
+            }
+            self.values += 1;
+            self.norm.clear();
+            normalize(&self.text, &mut self.norm);
+            if self.norm.len() < MIN_VALUE_BYTES {
+                continue;
+            }
+            let len = u32::try_from(self.norm.len()).unwrap_or(u32::MAX);
+            self.found
+                .push((fingerprint(&self.hasher, self.norm.as_bytes()), len));
+            if self.found.len() > MAX_VALUES {
+                return Err(LeakError::TooLarge(format!(
+                    "a leak index holds at most {MAX_VALUES} values"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Builds an index column by column.
 pub struct LeakIndexBuilder {
     key: LeakKey,
@@ -131,6 +170,20 @@ impl LeakIndexBuilder {
         }
     }
 
+    /// Starts collecting the values of column `name` (`dataset.column`), array by array (a
+    /// dataset's batches are read one at a time; only fingerprints are kept).
+    pub fn column(&self, name: &str) -> ColumnValues {
+        ColumnValues {
+            name: name.to_owned(),
+            hasher: self.key.hasher(),
+            numeric: None,
+            values: 0,
+            found: Vec::new(),
+            text: String::new(),
+            norm: String::new(),
+        }
+    }
+
     /// Adds the values of column `name` (`dataset.column`), given as its arrays; indexes them if
     /// enough are distinct.
     pub fn add_column(
@@ -138,42 +191,37 @@ impl LeakIndexBuilder {
         name: &str,
         arrays: &[ArrayRef],
     ) -> Result<ColumnStats, LeakError> {
+        let mut c = self.column(name);
+        for a in arrays {
+            c.add(a.as_ref())?;
+        }
+        self.add_values(c)
+    }
+
+    /// Adds a column's collected values; indexes them if enough are distinct.
+    pub fn add_values(&mut self, c: ColumnValues) -> Result<ColumnStats, LeakError> {
         let tag = u16::try_from(self.sources.len())
             .map_err(|_| LeakError::TooLarge("more than 65,535 indexed columns".into()))?;
-        let numeric = arrays.first().is_some_and(|a| is_numeric(a.data_type()));
-        let h = self.key.hasher();
-        let mut values = 0u64;
-        let mut found: Vec<(u64, u32)> = Vec::new();
-        let (mut text, mut norm) = (String::new(), String::new());
-        for a in arrays {
-            for i in 0..a.len() {
-                text.clear();
-                if !cell_text(a.as_ref(), i, &mut text) {
-                    continue;
-                }
-                values += 1;
-                norm.clear();
-                normalize(&text, &mut norm);
-                if norm.len() < MIN_VALUE_BYTES {
-                    continue;
-                }
-                let len = u32::try_from(norm.len()).unwrap_or(u32::MAX);
-                found.push((fingerprint(&h, norm.as_bytes()), len));
-                if self.entries.len() + found.len() > MAX_VALUES {
-                    return Err(LeakError::TooLarge(format!(
-                        "a leak index holds at most {MAX_VALUES} values"
-                    )));
-                }
-            }
-        }
+        let ColumnValues {
+            name,
+            numeric,
+            values,
+            mut found,
+            ..
+        } = c;
         found.sort_unstable();
         found.dedup_by_key(|e| e.0);
         let distinct = found.len() as u64;
         let indexed = distinct > 0 && distinct as f64 >= MIN_DISTINCT_SHARE * values as f64;
         if indexed {
+            if self.entries.len() + found.len() > MAX_VALUES {
+                return Err(LeakError::TooLarge(format!(
+                    "a leak index holds at most {MAX_VALUES} values"
+                )));
+            }
             self.sources.push(Source {
-                name: name.to_owned(),
-                numeric,
+                name,
+                numeric: numeric.unwrap_or(false),
             });
             for (fp, len) in found {
                 self.entries.push((fp, tag));

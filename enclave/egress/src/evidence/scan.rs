@@ -51,6 +51,8 @@ pub struct LeakScanner<'a> {
     batch: Vec<(usize, usize, usize)>,
     /// …and its fingerprint under each index (0: too short to look up).
     fps: Vec<u64>,
+    /// The fingerprints of one cell's windows.
+    window_fps: Vec<u64>,
 }
 
 /// Cells fingerprinted before any is looked up: the lookups of a batch are independent, so the
@@ -78,6 +80,7 @@ impl<'a> LeakScanner<'a> {
             batch_text: String::new(),
             batch: Vec::with_capacity(BATCH),
             fps: Vec::with_capacity(BATCH * indexes.len().max(1)),
+            window_fps: Vec::new(),
         }
     }
 
@@ -132,6 +135,11 @@ impl<'a> LeakScanner<'a> {
     /// source: an ID holds a birth date).
     fn windows_of(&mut self, norm: &str) -> Result<Option<(&'a Source, bool)>, LeakError> {
         let b = norm.as_bytes();
+        let n = self.indexes.len();
+        // Every window's fingerprints first (in the order they are tried), then the lookups:
+        // independent of each other, their cache misses overlap.
+        let mut fps = std::mem::take(&mut self.window_fps);
+        fps.clear();
         for wi in (0..self.windows.len()).rev() {
             let w = self.windows[wi];
             if w >= b.len() {
@@ -141,12 +149,27 @@ impl<'a> LeakScanner<'a> {
                 if !norm.is_char_boundary(start) || !norm.is_char_boundary(start + w) {
                     continue;
                 }
-                if let Some(s) = self.probe(&b[start..start + w])? {
-                    return Ok(Some((s, true)));
+                if let Err(e) = self.spend() {
+                    self.window_fps = fps;
+                    return Err(e);
+                }
+                for (_, h) in &self.indexes {
+                    fps.push(fingerprint(h, &b[start..start + w]));
                 }
             }
         }
-        Ok(None)
+        let mut found = None;
+        'windows: for k in 0..fps.len() / n.max(1) {
+            for x in 0..n {
+                let ix = self.indexes[x].0;
+                if let Some(t) = ix.lookup(fps[k * n + x]) {
+                    found = ix.sources.get(usize::from(t)).map(|s| (s, true));
+                    break 'windows;
+                }
+            }
+        }
+        self.window_fps = fps;
+        Ok(found)
     }
 
     /// Whether any of `names` (an output's or a column's name) holds an indexed value, exactly

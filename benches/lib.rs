@@ -20,6 +20,14 @@ pub fn time_runs(runs: usize, mut f: impl FnMut()) -> Vec<Duration> {
     v
 }
 
+/// The number in environment variable `name`, or `default` when unset or not a number.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The median of sorted durations.
 pub fn median(v: &[Duration]) -> Duration {
     v[v.len() / 2]

@@ -13,13 +13,6 @@ use std::time::{Duration, Instant};
 use enclave_tlog::merkle::{Tree, leaf_hash, verify_inclusion};
 use enclave_tlog::{Draft, Log, Signer, verify_log};
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn draft(i: u64) -> Draft {
     Draft::new(
         "developer:bench",
@@ -78,7 +71,7 @@ fn median_of(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
 }
 
 fn main() {
-    let runs = env_u64("ENCLAVE_BENCH_RUNS", 3) as usize;
+    let runs = enclave_benches::env_or("ENCLAVE_BENCH_RUNS", 3) as usize;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
@@ -102,7 +95,7 @@ fn main() {
     }
 
     // Full verification of an exported log.
-    let n = env_u64("ENCLAVE_BENCH_VERIFY_ENTRIES", 1_000_000);
+    let n = enclave_benches::env_or("ENCLAVE_BENCH_VERIFY_ENTRIES", 1_000_000);
     let path = dir.join("verify.jsonl");
     {
         let _ = std::fs::remove_file(&path);
@@ -147,7 +140,7 @@ fn main() {
     }
 
     // Inclusion proofs on a 10M-leaf tree.
-    let leaves = env_u64("ENCLAVE_BENCH_TREE_LEAVES", 10_000_000);
+    let leaves = enclave_benches::env_or("ENCLAVE_BENCH_TREE_LEAVES", 10_000_000);
     let t = Instant::now();
     let mut tree = Tree::new();
     for i in 0..leaves {

@@ -21,19 +21,12 @@ use enclave_tests::{Job, default_policy_path, engine, example_bytes, target_dir}
 const SQL: &str = "SELECT district, age, COUNT(*) AS n FROM residents \
                    GROUP BY district, age ORDER BY district, age";
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rows = env("ENCLAVE_BENCH_ROWS", 10_000_000);
-    let runs = env("ENCLAVE_BENCH_RUNS", 5) as usize;
+    let rows = enclave_benches::env_or("ENCLAVE_BENCH_ROWS", 10_000_000);
+    let runs = enclave_benches::env_or("ENCLAVE_BENCH_RUNS", 5) as usize;
     let data = bench_residents(rows);
     let dir = tempfile::tempdir_in(target_dir()).unwrap();
     let d = Domain::open(dir.path(), "developer:bench".into()).unwrap();

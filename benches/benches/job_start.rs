@@ -22,13 +22,6 @@ use enclave_benches::median;
 use enclave_runtime::Domain;
 use enclave_tests::{Job, example, example_bytes, residents, target_dir};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// One `enclave run` process: its wall time.
 fn cli_run(enclave: &Path, home: &Path, tables: &[(String, PathBuf)]) -> Duration {
     let mut c = Command::new(enclave);
@@ -118,8 +111,8 @@ fn main() {
         .iter()
         .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
         .sum();
-    let history = env("ENCLAVE_BENCH_HISTORY", 10_000);
-    let runs = env("ENCLAVE_BENCH_RUNS", 21) as usize;
+    let history = enclave_benches::env_or("ENCLAVE_BENCH_HISTORY", 10_000);
+    let runs = enclave_benches::env_or("ENCLAVE_BENCH_RUNS", 21) as usize;
 
     let fresh = tempfile::tempdir_in(target_dir()).unwrap();
     let small = vec![("residents".to_owned(), residents(1000))];

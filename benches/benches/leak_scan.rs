@@ -13,13 +13,6 @@ use std::time::Instant;
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray};
 use enclave_egress::evidence::leak::{LeakIndexBuilder, LeakKey, LeakScanner};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A resident-ID-like 18-character value from `i` (distinct for distinct `i`).
 fn id(i: u64) -> String {
     format!("{:06}{:011}{}", 110_000 + i % 900_000 / 1000, i, i % 10)
@@ -29,8 +22,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n = env("ENCLAVE_BENCH_INDEX", 10_000_000);
-    let cells = env("ENCLAVE_BENCH_CELLS", 10_000_000);
+    let n = enclave_benches::env_or("ENCLAVE_BENCH_INDEX", 10_000_000) as usize;
+    let cells = enclave_benches::env_or("ENCLAVE_BENCH_CELLS", 10_000_000) as usize;
     let key = LeakKey::derive(&[9u8; 32]);
 
     let t = Instant::now();

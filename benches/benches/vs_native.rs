@@ -30,13 +30,6 @@ const GROUP_BY: &str = "SELECT district, age_band, COUNT(*) AS n, SUM(income) AS
 const OLS_SQL: &str = "SELECT CAST(age AS DOUBLE) AS age, CAST(age * age AS DOUBLE) AS age_sq, \
                        CAST(income AS DOUBLE) AS income FROM residents";
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -79,8 +72,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rows = env("ENCLAVE_BENCH_ROWS", 10_000_000);
-    let runs = env("ENCLAVE_BENCH_RUNS", 5) as usize;
+    let rows = enclave_benches::env_or("ENCLAVE_BENCH_ROWS", 10_000_000);
+    let runs = enclave_benches::env_or("ENCLAVE_BENCH_RUNS", 5) as usize;
     eprintln!("preparing {rows} residents rows…");
     let path = bench_residents(rows);
     let (_dir, domain) = temp_domain();

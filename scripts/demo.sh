@@ -68,6 +68,19 @@ else
   done
   ENCLAVE_TOKEN=$OPERATOR "$ENCLAVE" jobs work --workers 2
   ENCLAVE_TOKEN=$DEV "$ENCLAVE" jobs list
+  echo "-- product review: the outputs wait in quarantine; the developer cannot read them yet:"
+  ENCLAVE_TOKEN=$REVIEWER "$ENCLAVE" output list --state pending
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" output download out-1 --out "$OUT/out-1.arrow" || true
+  ENCLAVE_TOKEN=$REVIEWER "$ENCLAVE" output preview out-1 --rows 5
+  ENCLAVE_TOKEN=$REVIEWER "$ENCLAVE" output approve out-1 --affirm all
+  echo "-- released to the developer with a receipt signed by the domain, checked offline:"
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" output download out-1 --out "$OUT/out-1.arrow"
+  "$ENCLAVE" receipt verify "$OUT/out-1.arrow.receipt" --key "$ENCLAVE_HOME/log.pub" --output "$OUT/out-1.arrow"
+  "$TARGET/debug/enclave-audit" receipt "$OUT/out-1.arrow.receipt" --key "$ENCLAVE_HOME/log.pub" \
+    --output "$OUT/out-1.arrow"
+  ENCLAVE_TOKEN=$DEV "$ENCLAVE" product publish out-1 --kind report --title "Residents and mean income by district" \
+    --description "Counts and noised mean income per district" --source "residents, registered by the operator"
+  ENCLAVE_TOKEN=$REVIEWER "$ENCLAVE" product list
   echo "-- the data authority's witness cosigns the log's checkpoint (C2SP tlog-witness):"
   "$ENCLAVE" witness init --dir "$OUT/authority-witness" --name data-authority.example/witness \
     --log-key "$ENCLAVE_HOME/log.pub" >/dev/null

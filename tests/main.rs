@@ -18,6 +18,7 @@ mod invisibility;
 mod jobs;
 mod parties;
 mod policy;
+mod review;
 mod sandbox;
 mod slt;
 mod tamper;
@@ -73,6 +74,7 @@ fn main() {
     trials.extend(examples::tests());
     trials.extend(governance::tests());
     trials.extend(policy::tests());
+    trials.extend(review::tests());
     trials.extend(sandbox::tests());
     trials.extend(slt::tests());
     trials.extend(tamper::tests());

@@ -2,7 +2,7 @@
 //!
 //! Checks an exported log file against the domain's public log key (and optionally a checkpoint
 //! kept from an earlier look, or one the data authority's witness cosigned), or checks one proof
-//! bundle. Exit status: 0 verified, 1 the log or
+//! bundle, or one release receipt. Exit status: 0 verified, 1 the log or
 //! proof is bad (the report names the first failing point), 2 the command could not run. This
 //! package is a binary; its library target is the same entry point, so tests can run it in a
 //! child process. It depends on nothing of the runtime.
@@ -51,6 +51,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check a release receipt (`enclave output download`): the domain's signature over it, and
+    /// that a file is the output it names.
+    Receipt {
+        /// The receipt file.
+        receipt: PathBuf,
+        /// The log's public key, or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// The released output file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a proof bundle made by `enclave audit prove`.
     CheckProof {
         /// The bundle (JSON).
@@ -71,6 +86,10 @@ fn read_small(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     anyhow::ensure!(meta.len() <= 1 << 20, "{} is too large", path.display());
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn load_key(arg: &str) -> Result<VerifierKey> {
@@ -179,6 +198,75 @@ fn run(cli: Cli) -> Result<bool> {
                     println!(
                         "the log extends the checkpoint witness {name} cosigned at unix time {time}"
                     );
+                }
+            }
+            Ok(result.is_ok())
+        }
+        Cmd::Receipt {
+            receipt,
+            key,
+            output,
+            json,
+        } => {
+            let key = load_key(&key)?;
+            let result = enclave_tlog::Receipt::open(&read_small(&receipt)?, &key)
+                .map_err(|e| e.to_string())
+                .and_then(|r| match &output {
+                    None => Ok((r, None)),
+                    Some(p) => {
+                        let f = std::fs::File::open(p)
+                            .map_err(|e| format!("reading {}: {e}", p.display()))?;
+                        let mut h = blake3::Hasher::new();
+                        h.update_reader(f)
+                            .map_err(|e| format!("reading {}: {e}", p.display()))?;
+                        if *h.finalize().as_bytes() == r.output {
+                            Ok((r, Some(true)))
+                        } else {
+                            Err(format!(
+                                "{} is not the output the receipt names",
+                                p.display()
+                            ))
+                        }
+                    }
+                });
+            if json {
+                let v = match &result {
+                    Ok((r, file)) => serde_json::json!({
+                        "ok": true,
+                        "origin": r.origin,
+                        "output": hex_of(&r.output),
+                        "record": r.record,
+                        "job": r.job,
+                        "application": r.application,
+                        "developer": r.developer,
+                        "reviewer": r.reviewer,
+                        "entry": r.entry,
+                        "checkpoint_size": r.checkpoint_size,
+                        "output_matches": file,
+                    }),
+                    Err(e) => serde_json::json!({"ok": false, "error": e}),
+                };
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                match &result {
+                    Ok((r, file)) => println!(
+                        "ok: {} released {} ({}, {} bytes) of {} to {}, approved by {}; log entry {} within checkpoint size {}{}",
+                        r.origin,
+                        r.record,
+                        r.job,
+                        r.bytes,
+                        r.application,
+                        r.developer,
+                        r.reviewer,
+                        r.entry,
+                        r.checkpoint_size,
+                        if file.is_some() {
+                            "; the file matches"
+                        } else {
+                            ""
+                        }
+                    ),
+                    Err(e) => println!("BAD: {e}"),
                 }
             }
             Ok(result.is_ok())

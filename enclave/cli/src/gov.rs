@@ -199,7 +199,7 @@ impl Session {
 }
 
 /// Destroys the keys of terminated development entities (crypto-shredding their social data,
-/// modules and transcripts) and records it; idempotent, so a crash between the two is repaired
+/// modules, transcripts and quarantined outputs) and records it; idempotent, so a crash between the two is repaired
 /// by the next command.
 pub(crate) fn shred(gov: &mut Governance<SqliteStore>, root: &Path) -> anyhow::Result<()> {
     let pending = gov.shred_pending()?;
@@ -208,6 +208,13 @@ pub(crate) fn shred(gov: &mut Governance<SqliteStore>, root: &Path) -> anyhow::R
     }
     let home = Home::open(root)?;
     for org in pending {
+        // Its quarantined outputs go with it (other owners' copies of the same bytes stay).
+        for digest in gov.outputs_to_shred(org.id)? {
+            home.quarantine_destroy(
+                enclave_store::Owner::Entity(org.id.0),
+                &enclave_core::Digest(digest),
+            )?;
+        }
         home.destroy_entity_key(org.id.0)?;
         gov.record_shredded(&org, enclave_governance::now())?;
     }
@@ -228,6 +235,9 @@ fn flush(gov: &mut Governance<SqliteStore>, root: &Path) -> anyhow::Result<()> {
 /// [`flush`] into a domain this process holds already.
 pub(crate) fn flush_into(gov: &mut Governance<SqliteStore>, domain: &Domain) -> anyhow::Result<()> {
     for step in gov.unlogged_steps()? {
+        if step.action == "gov.job.interrupt" {
+            close_interrupted_run(domain, &step)?;
+        }
         let digest = domain.keyed("governance step", step.record.as_bytes());
         let hex = digest.to_string();
         let mut present = false;
@@ -252,6 +262,40 @@ pub(crate) fn flush_into(gov: &mut Governance<SqliteStore>, domain: &Domain) -> 
                 .context("the step is committed but could not be logged yet (it will be on the next command)")?;
         }
         gov.mark_step(step.seq, true)?;
+    }
+    Ok(())
+}
+
+/// Closes in the log the runtime run of an interrupted job, if the log opened it (`job.submit`)
+/// and nothing closed it. Part of flushing the `gov.job.interrupt` step, so that a process
+/// killed between the store's commit and the log's append leaves the next flush to finish it;
+/// checking the log first makes it idempotent.
+fn close_interrupted_run(domain: &Domain, step: &enclave_governance::Step) -> anyhow::Result<()> {
+    let record: serde_json::Value = serde_json::from_str(&step.record)
+        .context("a journaled interrupt step is not JSON (the store is damaged)")?;
+    let Some(run) = record["run"].as_str() else {
+        // The job never reached the runtime: there is no run to close.
+        return Ok(());
+    };
+    let run = crate::jobs::parse_run(run)
+        .context("a journaled interrupt step names a malformed run (the store is damaged)")?;
+    let subject = format!("job:{run}");
+    let (mut opened, mut closed) = (false, false);
+    domain.log.scan(|e| {
+        if e.subject == subject {
+            opened |= e.action == "job.submit";
+            closed |= e.action.starts_with("job.finish.") || e.action.starts_with("job.refuse.");
+        }
+    })?;
+    if opened && !closed {
+        domain.record_as(
+            &step.actor,
+            &[Action::JobFinished {
+                job: run,
+                status: "interrupted",
+                transcript: None,
+            }],
+        )?;
     }
     Ok(())
 }

@@ -16,11 +16,11 @@ use clap::{Args, Subcommand};
 use enclave_core::{
     ApplicationId, Digest, ErrorKind, JobError, JobId, Limits, Params, Seed, TableName,
 };
+use enclave_egress::evidence::{Provenance, Verdict};
 use enclave_governance::{
     Action as GovAction, Claim, Day, Governance, JobEnd, JobNo, JobRecord, JobStatus, JobUsage,
-    SqliteStore, WORKER_ACTOR,
+    NewOutput, OutputVerdict, SqliteStore, WORKER_ACTOR,
 };
-use enclave_runtime::actions::Action;
 use enclave_runtime::report::{report_human_quarantined, report_json_quarantined};
 use enclave_runtime::{Domain, Engine, JobReport, PolicySource, RuntimeError, Submission};
 use enclave_sandbox::DiskCache;
@@ -135,31 +135,10 @@ impl Worker {
         flush_into(gov, &self.domain)
     }
 
-    /// Ends the jobs of stopped workers and closes their runs in the log.
+    /// Ends the jobs of stopped workers; their runs are closed in the log when the journaled
+    /// steps are flushed ([`flush_into`] closes the run of every `gov.job.interrupt` step).
     fn recover(&self, gov: &mut Governance<SqliteStore>) -> anyhow::Result<Vec<JobRecord>> {
         let lost = gov.recover_jobs(&self.id, enclave_governance::now())?;
-        for job in &lost {
-            let Some(run) = job.run.as_deref().and_then(parse_run) else {
-                continue;
-            };
-            // A run the log opened (`job.submit`) and did not close is closed as interrupted.
-            let subject = format!("job:{run}");
-            let (mut opened, mut closed) = (false, false);
-            self.domain.log.scan(|e| {
-                if e.subject == subject {
-                    opened |= e.action == "job.submit";
-                    closed |=
-                        e.action.starts_with("job.finish.") || e.action.starts_with("job.refuse.");
-                }
-            })?;
-            if opened && !closed {
-                self.domain.record(&[Action::JobFinished {
-                    job: run,
-                    status: "interrupted",
-                    transcript: None,
-                }])?;
-            }
-        }
         self.flush(gov)?;
         Ok(lost)
     }
@@ -180,22 +159,25 @@ impl Worker {
             ),
             Some(Claim::Run { job, grant }) => {
                 let no = job.no;
-                let (end, ran) = match self.execute(gov, &job, &grant) {
-                    Ok(report) => (end_of(&report), Ok(report)),
+                let (end, outputs, ran) = match self.execute(gov, &job, &grant) {
+                    Ok(report) => (end_of(&report), outputs_of(&report)?, Ok(report)),
                     Err(RuntimeError::Job(e)) => (
                         JobEnd::without_run(
                             JobStatus::Failed,
                             format!("{}: {}", e.kind.as_str(), e.message),
                         ),
+                        Vec::new(),
                         Err(e),
                     ),
                     // The domain's failure, not the job's: the job still ends on the record.
                     Err(e) => (
                         JobEnd::without_run(JobStatus::Failed, format!("internal: {e}")),
+                        Vec::new(),
                         Err(JobError::internal(e.to_string())),
                     ),
                 };
-                let job = gov.finish_job(no, &self.id, &end, enclave_governance::now())?;
+                let (job, _) =
+                    gov.finish_job(no, &self.id, &end, &outputs, enclave_governance::now())?;
                 self.flush(gov)?;
                 match ran {
                     Ok(report) => Ran::Report(Box::new(job), Box::new(report)),
@@ -276,7 +258,8 @@ impl Worker {
     }
 }
 
-fn parse_run(s: &str) -> Option<JobId> {
+/// A runtime job id from its hex form in a record.
+pub(crate) fn parse_run(s: &str) -> Option<JobId> {
     let b = hex::decode(s).ok()?;
     Some(JobId(b.try_into().ok()?))
 }
@@ -315,6 +298,45 @@ fn end_of(r: &JobReport) -> JobEnd {
             .map(|(a, b)| (*a, *b)),
         transcript: r.transcript.as_ref().map(|p| p.display().to_string()),
     }
+}
+
+/// The outputs a report left in quarantine, with the egress evidence of each, for review.
+fn outputs_of(r: &JobReport) -> anyhow::Result<Vec<NewOutput>> {
+    if r.result.is_err() {
+        return Ok(Vec::new());
+    }
+    if r.evidence.len() != r.outputs.len() {
+        anyhow::bail!("internal: a job's outputs and their evidence do not match");
+    }
+    r.outputs
+        .iter()
+        .zip(&r.evidence)
+        .enumerate()
+        .map(|(i, (o, e))| {
+            Ok(NewOutput {
+                index: u32::try_from(i)?,
+                name: o.name.clone(),
+                kind: o.kind.name().to_owned(),
+                digest: o.digest.0,
+                rows: e.rows,
+                columns: e.columns,
+                bytes: e.bytes,
+                verdict: match e.verdict {
+                    Verdict::Pass => OutputVerdict::Pass,
+                    Verdict::Flag => OutputVerdict::Flag,
+                    Verdict::Block => OutputVerdict::Block,
+                },
+                provenance: match e.provenance {
+                    Provenance::Certified { .. } => "certified",
+                    Provenance::Open { .. } => "open",
+                    Provenance::Derived => "derived",
+                }
+                .to_owned(),
+                evidence: serde_json::to_string(e)
+                    .context("internal: an evidence report cannot be written")?,
+            })
+        })
+        .collect()
 }
 
 /// What `enclave run --application` was given, already parsed.

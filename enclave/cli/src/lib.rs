@@ -1,7 +1,7 @@
 //! The `enclave` command line: `run` (a job on the record), `datagen` (sample tables), `sample`
 //! (desensitized samples), `audit` (verify, prove, replay, export), `policy check`, and the
 //! governance commands (`init`, `org`, `user`, `token`, `agreement`, `application`, `catalog`,
-//! `social`, `jobs`, `retention`) and the authority's `witness`.
+//! `social`, `jobs`, `output`, `product`, `receipt`, `retention`) and the authority's `witness`.
 //!
 //! Owns turning command-line arguments into the runtime's types (a [`Submission`], a sample
 //! request) and printing reports. `anyhow`, `clap` and `indicatif` live here only; the libraries
@@ -17,6 +17,7 @@ mod grant;
 mod jobs;
 mod policy_check;
 mod retention;
+mod review;
 mod witness;
 
 use std::io::{IsTerminal, Read};
@@ -75,6 +76,13 @@ enum Command {
     Social(catalog::SocialArgs),
     /// Jobs under applications: the workers (operators), the records.
     Jobs(jobs::JobsArgs),
+    /// Outputs of governed jobs: review (reviewers), download with a signed receipt
+    /// (developers), withdraw.
+    Output(review::OutputArgs),
+    /// The product catalog: publish a released output, list, take down.
+    Product(review::ProductArgs),
+    /// Release receipts: verify one offline with the domain's public log key.
+    Receipt(review::ReceiptArgs),
     /// Purge the sealed files of entities terminated more than six months ago (operators).
     Retention(retention::RetentionArgs),
     /// The data authority's witness of the domain log: cosigns checkpoints that extend what it
@@ -565,6 +573,9 @@ where
         Command::Catalog(a) => catalog::catalog(a),
         Command::Social(a) => catalog::social(a),
         Command::Jobs(a) => jobs::jobs(a),
+        Command::Output(a) => review::output(a),
+        Command::Product(a) => review::product(a),
+        Command::Receipt(a) => review::receipt(a),
         Command::Retention(a) => retention::retention(a),
         Command::Witness(a) => witness::witness(a),
     };

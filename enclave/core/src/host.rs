@@ -115,6 +115,11 @@ pub struct QueryRecord {
     pub bytes: u64,
     /// Groups the threshold suppressed.
     pub suppressed_groups: u64,
+    /// Groups suppressed because a restricted sum's or mean's cell was dominated (the policy's
+    /// `[disclosure]` rules), shown like `suppressed_groups`.
+    pub dominated_groups: u64,
+    /// Whether the cells of some restricted SUM or AVG were checked for dominance.
+    pub dominance_checked: bool,
     /// The refusal or failure returned to the guest, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
@@ -195,6 +200,8 @@ impl QueryRecord {
             rows: 0,
             bytes: 0,
             suppressed_groups: 0,
+            dominated_groups: 0,
+            dominance_checked: false,
             error: None,
             plan: None,
             dp: None,

@@ -17,6 +17,7 @@
 pub mod day;
 pub mod job;
 pub mod model;
+pub mod output;
 pub mod roles;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -32,6 +33,10 @@ pub use model::{
     Agreement, AgreementEvent, AgreementId, AgreementKind, AgreementStatus, Application,
     ApplicationRequest, CatalogColumn, CatalogSnapshot, DatasetColumns, Decision, Grant, Org,
     OrgId, OrgStatus, Origin, SnapshotFacts, SocialStatus, Step, User, UserId, parse_columns,
+};
+pub use output::{
+    Criterion, Download, NewOutput, NewProduct, OutputDecision, OutputNo, OutputRecord,
+    OutputVerdict, Product, ProductKind, ProductNo, Review, ReviewState,
 };
 pub use roles::{Action, OrgKind, Role, permits};
 #[cfg(feature = "sqlite")]

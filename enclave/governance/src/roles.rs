@@ -70,11 +70,19 @@ pub enum Action {
     RunWorkers,
     /// Purge what is past its retention period.
     ApplyRetention,
+    /// Preview a quarantined output and decide its review (approve or reject).
+    DecideOutput,
+    /// Download an approved output of one's own organization's job (its release).
+    DownloadOutput,
+    /// Publish a released output of one's own organization as a product.
+    PublishProduct,
+    /// Withdraw an output, take a product down.
+    ManageProducts,
 }
 
 impl Action {
     /// Every action (for the table's tests and documentation).
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 21] = [
         Action::CreateOperator,
         Action::CreateDeveloper,
         Action::ManageUsers,
@@ -92,6 +100,10 @@ impl Action {
         Action::DecideSocial,
         Action::RunWorkers,
         Action::ApplyRetention,
+        Action::DecideOutput,
+        Action::DownloadOutput,
+        Action::PublishProduct,
+        Action::ManageProducts,
     ];
 }
 
@@ -120,12 +132,21 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | A::RegisterDataset
                 | A::RunWorkers
                 | A::ApplyRetention
+                | A::ManageProducts
         ) | (
             R::Reviewer,
-            A::DecideApplication | A::DecideSocial | A::ReadRecords
+            A::DecideApplication
+                | A::DecideSocial
+                | A::DecideOutput
+                | A::ManageProducts
+                | A::ReadRecords
         ) | (
             R::Developer,
-            A::SubmitApplication | A::SubmitJob | A::UploadSocial
+            A::SubmitApplication
+                | A::SubmitJob
+                | A::UploadSocial
+                | A::DownloadOutput
+                | A::PublishProduct
         ) | (R::Auditor, A::ReadRecords)
             | (_, A::ReadCatalog)
     )
@@ -198,6 +219,10 @@ names!(Action {
     DecideSocial => "decide social data",
     RunWorkers => "run the job workers",
     ApplyRetention => "purge what is past retention",
+    DecideOutput => "review an output",
+    DownloadOutput => "download an output",
+    PublishProduct => "publish a product",
+    ManageProducts => "withdraw outputs and take products down",
 });
 
 #[cfg(test)]
@@ -230,6 +255,23 @@ mod tests {
             );
         }
         assert!(!permits(Role::OperatorAdmin, Action::DecideApplication));
+        // Only reviewers decide outputs; only developers take them out.
+        for r in [
+            Role::AuthorityAdmin,
+            Role::OperatorAdmin,
+            Role::Developer,
+            Role::Auditor,
+        ] {
+            assert!(!permits(r, Action::DecideOutput), "{r}");
+        }
+        for r in [
+            Role::AuthorityAdmin,
+            Role::OperatorAdmin,
+            Role::Reviewer,
+            Role::Auditor,
+        ] {
+            assert!(!permits(r, Action::DownloadOutput), "{r}");
+        }
         assert!(!permits(Role::Reviewer, Action::SubmitJob));
         assert!(!permits(Role::Developer, Action::DecideApplication));
         assert!(!permits(Role::Developer, Action::DecideSocial));

@@ -15,6 +15,9 @@ use crate::model::{
     CatalogSnapshot, Decision, Org, OrgId, OrgStatus, Origin, SnapshotFacts, SocialStatus, Step,
     User, UserId,
 };
+use crate::output::{
+    NewOutput, NewProduct, OutputNo, OutputRecord, Product, ProductNo, Review, ReviewState,
+};
 use crate::roles::{OrgKind, Role};
 
 /// A store of governance records.
@@ -180,6 +183,58 @@ pub trait Tx {
         end: &JobEnd,
         at: i64,
     ) -> Result<(), GovError>;
+
+    /// Adds an output of job `job` (pending review); returns its number.
+    fn insert_output(
+        &mut self,
+        job: JobNo,
+        org: OrgId,
+        output: &NewOutput,
+        at: i64,
+    ) -> Result<OutputNo, GovError>;
+    /// An output by number.
+    fn output(&mut self, no: OutputNo) -> Result<Option<OutputRecord>, GovError>;
+    /// Outputs, newest first: of `org`, of `job`, in `state` when given; at most `limit`.
+    fn outputs(
+        &mut self,
+        org: Option<OrgId>,
+        job: Option<JobNo>,
+        state: Option<ReviewState>,
+        limit: u32,
+    ) -> Result<Vec<OutputRecord>, GovError>;
+    /// Records a pending output's review (approved or rejected).
+    fn set_review(&mut self, no: OutputNo, review: &Review) -> Result<(), GovError>;
+    /// Marks an approved output released.
+    fn set_released(&mut self, no: OutputNo, at: i64) -> Result<(), GovError>;
+    /// Keeps a released output's receipt (once).
+    fn set_receipt(&mut self, no: OutputNo, receipt: &str) -> Result<(), GovError>;
+    /// Withdraws an output that is in state `from`.
+    fn withdraw_output(
+        &mut self,
+        no: OutputNo,
+        from: ReviewState,
+        at: i64,
+        reason: &str,
+    ) -> Result<(), GovError>;
+    /// Adds a product of `org`; returns its number.
+    fn insert_product(
+        &mut self,
+        org: OrgId,
+        product: &NewProduct,
+        at: i64,
+    ) -> Result<ProductNo, GovError>;
+    /// A product by number.
+    fn product(&mut self, no: ProductNo) -> Result<Option<Product>, GovError>;
+    /// Products, newest first: of `org`, of `output` when given; taken-down ones too if `all`.
+    fn products(
+        &mut self,
+        org: Option<OrgId>,
+        output: Option<OutputNo>,
+        all: bool,
+        limit: u32,
+    ) -> Result<Vec<Product>, GovError>;
+    /// Takes a product down.
+    fn take_down(&mut self, no: ProductNo, at: i64, reason: &str) -> Result<(), GovError>;
 
     /// Journals a step of this transaction (to be recorded in the log).
     fn journal(

@@ -10,11 +10,13 @@
 //! grant is refused, a job without a policy does not run.
 
 mod authorize;
+mod disclosure;
 mod dp;
 mod egress;
 mod parse;
 
 pub use authorize::{Authorization, PseudonymKey, Refusal, approval_text, open_policy_text};
+pub use disclosure::{DisclosureRules, MAX_DOMINANCE_N};
 pub use dp::{DEFAULT_BUDGET, DEFAULT_QUERY_DELTA, DEFAULT_QUERY_EPSILON, DpRules};
 pub use egress::EgressRules;
 pub use enclave_dp::{Budget, Cost, Mechanism};
@@ -168,6 +170,8 @@ pub struct Policy {
     pub dp: DpRules,
     /// What outputs may look like, and which values the leak scan looks for.
     pub egress: EgressRules,
+    /// Dominance rules for the cells of restricted SUM and AVG aggregates.
+    pub disclosure: DisclosureRules,
     /// Largest share of subjects that may be unique on the columns exposed at row level
     /// (`enclave policy check`).
     pub max_unique_share: f64,

@@ -1,8 +1,8 @@
 //! Reading a policy file: its TOML form, validated section by section into a [`Policy`].
 //!
 //! Owns the raw file format (unknown keys refused), the checks that name file and line, and the
-//! order of validation (levels, datasets and their columns, threshold, grants, DP, egress, the
-//! approval). It must never accept a policy that leaves a column of a classified dataset without
+//! order of validation (levels, datasets and their columns, threshold, grants, DP, egress,
+//! disclosure, the approval). It must never accept a policy that leaves a column of a classified dataset without
 //! a level, nor fill a missing section with anything but the documented bounded defaults.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +31,8 @@ struct RawPolicy {
     dp: Option<Spanned<dp::RawDp>>,
     #[serde(default)]
     egress: Option<egress::RawEgress>,
+    #[serde(default)]
+    disclosure: Option<disclosure::RawDisclosure>,
     /// The approved application's datasets and columns ([`approval_text`]): the policy is
     /// [`Policy::narrowed`] to them.
     #[serde(default)]
@@ -323,7 +325,12 @@ impl Policy {
             None => EgressRules::defaults(&levels),
             Some(e) => egress::parse(e, &levels, &err)?,
         };
+        let disclosure = match raw.disclosure {
+            None => DisclosureRules::default(),
+            Some(d) => disclosure::parse(d, &err)?,
+        };
         let policy = Policy {
+            disclosure,
             open,
             min_group_size,
             levels,

@@ -123,3 +123,44 @@ fn egress_rules_default_to_the_hidden_levels_and_are_validated() {
         }
     }
 }
+
+#[test]
+fn disclosure_rules_default_to_acros_and_are_validated() {
+    let p = default_policy();
+    assert_eq!(p.disclosure, DisclosureRules::default());
+    assert_eq!(
+        (
+            p.disclosure.dominance_n,
+            p.disclosure.dominance_k,
+            p.disclosure.p_percent
+        ),
+        (2, 0.9, 0.1)
+    );
+    let base = "version = 1\n[levels]\nL1 = [\"plaintext\"]\n";
+    let p = Policy::parse(
+        "t",
+        &format!("{base}[disclosure]\ndominance_n = 3\ndominance_k = 0.75\np_percent = 0\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        p.disclosure,
+        DisclosureRules {
+            dominance_n: 3,
+            dominance_k: 0.75,
+            p_percent: 0.0
+        }
+    );
+    for (bad, says) in [
+        ("dominance_n = 0", "disclosure.dominance_n"),
+        ("dominance_n = 11", "disclosure.dominance_n"),
+        ("dominance_k = 0.0", "disclosure.dominance_k"),
+        ("dominance_k = 1.5", "disclosure.dominance_k"),
+        ("dominance_k = nan", "disclosure.dominance_k"),
+        ("p_percent = 1.0", "disclosure.p_percent"),
+        ("p_percent = -0.1", "disclosure.p_percent"),
+        ("sideways = 1", "unknown field"),
+    ] {
+        let e = Policy::parse("t", &format!("{base}[disclosure]\n{bad}\n")).unwrap_err();
+        assert!(e.to_string().contains(says), "{bad}: {e}");
+    }
+}

@@ -1,8 +1,8 @@
 //! Host-only SQL functions that carry out column rules at execution time.
 //!
 //! Owns `enclave_pseudonym` (keyed HMAC-SHA-256 pseudonyms, stable within one application,
-//! different across applications) and `enclave_threshold` (the group-size filter that also
-//! counts suppressed groups). Neither is registered in a job's function registry: jobs cannot
+//! different across applications) and `enclave_threshold` (the filter of a group's cells: size
+//! and dominance, counting the groups it suppresses). Neither is registered in a job's function registry: jobs cannot
 //! call them by name, only the host's plan rewrites insert them. Neither may ever return a
 //! source value.
 
@@ -104,36 +104,58 @@ impl ScalarUDFImpl for Pseudonym {
 /// Name of the threshold filter function (never registered for jobs).
 pub const THRESHOLD_NAME: &str = "enclave_threshold";
 
-/// `enclave_threshold(n)`: true when a group of `n` subjects may be shown (n ≥ k); counts
-/// the groups it suppresses.
+/// `enclave_threshold(n…, d…)`: true when a group may be shown — each of its subject counts `n`
+/// reaches k, and none of its dominance codes `d` (`crate::disclosure`) fails; counts the groups
+/// it suppresses, by reason.
 #[derive(Debug)]
 pub struct Threshold {
     k: i64,
+    /// How many leading arguments are counts (the rest are dominance codes).
+    counts: usize,
     suppressed: Arc<AtomicU64>,
+    dominated: Arc<AtomicU64>,
     signature: Signature,
 }
 
 impl PartialEq for Threshold {
     fn eq(&self, other: &Self) -> bool {
-        self.k == other.k && Arc::ptr_eq(&self.suppressed, &other.suppressed)
+        self.k == other.k
+            && self.counts == other.counts
+            && Arc::ptr_eq(&self.suppressed, &other.suppressed)
+            && Arc::ptr_eq(&self.dominated, &other.dominated)
     }
 }
 impl Eq for Threshold {}
 impl Hash for Threshold {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.k.hash(state);
+        self.counts.hash(state);
         (Arc::as_ptr(&self.suppressed) as usize).hash(state);
+        (Arc::as_ptr(&self.dominated) as usize).hash(state);
     }
 }
 
 impl Threshold {
-    /// The filter for minimum group size `k`, counting into `suppressed`.
+    /// The filter for minimum group size `k` over counts only, counting into `suppressed`.
     pub fn udf(k: u64, suppressed: Arc<AtomicU64>) -> ScalarUDF {
+        Threshold::cells(k, usize::MAX, suppressed, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// The filter of a group's cells: its first `counts` arguments are subject counts (all must
+    /// reach k; groups dropped for them count into `suppressed`), the others dominance codes
+    /// (none may fail; groups dropped only for them count into `dominated`).
+    pub fn cells(
+        k: u64,
+        counts: usize,
+        suppressed: Arc<AtomicU64>,
+        dominated: Arc<AtomicU64>,
+    ) -> ScalarUDF {
         ScalarUDF::new_from_impl(Threshold {
             k: i64::try_from(k).unwrap_or(i64::MAX),
+            counts,
             suppressed,
-            // Volatile: never folded, pushed or evaluated more than once per row. One argument
-            // per subject count the host keeps for a group: all must reach k.
+            dominated,
+            // Volatile: never folded, pushed or evaluated more than once per row.
             signature: Signature::variadic(vec![DataType::Int64], Volatility::Volatile),
         })
     }
@@ -160,9 +182,9 @@ impl ScalarUDFImpl for Threshold {
             .iter()
             .map(|a| a.to_array(args.number_rows))
             .collect::<Result<Vec<_>>>()?;
-        let mut counts = Vec::with_capacity(arrays.len());
+        let mut columns = Vec::with_capacity(arrays.len());
         for a in &arrays {
-            counts.push(
+            columns.push(
                 a.as_any()
                     .downcast_ref::<datafusion::arrow::array::Int64Array>()
                     .ok_or_else(|| {
@@ -170,11 +192,30 @@ impl ScalarUDFImpl for Threshold {
                     })?,
             );
         }
+        let split = self.counts.min(columns.len());
+        let (counts, codes) = columns.split_at(split);
+        let (mut small, mut dominated) = (0u64, 0u64);
         let keep: BooleanArray = (0..args.number_rows)
-            .map(|i| Some(counts.iter().all(|c| c.is_valid(i) && c.value(i) >= self.k)))
+            .map(|i| {
+                let big = counts.iter().all(|c| c.is_valid(i) && c.value(i) >= self.k);
+                // A missing code (no contribution at all) is no dominance.
+                let safe = codes.iter().all(|c| {
+                    !c.is_valid(i)
+                        || !matches!(
+                            c.value(i),
+                            crate::disclosure::FAILS_NK | crate::disclosure::FAILS_P
+                        )
+                });
+                if !big {
+                    small += 1;
+                } else if !safe {
+                    dominated += 1;
+                }
+                Some(big && safe)
+            })
             .collect();
-        let dropped = keep.len() - keep.true_count();
-        self.suppressed.fetch_add(dropped as u64, Ordering::Relaxed);
+        self.suppressed.fetch_add(small, Ordering::Relaxed);
+        self.dominated.fetch_add(dominated, Ordering::Relaxed);
         Ok(ColumnarValue::Array(Arc::new(keep)))
     }
 }

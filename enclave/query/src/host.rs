@@ -64,6 +64,8 @@ struct LiveQuery {
     /// `None` only while a step runs on the query runtime (or after one missed the deadline).
     stream: Option<SendableRecordBatchStream>,
     suppressed: Arc<AtomicU64>,
+    /// Groups suppressed for dominance.
+    dominated: Arc<AtomicU64>,
     /// Noised: the suppressed count is not shown at all.
     noised: bool,
     wire: SchemaRef,
@@ -146,6 +148,15 @@ fn shown_suppressed(q: &LiveQuery) -> u64 {
     n - n % SUPPRESSED_STEP
 }
 
+/// Groups suppressed for dominance, shown as [`shown_suppressed`] shows the others.
+fn shown_dominated(q: &LiveQuery) -> u64 {
+    if q.noised {
+        return 0;
+    }
+    let n = q.dominated.load(Ordering::Relaxed);
+    n - n % SUPPRESSED_STEP
+}
+
 /// The granularity of the suppressed-group count a job sees.
 pub const SUPPRESSED_STEP: u64 = 10;
 
@@ -187,6 +198,7 @@ impl QueryHost for LiveHost {
             r.row_level_grant = started.row_level_grant;
             r.aggregate = started.aggregate;
             r.grouped = started.grouped;
+            r.dominance_checked = started.dominance;
             r.dp = started.dp.as_ref().map(|d| QueryDp {
                 mechanism: d.mechanism.to_owned(),
                 epsilon: d.epsilon,
@@ -219,6 +231,7 @@ impl QueryHost for LiveHost {
             LiveQuery {
                 stream: Some(started.stream),
                 suppressed: started.suppressed,
+                dominated: started.dominated,
                 noised: started.dp.is_some(),
                 // Grammar results certify outputs; results over open columns only name them.
                 kept: (started.aggregate || !started.row_level_grant).then(Vec::new),
@@ -318,12 +331,13 @@ impl QueryHost for LiveHost {
             }
         };
         let msg = std::mem::take(q.writer.get_mut());
-        let (record, suppressed) = (q.record, shown_suppressed(q));
+        let (record, suppressed, dominated) = (q.record, shown_suppressed(q), shown_dominated(q));
         if let Some(r) = self.records.get_mut(record) {
             r.rows += rows;
             r.batches += u64::from(rows > 0);
             r.bytes += msg.len() as u64;
             r.suppressed_groups = suppressed;
+            r.dominated_groups = dominated;
             if certified.is_some() {
                 r.result = certified;
             }

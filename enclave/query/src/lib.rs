@@ -13,6 +13,7 @@
 
 pub mod cancel;
 pub mod check;
+pub mod disclosure;
 pub mod functions;
 pub mod grammar;
 mod guard;

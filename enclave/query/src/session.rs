@@ -25,7 +25,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use enclave_policy::Authorization;
 
-use crate::functions::{Pseudonym, Threshold};
+use crate::functions::Pseudonym;
 use crate::grammar::{self, BuildContext, DpSpend};
 use crate::guard::{
     check_regex_literals, classify_exec_error, classify_plan_error, refuse_non_query,
@@ -136,6 +136,10 @@ pub struct Started {
     pub stream: SendableRecordBatchStream,
     /// Groups suppressed so far (final once the stream has ended).
     pub suppressed: Arc<AtomicU64>,
+    /// Groups suppressed for the dominance of a cell so far (final once the stream has ended).
+    pub dominated: Arc<AtomicU64>,
+    /// Whether the cells of some SUM or AVG were checked for dominance.
+    pub dominance: bool,
     /// blake3 of the executed logical plan's text (after policy rewrites).
     pub plan_blake3: [u8; 32],
     /// What the query spent, if it was noised.
@@ -391,11 +395,12 @@ impl JobSession {
                 .map_err(classify_plan_error(self.limits.memory_bytes))
         };
         let suppressed = Arc::new(AtomicU64::new(0));
+        let dominated = Arc::new(AtomicU64::new(0));
         let optimized = optimize(&plan)?;
-        let (plan, spend, row_level_grant, aggregate) =
+        let (plan, spend, row_level_grant, aggregate, dominance) =
             if grammar::reads_only_row_level(policy, &optimized) {
                 let granted = grammar::reads_granted_rows(policy, &optimized);
-                (optimized, None, granted, false)
+                (optimized, None, granted, false, false)
             } else {
                 let policy_error = |e: crate::check::CheckError| QueryError::Policy(e.to_string());
                 let restricted = grammar::parse(policy, &plan).map_err(|e| {
@@ -422,10 +427,6 @@ impl JobSession {
                         _ => policy_error(e),
                     }
                 })?;
-                let threshold = Arc::new(Threshold::udf(
-                    policy.min_group_size,
-                    Arc::clone(&suppressed),
-                ));
                 // Only a query over one dataset instance may count its subjects' rows directly.
                 let mut unique = BTreeMap::new();
                 if let [only] = restricted.instances.as_slice() {
@@ -437,7 +438,9 @@ impl JobSession {
                     policy,
                     raw: &self.raw,
                     pseudonym: Arc::new(Pseudonym::udf(self.auth.pseudonym_key())),
-                    threshold,
+                    min_group_size: policy.min_group_size,
+                    suppressed: Arc::clone(&suppressed),
+                    dominated: Arc::clone(&dominated),
                     noise_key: self.privacy.noise_key,
                     query_index: index,
                     subject_unique: &unique_of,
@@ -445,7 +448,7 @@ impl JobSession {
                 let built = grammar::build(&restricted, &cx).map_err(policy_error)?;
                 let optimized = optimize(&built.plan)?;
                 grammar::check_total(&optimized).map_err(policy_error)?;
-                (optimized, built.dp, false, true)
+                (optimized, built.dp, false, true, built.dominance)
             };
         let dp = match spend {
             None => None,
@@ -472,6 +475,8 @@ impl JobSession {
         Ok(Started {
             stream: in_partition_order(schema, partitions, self.limits.target_partitions),
             suppressed,
+            dominated,
+            dominance,
             plan_blake3,
             dp,
             row_level_grant,

@@ -468,9 +468,13 @@ impl Domain {
         // quarantine (sealed, each under a key of its own) before anything refers to them; a
         // job whose outputs cannot be kept fails.
         let outputs = if result.is_ok() { outputs } else { vec![] };
+        let owner = match &sealed_by {
+            Some(k) => enclave_store::Owner::Entity(k.entity()),
+            None => enclave_store::Owner::Domain,
+        };
         let kept = outputs
             .iter()
-            .try_for_each(|o| self.home.quarantine_put(&o.digest, &o.canonical));
+            .try_for_each(|o| self.home.quarantine_put(owner, &o.digest, &o.canonical));
         let (result, outputs) = match kept {
             Ok(()) => (result, outputs),
             Err(e) => (

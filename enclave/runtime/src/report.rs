@@ -178,6 +178,85 @@ pub fn report_human_quarantined(r: &JobReport) -> String {
     human(r, false)
 }
 
+/// A bounded preview of an output's canonical bytes for a reviewer: the first `rows` rows,
+/// every cell cut to `cell_chars` characters (and control characters escaped), so that neither
+/// a long output nor a long cell floods the screen.
+pub fn preview(canonical: &[u8], rows: usize, cell_chars: usize) -> Result<String, String> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let o = Output::from_guest(
+        "preview",
+        enclave_abi::OutputKind::Aggregate,
+        canonical,
+        u64::MAX >> 1,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut table: Vec<Vec<String>> = vec![
+        o.schema
+            .fields()
+            .iter()
+            .map(|f| cut(f.name(), cell_chars))
+            .collect(),
+    ];
+    let options = FormatOptions::default().with_null("NULL");
+    'batches: for b in &o.batches {
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        for i in 0..b.num_rows() {
+            if table.len() > rows {
+                break 'batches;
+            }
+            table.push(
+                formatters
+                    .iter()
+                    .map(|f| cut(&f.value(i).to_string(), cell_chars))
+                    .collect(),
+            );
+        }
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut s = String::new();
+    for (n, r) in table.iter().enumerate() {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+        if n == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(s, "|-{}-|", rule.join("-|-"));
+        }
+    }
+    let shown = table.len() - 1;
+    if (shown as u64) < o.rows {
+        let _ = writeln!(s, "({shown} of {} rows shown)", o.rows);
+    }
+    Ok(s)
+}
+
+fn cut(v: &str, max: usize) -> String {
+    let escaped: String = v.escape_debug().collect();
+    if escaped.chars().count() <= max {
+        escaped
+    } else {
+        let mut t: String = escaped.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
 fn human(r: &JobReport, rows: bool) -> String {
     let mut s = String::new();
     let status = match &r.result {
@@ -212,8 +291,12 @@ fn human(r: &JobReport, rows: bool) -> String {
             "  query: {} row(s) in {} batch(es){}{}",
             q.rows,
             q.batches,
-            if q.suppressed_groups > 0 {
-                format!(", {} group(s) suppressed", q.suppressed_groups)
+            if q.suppressed_groups > 0 || q.dominated_groups > 0 {
+                format!(
+                    ", {} group(s) suppressed ({} for dominance)",
+                    q.suppressed_groups + q.dominated_groups,
+                    q.dominated_groups
+                )
             } else {
                 String::new()
             },

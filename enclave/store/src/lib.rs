@@ -23,7 +23,7 @@ use enclave_tlog::Signer;
 
 pub use entity::Scratch;
 pub use ledger::DurableLedger;
-pub use quarantine::Held;
+pub use quarantine::{Held, Owner};
 pub use sealed::{EntityKey, KeyState};
 pub use snapshot::{Snapshot, Snapshots};
 

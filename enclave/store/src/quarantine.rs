@@ -21,6 +21,26 @@ use crate::sealed::{
 };
 use crate::{Home, StoreError, io_err, write_private_new};
 
+/// Whose quarantine an output is kept in: the domain's (local runs) or a development entity's
+/// (jobs under its applications). Each owner's copy of an output has a key of its own, so
+/// destroying one entity's outputs never touches another's copy of the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The domain itself.
+    Domain,
+    /// Development entity `org-N`.
+    Entity(i64),
+}
+
+impl Owner {
+    fn scope(self) -> String {
+        match self {
+            Owner::Domain => String::new(),
+            Owner::Entity(n) => format!("org-{n}:"),
+        }
+    }
+}
+
 /// Where a quarantined output stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
@@ -33,12 +53,16 @@ pub enum Held {
 }
 
 impl Home {
-    fn quarantine_dir(&self) -> PathBuf {
-        self.root.join("quarantine")
+    fn quarantine_dir(&self, owner: Owner) -> PathBuf {
+        let q = self.root.join("quarantine");
+        match owner {
+            Owner::Domain => q,
+            Owner::Entity(n) => q.join(format!("org-{n}")),
+        }
     }
 
-    fn quarantine_paths(&self, digest: &Digest) -> (PathBuf, PathBuf, PathBuf) {
-        let d = self.quarantine_dir();
+    fn quarantine_paths(&self, owner: Owner, digest: &Digest) -> (PathBuf, PathBuf, PathBuf) {
+        let d = self.quarantine_dir(owner);
         (
             d.join(format!("{digest}.key")),
             d.join(format!("{digest}.sealed")),
@@ -54,9 +78,9 @@ impl Home {
         ))
     }
 
-    /// Where output `digest` stands.
-    pub fn quarantine_state(&self, digest: &Digest) -> Held {
-        let (key, sealed, tomb) = self.quarantine_paths(digest);
+    /// Where `owner`'s output `digest` stands.
+    pub fn quarantine_state(&self, owner: Owner, digest: &Digest) -> Held {
+        let (key, sealed, tomb) = self.quarantine_paths(owner, digest);
         if tomb.exists() {
             Held::Destroyed
         } else if key.exists() && sealed.exists() {
@@ -66,8 +90,8 @@ impl Home {
         }
     }
 
-    fn quarantine_key(&self, digest: &Digest) -> Result<[u8; 32], StoreError> {
-        let (path, _, tomb) = self.quarantine_paths(digest);
+    fn quarantine_key(&self, owner: Owner, digest: &Digest) -> Result<[u8; 32], StoreError> {
+        let (path, _, tomb) = self.quarantine_paths(owner, digest);
         if tomb.exists() {
             return Err(StoreError::Shredded(format!(
                 "output {digest} was destroyed"
@@ -76,7 +100,7 @@ impl Home {
         let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
         unwrap_key(
             &self.quarantine_wrapping()?,
-            &format!("quarantine:{digest}"),
+            &format!("quarantine:{}{digest}", owner.scope()),
             &bytes,
             &path,
         )
@@ -85,13 +109,18 @@ impl Home {
     /// Keeps output `canonical` (whose blake3 is `digest`) in quarantine, sealed under a fresh
     /// key; a second put of the same output keeps the first. Refused for a destroyed output and
     /// for bytes that are not `digest`'s.
-    pub fn quarantine_put(&self, digest: &Digest, canonical: &[u8]) -> Result<(), StoreError> {
+    pub fn quarantine_put(
+        &self,
+        owner: Owner,
+        digest: &Digest,
+        canonical: &[u8],
+    ) -> Result<(), StoreError> {
         if Digest::of(canonical) != *digest {
             return Err(StoreError::Invalid(format!(
                 "the bytes given for output {digest} are not its bytes"
             )));
         }
-        match self.quarantine_state(digest) {
+        match self.quarantine_state(owner, digest) {
             Held::Kept => return Ok(()),
             Held::Destroyed => {
                 return Err(StoreError::Shredded(format!(
@@ -100,20 +129,20 @@ impl Home {
             }
             Held::Absent => {}
         }
-        let dir = self.quarantine_dir();
+        let dir = self.quarantine_dir(owner);
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
         b.create(&dir).map_err(io_err("creating", &dir))?;
-        let (key_path, sealed, _) = self.quarantine_paths(digest);
+        let (key_path, sealed, _) = self.quarantine_paths(owner, digest);
         // The key first: whoever creates it decides it, and every job keeping the same output
         // (concurrently too) seals under that key; the sealed file appears by an atomic rename
         // (of a temporary of its own), so a reader sees a whole file or none.
         let fresh: [u8; 32] = random()?;
         let file = wrap_key(
             &self.quarantine_wrapping()?,
-            &format!("quarantine:{digest}"),
+            &format!("quarantine:{}{digest}", owner.scope()),
             &fresh,
         )?;
         let key = match write_private_new(&key_path, &file) {
@@ -122,7 +151,7 @@ impl Home {
                 fresh
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                self.quarantine_key(digest)?
+                self.quarantine_key(owner, digest)?
             }
             Err(e) => return Err(io_err("writing", &key_path)(e)),
         };
@@ -138,9 +167,14 @@ impl Home {
 
     /// Output `digest`, read back from quarantine (at most `max` bytes), authenticated and
     /// checked against its digest.
-    pub fn quarantine_get(&self, digest: &Digest, max: u64) -> Result<Vec<u8>, StoreError> {
-        let key = self.quarantine_key(digest)?;
-        let (_, sealed, _) = self.quarantine_paths(digest);
+    pub fn quarantine_get(
+        &self,
+        owner: Owner,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = self.quarantine_key(owner, digest)?;
+        let (_, sealed, _) = self.quarantine_paths(owner, digest);
         let mut out = Vec::new();
         open_from(&key, &format!("output:{digest}"), &sealed, &mut out, max)?;
         if Digest::of(&out) != *digest {
@@ -153,9 +187,9 @@ impl Home {
 
     /// Destroys output `digest`: a tombstone first, then its key overwritten, synced and
     /// removed, then the sealed bytes removed. Whether there was a key to destroy.
-    pub fn quarantine_destroy(&self, digest: &Digest) -> Result<bool, StoreError> {
-        let dir = self.quarantine_dir();
-        let (key, sealed, tomb) = self.quarantine_paths(digest);
+    pub fn quarantine_destroy(&self, owner: Owner, digest: &Digest) -> Result<bool, StoreError> {
+        let dir = self.quarantine_dir(owner);
+        let (key, sealed, tomb) = self.quarantine_paths(owner, digest);
         let existed = destroy_key_file(&dir, &key, &tomb)?;
         let _ = std::fs::remove_file(&sealed);
         sync_dir(&dir);
@@ -167,45 +201,76 @@ impl Home {
 mod tests {
     use super::*;
 
+    const D: Owner = Owner::Domain;
+
     #[test]
     fn outputs_are_sealed_read_back_checked_and_destroyed() {
         let d = tempfile::tempdir().unwrap();
         let h = Home::open(d.path()).unwrap();
         let bytes = b"ARROW1 the output's canonical bytes, not to be seen in the clear".to_vec();
         let digest = Digest::of(&bytes);
-        assert_eq!(h.quarantine_state(&digest), Held::Absent);
-        assert!(h.quarantine_put(&Digest::of(b"other"), &bytes).is_err());
-        h.quarantine_put(&digest, &bytes).unwrap();
-        h.quarantine_put(&digest, &bytes).unwrap();
-        assert_eq!(h.quarantine_state(&digest), Held::Kept);
+        assert_eq!(h.quarantine_state(D, &digest), Held::Absent);
+        assert!(h.quarantine_put(D, &Digest::of(b"other"), &bytes).is_err());
+        h.quarantine_put(D, &digest, &bytes).unwrap();
+        h.quarantine_put(D, &digest, &bytes).unwrap();
+        assert_eq!(h.quarantine_state(D, &digest), Held::Kept);
         // Nothing in the directory holds the plaintext.
         for f in std::fs::read_dir(d.path().join("quarantine")).unwrap() {
             let on_disk = std::fs::read(f.unwrap().path()).unwrap();
             assert!(!on_disk.windows(16).any(|w| w == &bytes[7..23]));
         }
-        assert_eq!(h.quarantine_get(&digest, 1 << 20).unwrap(), bytes);
-        assert!(h.quarantine_get(&digest, 10).is_err(), "bounded");
+        assert_eq!(h.quarantine_get(D, &digest, 1 << 20).unwrap(), bytes);
+        assert!(h.quarantine_get(D, &digest, 10).is_err(), "bounded");
         // A swapped key file (another output's) does not open it.
         let other = b"another output".to_vec();
         let od = Digest::of(&other);
-        h.quarantine_put(&od, &other).unwrap();
-        let (k1, _, _) = h.quarantine_paths(&digest);
-        let (k2, _, _) = h.quarantine_paths(&od);
+        h.quarantine_put(D, &od, &other).unwrap();
+        let (k1, _, _) = h.quarantine_paths(D, &digest);
+        let (k2, _, _) = h.quarantine_paths(D, &od);
         let saved = std::fs::read(&k1).unwrap();
         std::fs::copy(&k2, &k1).unwrap();
-        assert!(h.quarantine_get(&digest, 1 << 20).is_err());
+        assert!(h.quarantine_get(D, &digest, 1 << 20).is_err());
         std::fs::write(&k1, saved).unwrap();
-        assert!(h.quarantine_destroy(&digest).unwrap());
-        assert_eq!(h.quarantine_state(&digest), Held::Destroyed);
+        assert!(h.quarantine_destroy(D, &digest).unwrap());
+        assert_eq!(h.quarantine_state(D, &digest), Held::Destroyed);
         assert!(matches!(
-            h.quarantine_get(&digest, 1 << 20),
+            h.quarantine_get(D, &digest, 1 << 20),
             Err(StoreError::Shredded(_))
         ));
         assert!(
-            h.quarantine_put(&digest, &bytes).is_err(),
+            h.quarantine_put(D, &digest, &bytes).is_err(),
             "never kept again"
         );
-        assert!(!h.quarantine_destroy(&digest).unwrap());
-        assert_eq!(h.quarantine_get(&od, 1 << 20).unwrap(), other);
+        assert!(!h.quarantine_destroy(D, &digest).unwrap());
+        assert_eq!(h.quarantine_get(D, &od, 1 << 20).unwrap(), other);
+    }
+
+    #[test]
+    fn each_owner_keeps_its_own_copy() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Home::open(d.path()).unwrap();
+        let bytes = b"the same aggregate table, emitted by two entities".to_vec();
+        let digest = Digest::of(&bytes);
+        let (a, b) = (Owner::Entity(3), Owner::Entity(4));
+        h.quarantine_put(a, &digest, &bytes).unwrap();
+        h.quarantine_put(b, &digest, &bytes).unwrap();
+        assert_eq!(h.quarantine_state(D, &digest), Held::Absent);
+        // One entity's shredding leaves the other's copy readable, and the other can keep it
+        // again later.
+        assert!(h.quarantine_destroy(a, &digest).unwrap());
+        assert!(matches!(
+            h.quarantine_get(a, &digest, 1 << 20),
+            Err(StoreError::Shredded(_))
+        ));
+        assert_eq!(h.quarantine_get(b, &digest, 1 << 20).unwrap(), bytes);
+        h.quarantine_put(b, &digest, &bytes).unwrap();
+        h.quarantine_put(D, &digest, &bytes).unwrap();
+        // A key file moved from one owner to another does not open there.
+        let (ka, _, _) = h.quarantine_paths(a, &digest);
+        let (kb, _, _) = h.quarantine_paths(b, &digest);
+        let (kd, _, _) = h.quarantine_paths(D, &digest);
+        std::fs::copy(&kb, &kd).unwrap();
+        assert!(h.quarantine_get(D, &digest, 1 << 20).is_err());
+        assert!(!ka.exists());
     }
 }

@@ -68,6 +68,8 @@ pub enum Check {
     LabelText,
     /// Row order that no sort on a column explains.
     RowOrder,
+    /// Disclosure control of aggregate cells (threshold and dominance), applied by the host.
+    Disclosure,
 }
 
 impl Check {
@@ -83,6 +85,7 @@ impl Check {
             Check::FloatBits => "float-bits",
             Check::LabelText => "label-text",
             Check::RowOrder => "row-order",
+            Check::Disclosure => "disclosure",
         }
     }
 }
@@ -322,6 +325,24 @@ fn examine_one(
         }
     }
     let names = Names { names };
+
+    // What the host's cell filter did to a certified output's groups (never which ones).
+    if let Provenance::Certified { query } = provenance
+        && let Some(q) = queries.get(query)
+    {
+        let mut said = format!(
+            "every group has at least the threshold's subjects ({} group(s) suppressed)",
+            q.suppressed_groups
+        );
+        if q.dominance_checked {
+            said.push_str(&format!(
+                "; restricted sums and means were checked cell by cell for dominance (N-K and \
+                 p % rules) and {} dominated group(s) suppressed",
+                q.dominated_groups
+            ));
+        }
+        findings.push(Finding::new(Check::Disclosure, Verdict::Pass, said));
+    }
 
     // Size caps, per kind.
     for (what, n, cap) in [

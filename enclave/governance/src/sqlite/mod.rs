@@ -23,6 +23,7 @@ use crate::roles::{OrgKind, Role};
 use crate::store::{NewAgreement, Store, Tx};
 
 mod jobs;
+mod outputs;
 mod rows;
 mod tx;
 
@@ -114,6 +115,7 @@ CREATE TABLE snapshots (
 ) STRICT;
 "#,
     jobs::MIGRATION,
+    outputs::MIGRATION,
 ];
 
 fn store_err(e: rusqlite::Error) -> GovError {

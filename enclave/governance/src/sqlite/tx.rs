@@ -3,6 +3,9 @@
 use super::rows::*;
 use super::*;
 use crate::job::{JobEnd, JobNo, JobRecord, JobStatus};
+use crate::output::{
+    NewOutput, NewProduct, OutputNo, OutputRecord, Product, ProductNo, Review, ReviewState,
+};
 use crate::store::NewJob;
 
 impl SqliteTx<'_> {
@@ -428,6 +431,79 @@ impl Tx for SqliteTx<'_> {
             )
             .map_err(store_err)?;
         self.changed(n, "social dataset")
+    }
+
+    fn insert_output(
+        &mut self,
+        job: JobNo,
+        org: OrgId,
+        output: &NewOutput,
+        at: i64,
+    ) -> Result<OutputNo, GovError> {
+        super::outputs::insert(&self.tx, job, org, output, at)
+    }
+
+    fn output(&mut self, no: OutputNo) -> Result<Option<OutputRecord>, GovError> {
+        super::outputs::get(&self.tx, no)
+    }
+
+    fn outputs(
+        &mut self,
+        org: Option<OrgId>,
+        job: Option<JobNo>,
+        state: Option<ReviewState>,
+        limit: u32,
+    ) -> Result<Vec<OutputRecord>, GovError> {
+        super::outputs::list(&self.tx, org, job, state, limit)
+    }
+
+    fn set_review(&mut self, no: OutputNo, review: &Review) -> Result<(), GovError> {
+        super::outputs::set_review(&self.tx, no, review)
+    }
+
+    fn set_released(&mut self, no: OutputNo, at: i64) -> Result<(), GovError> {
+        super::outputs::set_released(&self.tx, no, at)
+    }
+
+    fn set_receipt(&mut self, no: OutputNo, receipt: &str) -> Result<(), GovError> {
+        super::outputs::set_receipt(&self.tx, no, receipt)
+    }
+
+    fn withdraw_output(
+        &mut self,
+        no: OutputNo,
+        from: ReviewState,
+        at: i64,
+        reason: &str,
+    ) -> Result<(), GovError> {
+        super::outputs::withdraw(&self.tx, no, from, at, reason)
+    }
+
+    fn insert_product(
+        &mut self,
+        org: OrgId,
+        product: &NewProduct,
+        at: i64,
+    ) -> Result<ProductNo, GovError> {
+        super::outputs::insert_product(&self.tx, org, product, at)
+    }
+
+    fn product(&mut self, no: ProductNo) -> Result<Option<Product>, GovError> {
+        super::outputs::get_product(&self.tx, no)
+    }
+
+    fn products(
+        &mut self,
+        org: Option<OrgId>,
+        output: Option<OutputNo>,
+        all: bool,
+        limit: u32,
+    ) -> Result<Vec<Product>, GovError> {
+        super::outputs::list_products(&self.tx, org, output, all, limit)
+    }
+
+    fn take_down(&mut self, no: ProductNo, at: i64, reason: &str) -> Result<(), GovError> {
+        super::outputs::take_down(&self.tx, no, at, reason)
     }
 
     fn insert_job(&mut self, job: &NewJob<'_>) -> Result<JobNo, GovError> {

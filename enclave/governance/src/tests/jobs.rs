@@ -5,7 +5,7 @@ use super::*;
 use crate::job::{JobEnd, JobNo, JobStatus, JobUsage};
 use crate::workflow::Claim;
 
-fn approved(w: &mut World) -> ApplicationId {
+pub(super) fn approved(w: &mut World) -> ApplicationId {
     let app = w
         .gov
         .submit_application(
@@ -21,7 +21,7 @@ fn approved(w: &mut World) -> ApplicationId {
     app
 }
 
-fn submit(w: &mut World, app: &ApplicationId) -> JobNo {
+pub(super) fn submit(w: &mut World, app: &ApplicationId) -> JobNo {
     w.gov
         .submit_job(
             &w.dev,
@@ -85,10 +85,10 @@ fn jobs_queue_run_and_end_on_the_record() {
         transcript: Some("/domain/transcripts/0123456789abcdef.sealed".into()),
     };
     refused(
-        w.gov.finish_job(no, "w-2", &end, NOW + 2),
+        w.gov.finish_job(no, "w-2", &end, &[], NOW + 2),
         "not running on this worker",
     );
-    let done = w.gov.finish_job(no, "w-1", &end, NOW + 2).unwrap();
+    let (done, _) = w.gov.finish_job(no, "w-1", &end, &[], NOW + 2).unwrap();
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.run.as_deref(), Some("0123456789abcdef"));
     assert_eq!(done.end.as_ref().unwrap(), &end);
@@ -97,7 +97,10 @@ fn jobs_queue_run_and_end_on_the_record() {
         (Some(NOW + 1), Some(NOW + 2))
     );
     // Final: it cannot end twice.
-    refused(w.gov.finish_job(no, "w-1", &end, NOW + 3), "not running");
+    refused(
+        w.gov.finish_job(no, "w-1", &end, &[], NOW + 3),
+        "not running",
+    );
     // Every step is journaled: submit, start, succeed (the later refusals are not).
     let steps: Vec<String> = w
         .gov
@@ -248,6 +251,7 @@ fn a_restart_interrupts_jobs_of_stopped_workers_and_keeps_the_queue() {
                 running,
                 "w-old",
                 &JobEnd::without_run(JobStatus::Failed, "x".into()),
+                &[],
                 NOW
             )
             .is_err()

@@ -803,3 +803,4 @@ fn catalogs_versions_and_social_data() {
 }
 
 mod jobs;
+mod review;

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::applications::grant_in;
 use super::*;
 use crate::job::{JobEnd, JobNo, JobRecord, JobStatus, MAX_SPEC};
+use crate::output::{NewOutput, OutputNo};
 use crate::store::NewJob;
 
 /// Who a worker's steps are journaled as.
@@ -189,14 +190,16 @@ impl<S: Store> Governance<S> {
         })
     }
 
-    /// A worker reports how its running job `no` ended.
+    /// A worker reports how its running job `no` ended, with the outputs it left in quarantine
+    /// (a succeeded job's only; each waits for review).
     pub fn finish_job(
         &mut self,
         no: JobNo,
         worker: &str,
         end: &JobEnd,
+        outputs: &[NewOutput],
         now: i64,
-    ) -> Result<JobRecord, GovError> {
+    ) -> Result<(JobRecord, Vec<OutputNo>), GovError> {
         self.tx(|tx| {
             let job = found(tx, no)?;
             if job.status != JobStatus::Running || job.worker.as_deref() != Some(worker) {
@@ -205,6 +208,11 @@ impl<S: Store> Governance<S> {
                 )));
             }
             tx.end_job(no, JobStatus::Running, end, now)?;
+            let outs = if end.status == JobStatus::Succeeded {
+                super::review::insert_outputs(tx, no, job.org, outputs, now)?
+            } else {
+                Vec::new()
+            };
             let verb = match end.status {
                 JobStatus::Succeeded => "succeed",
                 JobStatus::Interrupted => "interrupt",
@@ -223,10 +231,11 @@ impl<S: Store> Governance<S> {
                     "error": end.error,
                     "entries": end.entries,
                     "transcript": end.transcript,
+                    "outputs": outs.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }),
                 now,
             )?;
-            found(tx, no)
+            Ok((found(tx, no)?, outs))
         })
     }
 

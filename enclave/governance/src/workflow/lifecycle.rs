@@ -1,6 +1,7 @@
 //! Suspending, resuming and terminating organizations.
 //!
-//! Owns what termination revokes (users, tokens, agreements, applications, queued jobs). It must never undo
+//! Owns what termination revokes (users, tokens, agreements, applications, queued jobs,
+//! outputs and products). It must never undo
 //! a termination.
 
 use super::*;
@@ -100,6 +101,12 @@ impl<S: Store> Governance<S> {
                 )?;
                 done.jobs += 1;
             }
+            (done.outputs, done.products) = super::review::withdraw_all_of(
+                tx,
+                org.id,
+                &format!("organization terminated: {reason}"),
+                now,
+            )?;
             Ok(done)
         })
     }

@@ -28,9 +28,12 @@ mod applications;
 mod catalog;
 mod jobs;
 mod lifecycle;
+mod review;
 
 pub use jobs::{Claim, WORKER_ACTOR};
 pub use lifecycle::RETENTION_SECS;
+#[cfg(test)]
+pub(crate) use review::bounded as bounded_for_test;
 
 /// Longest term of an agreement, in years (the seed: operation three years, development at
 /// most three).
@@ -97,6 +100,13 @@ impl Actor {
         self.user.role
     }
 
+    /// An actor made up by a test (to show that the workflow's own checks hold where the role
+    /// table would already refuse).
+    #[cfg(test)]
+    pub(crate) fn forged_for_test(user: User, org: Org) -> Actor {
+        Actor { user, org }
+    }
+
     /// Refuses unless the role may take `action` ([`permits`]).
     pub fn require(&self, action: Action) -> Result<(), GovError> {
         if permits(self.user.role, action) {
@@ -138,6 +148,10 @@ pub struct Termination {
     pub applications: u64,
     /// Queued jobs failed (they never start).
     pub jobs: u64,
+    /// Outputs withdrawn (pending, approved or released: no further review or download).
+    pub outputs: u64,
+    /// Products taken down.
+    pub products: u64,
 }
 
 fn text(what: &str, s: &str) -> Result<String, GovError> {

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, DFSchema, TableReference};
@@ -29,6 +30,8 @@ use enclave_policy::Policy;
 
 use super::{AggKind, ColRef, Restricted, refuse};
 use crate::check::CheckError;
+use crate::disclosure::Dominance;
+use crate::functions::Threshold;
 use crate::noise::{Clamp, DpNoise, Rank, Statistic};
 
 const SUBJECT: &str = "__enclave_subject";
@@ -42,14 +45,46 @@ pub struct BuildContext<'a> {
     pub raw: &'a BTreeMap<String, Arc<dyn TableProvider>>,
     /// The application's pseudonym function.
     pub pseudonym: Arc<ScalarUDF>,
-    /// The threshold filter of this query.
-    pub threshold: Arc<ScalarUDF>,
+    /// The group threshold k.
+    pub min_group_size: u64,
+    /// Where this query's cell filter counts the groups it suppresses for size…
+    pub suppressed: Arc<AtomicU64>,
+    /// … and for dominance.
+    pub dominated: Arc<AtomicU64>,
     /// The job's noise key.
     pub noise_key: [u8; 32],
     /// This query's index in the job (part of every noise draw's context).
     pub query_index: u64,
     /// Whether a dataset's subject column is known to hold one row per subject.
     pub subject_unique: &'a dyn Fn(&str) -> bool,
+}
+
+impl BuildContext<'_> {
+    /// The filter of a group's cells: every subject count reaches k, no dominance code fails.
+    pub(super) fn cell_filter(&self, counts: Vec<Expr>, codes: Vec<Expr>) -> Expr {
+        let n = counts.len();
+        let mut args = counts;
+        args.extend(codes);
+        Arc::new(Threshold::cells(
+            self.min_group_size,
+            n,
+            Arc::clone(&self.suppressed),
+            Arc::clone(&self.dominated),
+        ))
+        .call(args)
+    }
+
+    /// The dominance code of a cell whose contributions are `x`.
+    pub(super) fn dominance(&self, x: Expr) -> Expr {
+        Arc::new(Dominance::udaf(&self.policy.disclosure)).call(vec![
+            datafusion::logical_expr::try_cast(x, datafusion::arrow::datatypes::DataType::Float64),
+        ])
+    }
+}
+
+/// The hidden column of aggregate `j`'s dominance code.
+pub(super) fn dname(j: usize) -> String {
+    format!("__enclave_dom{j}")
 }
 
 /// What a noised query spends.
@@ -73,6 +108,8 @@ pub struct Built {
     pub plan: LogicalPlan,
     /// Its privacy cost, if it noises anything.
     pub dp: Option<DpSpend>,
+    /// Whether the cells of some SUM or AVG were checked for dominance.
+    pub dominance: bool,
 }
 
 pub(super) fn df(e: datafusion::error::DataFusionError) -> CheckError {
@@ -388,12 +425,23 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
     let mut plan = LogicalPlanBuilder::from(input);
     let total_subjects = "__enclave_subjects".to_owned();
     let mut final_values: BTreeMap<String, Expr> = BTreeMap::new();
+    let mut codes: Vec<String> = Vec::new();
     if fast {
         // One row per subject: no per-subject stage. The count of non-null rows of an aggregate
         // is the count of the subjects that feed it, and a group's rows are its subjects: the
         // uniqueness fact (`COUNT(*) = COUNT(DISTINCT subject)`) also means no subject is null,
         // so the subject column need not even be read.
         let mut a = stage_aggs.clone();
+        for (j, ag) in q.aggs.iter().enumerate() {
+            if dp_aggs[j] && matches!(ag.kind, AggKind::Sum | AggKind::Avg) {
+                let x = match bounds[j] {
+                    Some(b) => clamp(ag.args[0].clone(), b, 1.0),
+                    None => ag.args[0].clone(),
+                };
+                a.push(cx.dominance(x).alias(dname(j)));
+                codes.push(dname(j));
+            }
+        }
         a.push(count(lit(1)).alias(total_subjects.clone()));
         hidden.push(total_subjects.clone());
         for (j, ag) in q.aggs.iter().enumerate() {
@@ -451,6 +499,10 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
                     Some(b) => clamp(s, b, r),
                     None => s,
                 };
+                if dp_aggs[j] {
+                    a2.push(cx.dominance(s.clone()).alias(dname(j)));
+                    codes.push(dname(j));
+                }
                 a2.push(sum(s).alias(sname(j)));
             }
             if ag.kind != AggKind::CountStar && nullable(&ag.args, &in_schema) {
@@ -480,7 +532,12 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
             )
         })
         .collect();
-    plan = plan.filter(cx.threshold.call(counts)).map_err(df)?;
+    let dominance = !codes.is_empty();
+    let codes: Vec<Expr> = codes
+        .into_iter()
+        .map(|c| Expr::Column(Column::from_name(c)))
+        .collect();
+    plan = plan.filter(cx.cell_filter(counts, codes)).map_err(df)?;
     // Noise and the user's aggregate schema.
     let key_refs: Vec<Expr> = keys.clone();
     let mut out: Vec<Expr> = keys.clone();
@@ -570,6 +627,7 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
             datasets,
             noise: noises,
         }),
+        dominance,
     })
 }
 

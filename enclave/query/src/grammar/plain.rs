@@ -1,11 +1,12 @@
 //! The plan of a restricted query without noise: the user's aggregates, the subject counts
-//! of every class per group and per fed aggregate, the threshold on all of them.
+//! of every class per group and per fed aggregate, the dominance of restricted sums and means,
+//! the cell filter on all of them.
 
 use datafusion::common::{Column, DFSchema};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit, when};
 
-use super::build::{BuildContext, Built, df, nullable, post};
+use super::build::{BuildContext, Built, df, dname, nullable, post};
 use super::{AggKind, Restricted};
 use crate::check::CheckError;
 
@@ -70,6 +71,20 @@ pub(super) fn finish_plain(
             hidden.push(name);
         }
     }
+    // Dominance of every restricted sum's and mean's cells, over its rows' values (as ACRO
+    // weighs records).
+    let mut codes = Vec::new();
+    for (j, a) in q.aggs.iter().enumerate() {
+        let restricted = a.columns.iter().any(|c| {
+            !cx.policy
+                .row_level(&q.instances[c.instance].dataset, &c.column)
+        });
+        if restricted && !a.distinct && matches!(a.kind, AggKind::Sum | AggKind::Avg) {
+            aggs.push(cx.dominance(a.args[0].clone()).alias(dname(j)));
+            codes.push(Expr::Column(Column::from_name(dname(j))));
+        }
+    }
+    let dominance = !codes.is_empty();
     let counts: Vec<Expr> = hidden
         .iter()
         .map(|h| Expr::Column(Column::from_name(h.clone())))
@@ -81,12 +96,13 @@ pub(super) fn finish_plain(
         .collect();
     let plan = LogicalPlanBuilder::from(input)
         .aggregate(keys, aggs)
-        .and_then(|b| b.filter(cx.threshold.call(counts)))
+        .and_then(|b| b.filter(cx.cell_filter(counts, codes)))
         .and_then(|b| b.project(out))
         .and_then(|b| b.build())
         .map_err(df)?;
     Ok(Built {
         plan: post(q, plan)?,
         dp: None,
+        dominance,
     })
 }

@@ -1,0 +1,634 @@
+//! Product review and release on the command line: `enclave output list | show | preview |
+//! approve | reject | download | withdraw`, `enclave product publish | list | takedown`, and
+//! `enclave receipt verify` (offline, with the domain's public log key).
+//!
+//! Owns reading a quarantined output for the two who may see it — a reviewer's bounded preview
+//! and the requesting developer's download of an approved output — once governance allowed it,
+//! and signing the release receipt after the release is in the log. It must never read
+//! quarantine before governance allowed the step, never write an output whose bytes do not hash
+//! to the digest reviewed, and never sign a receipt for a release the log does not hold.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use enclave_core::Digest;
+use enclave_governance::{
+    Criterion, NewProduct, OutputDecision, OutputNo, OutputRecord, Product, ProductKind, ProductNo,
+    ReviewState,
+};
+use enclave_runtime::Domain;
+use enclave_store::{Home, Owner};
+use enclave_tlog::{Receipt, VerifierKey};
+use serde_json::{Value, json};
+
+use crate::gov::{Common, Session, emit};
+
+/// Largest output read back from quarantine (the egress cap on canonical bytes is lower).
+const MAX_OUTPUT_BYTES: u64 = 1 << 30;
+
+#[derive(Args)]
+pub(crate) struct OutputArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: OutputCommand,
+}
+
+#[derive(Subcommand)]
+enum OutputCommand {
+    /// Outputs of governed jobs: every one for reviewers and record readers, the own
+    /// organization's for developers.
+    List {
+        /// Only outputs in this state (pending, approved, rejected, released, withdrawn).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One output's record and its evidence report (no values).
+    Show {
+        /// `out-N`.
+        output: String,
+    },
+    /// A reviewer's bounded preview of a quarantined output (on the record).
+    Preview {
+        /// `out-N`.
+        output: String,
+        /// Rows shown (at most 100).
+        #[arg(long, default_value_t = 20)]
+        rows: usize,
+    },
+    /// Approve an output (reviewers): every criterion of product review affirmed.
+    Approve {
+        /// `out-N`.
+        output: String,
+        /// The criteria found met, comma-separated, or `all`: purpose, source, no-raw-data,
+        /// no-personal-info, no-cross-border, no-other-risk.
+        #[arg(long)]
+        affirm: String,
+        /// I read the egress findings of this flagged output.
+        #[arg(long)]
+        acknowledge_findings: bool,
+    },
+    /// Reject an output (reviewers), naming the failed criteria and why.
+    Reject {
+        /// `out-N`.
+        output: String,
+        /// The criteria failed, comma-separated.
+        #[arg(long)]
+        failed: String,
+        /// Why (kept in the record; the log holds its keyed digest).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Download an approved output of your organization's job, with its signed release receipt.
+    Download {
+        /// `out-N`.
+        output: String,
+        /// Where to write the output (canonical Arrow IPC stream).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the receipt (default: OUT with `.receipt` appended).
+        #[arg(long)]
+        receipt: Option<PathBuf>,
+    },
+    /// Withdraw an output (operator admins and reviewers): no further download.
+    Withdraw {
+        /// `out-N`.
+        output: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ProductArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Print JSON instead of human text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: ProductCommand,
+}
+
+#[derive(Subcommand)]
+enum ProductCommand {
+    /// Publish a released output of your organization in the product catalog.
+    Publish {
+        /// `out-N`.
+        output: String,
+        /// dataset, api, model or report.
+        #[arg(long)]
+        kind: String,
+        /// Title.
+        #[arg(long)]
+        title: String,
+        /// Description.
+        #[arg(long)]
+        description: String,
+        /// Source statement: where its data comes from, and that it is lawful.
+        #[arg(long)]
+        source: String,
+    },
+    /// The product catalog.
+    List {
+        /// Taken-down products too (record readers).
+        #[arg(long)]
+        all: bool,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Take a product down: its output's downloads are refused from now on.
+    Takedown {
+        /// `prod-N`.
+        product: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct ReceiptArgs {
+    #[command(subcommand)]
+    command: ReceiptCommand,
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Verify a release receipt offline: the domain's signature, and the output file's blake3.
+    Verify {
+        /// The receipt file.
+        receipt: PathBuf,
+        /// The domain's public log key (`log.pub` of the domain, as published by the operator).
+        #[arg(long)]
+        key: PathBuf,
+        /// The released output file, to check it is the one the receipt names.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Print JSON instead of human text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn output_no(s: &str) -> anyhow::Result<OutputNo> {
+    OutputNo::parse(s)
+        .ok_or_else(|| anyhow::anyhow!("`{}` is not an output (out-N)", s.escape_debug()))
+}
+
+fn criteria(list: &str) -> anyhow::Result<Vec<Criterion>> {
+    if list.trim() == "all" {
+        return Ok(Criterion::ALL.to_vec());
+    }
+    list.split(',')
+        .map(|c| {
+            Criterion::parse(c.trim()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "`{}` is not a criterion: {}",
+                    c.trim().escape_debug(),
+                    Criterion::ALL
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+fn evidence(o: &OutputRecord) -> Value {
+    serde_json::from_str(&o.output.evidence)
+        .unwrap_or_else(|_| json!({"error": "the stored evidence report does not parse"}))
+}
+
+fn output_json(o: &OutputRecord) -> Value {
+    json!({
+        "output": o.no.to_string(),
+        "job": o.job.to_string(),
+        "run": o.run,
+        "application": o.application.as_str(),
+        "module": hex::encode(o.module),
+        "index": o.output.index,
+        "name": o.output.name,
+        "kind": o.output.kind,
+        "blake3": hex::encode(o.output.digest),
+        "rows": o.output.rows,
+        "columns": o.output.columns,
+        "bytes": o.output.bytes,
+        "verdict": o.output.verdict.as_str(),
+        "provenance": o.output.provenance,
+        "state": o.state.as_str(),
+        "created_at": o.created_at,
+        "review": o.review.as_ref().map(|r| json!({
+            "reviewer": r.reviewer.0,
+            "at": r.at,
+            "approved": r.approved,
+            "affirmed": r.affirmed.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "failed": r.failed.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "reason": r.reason,
+            "acknowledged_findings": r.acknowledged,
+        })),
+        "released_at": o.released_at,
+        "has_receipt": o.receipt.is_some(),
+        "withdrawn": o.withdrawn.as_ref().map(|(at, why)| json!({"at": at, "reason": why})),
+    })
+}
+
+fn output_line(o: &OutputRecord) -> String {
+    format!(
+        "{}  {}  {:<9} {:<5} {:<9} {} rows × {} cols  {}  `{}`",
+        o.no,
+        o.job,
+        o.state.as_str(),
+        o.output.verdict.as_str(),
+        o.output.provenance,
+        o.output.rows,
+        o.output.columns,
+        &hex::encode(o.output.digest)[..16],
+        o.output.name.escape_debug()
+    )
+}
+
+fn product_json(p: &Product) -> Value {
+    json!({
+        "product": p.no.to_string(),
+        "output": p.output.to_string(),
+        "org": p.org.0,
+        "kind": p.kind.as_str(),
+        "title": p.title,
+        "description": p.description,
+        "source": p.source,
+        "published_at": p.published_at,
+        "taken_down": p.taken_down.as_ref().map(|(at, why)| json!({"at": at, "reason": why})),
+    })
+}
+
+/// `enclave output`.
+pub(crate) fn output(args: OutputArgs) -> anyhow::Result<u8> {
+    let mut s = Session::open(&args.common)?;
+    let json = args.json;
+    let now = enclave_governance::now();
+    match args.command {
+        OutputCommand::List { state, limit } => {
+            let state = state
+                .map(|x| {
+                    ReviewState::parse(&x).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--state is pending, approved, rejected, released or withdrawn"
+                        )
+                    })
+                })
+                .transpose()?;
+            let list = s.gov.outputs(&s.actor, state, limit.min(10_000))?;
+            emit(
+                json,
+                Value::Array(list.iter().map(output_json).collect()),
+                || {
+                    for o in &list {
+                        println!("{}", output_line(o));
+                    }
+                },
+            )
+        }
+        OutputCommand::Show { output } => {
+            let o = s.gov.output(&s.actor, output_no(&output)?)?;
+            let mut v = output_json(&o);
+            v["evidence"] = evidence(&o);
+            emit(json, v.clone(), || {
+                println!("{}", output_line(&o));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v["evidence"]).unwrap_or_default()
+                );
+            })
+        }
+        OutputCommand::Preview { output, rows } => {
+            let o = s.gov.preview_output(&s.actor, output_no(&output)?, now)?;
+            s.flush()?;
+            let home = Home::open(&s.root)?;
+            let bytes = home
+                .quarantine_get(
+                    Owner::Entity(o.org.0),
+                    &Digest(o.output.digest),
+                    MAX_OUTPUT_BYTES,
+                )
+                .with_context(|| format!("reading {} from quarantine", o.no))?;
+            let preview = enclave_runtime::report::preview(&bytes, rows.min(100), 64)
+                .map_err(|e| anyhow::anyhow!("{} cannot be previewed: {e}", o.no))?;
+            emit(
+                json,
+                json!({"output": o.no.to_string(), "rows": o.output.rows, "preview": preview}),
+                || {
+                    println!("{}", output_line(&o));
+                    print!("{preview}");
+                },
+            )
+        }
+        OutputCommand::Approve {
+            output,
+            affirm,
+            acknowledge_findings,
+        } => {
+            let decision = OutputDecision::Approve {
+                affirmed: criteria(&affirm)?,
+                acknowledge: acknowledge_findings,
+            };
+            let o = s
+                .gov
+                .decide_output(&s.actor, output_no(&output)?, &decision, now)?;
+            s.flush()?;
+            emit(json, output_json(&o), || {
+                println!("approved {}: its developer may download it", o.no)
+            })
+        }
+        OutputCommand::Reject {
+            output,
+            failed,
+            reason,
+        } => {
+            let decision = OutputDecision::Reject {
+                failed: criteria(&failed)?,
+                reason,
+            };
+            let o = s
+                .gov
+                .decide_output(&s.actor, output_no(&output)?, &decision, now)?;
+            s.flush()?;
+            emit(json, output_json(&o), || {
+                println!("rejected {}: it stays in quarantine", o.no)
+            })
+        }
+        OutputCommand::Withdraw { output, reason } => {
+            let o = s
+                .gov
+                .withdraw_output(&s.actor, output_no(&output)?, &reason, now)?;
+            s.flush()?;
+            emit(json, output_json(&o), || println!("withdrew {}", o.no))
+        }
+        OutputCommand::Download {
+            output,
+            out,
+            receipt,
+        } => download(&mut s, output_no(&output)?, &out, receipt, json, now),
+    }
+}
+
+/// A download: governance releases the output (on the record), the bytes come back from
+/// quarantine checked against the reviewed digest, the receipt is signed over a checkpoint that
+/// holds the release.
+fn download(
+    s: &mut Session,
+    no: OutputNo,
+    out: &Path,
+    receipt_path: Option<PathBuf>,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<u8> {
+    let dl = s.gov.download_output(&s.actor, no, now)?;
+    s.flush()?;
+    let o = dl.record();
+    let home = Home::open(&s.root)?;
+    let bytes = home
+        .quarantine_get(
+            Owner::Entity(o.org.0),
+            &Digest(o.output.digest),
+            MAX_OUTPUT_BYTES,
+        )
+        .with_context(|| format!("reading {no} from quarantine"))?;
+    let receipt = match &o.receipt {
+        Some(r) => r.clone(),
+        None => {
+            let r = sign_receipt(&s.root, &dl)?;
+            s.gov.keep_receipt(no, &r)?;
+            r
+        }
+    };
+    let receipt_path = receipt_path.unwrap_or_else(|| {
+        let mut p = out.as_os_str().to_owned();
+        p.push(".receipt");
+        PathBuf::from(p)
+    });
+    enclave_store::write_atomic(out, &bytes)
+        .with_context(|| format!("writing {}", out.display()))?;
+    enclave_store::write_atomic(&receipt_path, receipt.as_bytes())
+        .with_context(|| format!("writing {}", receipt_path.display()))?;
+    emit(
+        json,
+        json!({
+            "output": no.to_string(),
+            "blake3": hex::encode(o.output.digest),
+            "bytes": bytes.len(),
+            "file": out,
+            "receipt": receipt_path,
+            "first_release": dl.first(),
+        }),
+        || {
+            println!(
+                "{no}: {} bytes to {} (blake3 {}), receipt {}",
+                bytes.len(),
+                out.display(),
+                hex::encode(o.output.digest),
+                receipt_path.display()
+            )
+        },
+    )
+}
+
+/// Signs the receipt of a release already in the log: the release entry and a checkpoint of
+/// the log as it stands (which holds it).
+fn sign_receipt(root: &Path, dl: &enclave_governance::Download) -> anyhow::Result<String> {
+    let o = dl.record();
+    let domain = Domain::open(root, "operator:release".into())?;
+    let subject = format!("output-record:{}", o.no);
+    let mut entry = None;
+    domain.log.scan(|e| {
+        if e.action == "gov.output.release" && e.subject == subject {
+            entry = Some(e.seq);
+        }
+    })?;
+    let entry = entry.context("the release is not in the log yet: no receipt is signed")?;
+    let size = domain.log.size();
+    let review = o
+        .review
+        .as_ref()
+        .context("internal: a released output without its review")?;
+    let r = Receipt {
+        origin: domain.log.origin().to_owned(),
+        output: o.output.digest,
+        bytes: o.output.bytes,
+        record: o.no.to_string(),
+        job: o.job.to_string(),
+        run: o
+            .run
+            .clone()
+            .context("internal: a released output's job has no run")?,
+        module: o.module,
+        application: o.application.as_str().to_owned(),
+        developer: dl.developer().to_owned(),
+        reviewer: dl.reviewer().to_owned(),
+        decided: review.at,
+        released: o.released_at.context("internal: released without a time")?,
+        entry,
+        checkpoint_size: size,
+        checkpoint_root: domain.log.root(size)?,
+    };
+    Ok(r.sign(&domain.home.log_signer()?)?)
+}
+
+/// `enclave product`.
+pub(crate) fn product(args: ProductArgs) -> anyhow::Result<u8> {
+    let mut s = Session::open(&args.common)?;
+    let json = args.json;
+    let now = enclave_governance::now();
+    match args.command {
+        ProductCommand::Publish {
+            output,
+            kind,
+            title,
+            description,
+            source,
+        } => {
+            let kind = ProductKind::parse(&kind)
+                .ok_or_else(|| anyhow::anyhow!("--kind is dataset, api, model or report"))?;
+            let p = s.gov.publish_product(
+                &s.actor,
+                &NewProduct {
+                    output: output_no(&output)?,
+                    kind,
+                    title,
+                    description,
+                    source,
+                },
+                now,
+            )?;
+            s.flush()?;
+            emit(json, product_json(&p), || {
+                println!("published {} ({})", p.no, p.output)
+            })
+        }
+        ProductCommand::List { all, limit } => {
+            let list = s.gov.products(&s.actor, all, limit.min(10_000))?;
+            emit(
+                json,
+                Value::Array(list.iter().map(product_json).collect()),
+                || {
+                    for p in &list {
+                        println!(
+                            "{}  {}  {:<7} {}{}",
+                            p.no,
+                            p.output,
+                            p.kind.as_str(),
+                            p.title,
+                            if p.taken_down.is_some() {
+                                "  (taken down)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                },
+            )
+        }
+        ProductCommand::Takedown { product, reason } => {
+            let no = ProductNo::parse(&product).ok_or_else(|| {
+                anyhow::anyhow!("`{}` is not a product (prod-N)", product.escape_debug())
+            })?;
+            let p = s.gov.take_down(&s.actor, no, &reason, now)?;
+            s.flush()?;
+            emit(json, product_json(&p), || {
+                println!("took down {}: {} is withdrawn", p.no, p.output)
+            })
+        }
+    }
+}
+
+/// `enclave receipt`.
+pub(crate) fn receipt(args: ReceiptArgs) -> anyhow::Result<u8> {
+    let ReceiptCommand::Verify {
+        receipt,
+        key,
+        output,
+        json,
+    } = args.command;
+    let read = |p: &Path| -> anyhow::Result<String> {
+        let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
+        if meta.len() > enclave_tlog::note::MAX_NOTE as u64 {
+            anyhow::bail!("{} is too large to be a receipt or a key", p.display());
+        }
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let key = VerifierKey::parse(&read(&key)?).context("the log key")?;
+    let r = match Receipt::open(&read(&receipt)?, &key) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("receipt does NOT verify: {e}");
+            return Ok(1);
+        }
+    };
+    let file_ok = match &output {
+        None => None,
+        Some(p) => {
+            let mut h = blake3::Hasher::new();
+            let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+            h.update_reader(f)
+                .with_context(|| format!("reading {}", p.display()))?;
+            Some(*h.finalize().as_bytes() == r.output)
+        }
+    };
+    let ok = file_ok.unwrap_or(true);
+    emit(
+        json,
+        json!({
+            "verified": ok,
+            "output_matches": file_ok,
+            "origin": r.origin,
+            "output": hex::encode(r.output),
+            "bytes": r.bytes,
+            "record": r.record,
+            "job": r.job,
+            "run": r.run,
+            "module": hex::encode(r.module),
+            "application": r.application,
+            "developer": r.developer,
+            "reviewer": r.reviewer,
+            "decided": r.decided,
+            "released": r.released,
+            "entry": r.entry,
+            "checkpoint": {"size": r.checkpoint_size, "root": hex::encode(r.checkpoint_root)},
+        }),
+        || {
+            if file_ok == Some(false) {
+                println!("the receipt verifies, but the file is NOT the output it names");
+            } else {
+                println!(
+                    "receipt verifies: {} released {} ({} bytes, blake3 {}) of {} to {}, approved by {}; log entry {} in checkpoint of size {}{}",
+                    r.origin,
+                    r.job,
+                    r.bytes,
+                    hex::encode(r.output),
+                    r.application,
+                    r.developer,
+                    r.reviewer,
+                    r.entry,
+                    r.checkpoint_size,
+                    if file_ok == Some(true) {
+                        "; the file matches"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        },
+    )?;
+    Ok(if ok { 0 } else { 1 })
+}

@@ -20,6 +20,7 @@ mod parties;
 mod policy;
 mod review;
 mod sandbox;
+mod sdc;
 mod slt;
 mod tamper;
 mod wat;
@@ -76,6 +77,7 @@ fn main() {
     trials.extend(policy::tests());
     trials.extend(review::tests());
     trials.extend(sandbox::tests());
+    trials.extend(sdc::tests());
     trials.extend(slt::tests());
     trials.extend(tamper::tests());
     trials.extend(wat::tests());

@@ -331,13 +331,13 @@ fn examine_one(
         && let Some(q) = queries.get(query)
     {
         let mut said = format!(
-            "every group has at least the threshold's subjects ({} group(s) suppressed)",
+            "the host suppressed every group under the threshold ({} suppressed, counted in tens)",
             q.suppressed_groups
         );
         if q.dominance_checked {
             said.push_str(&format!(
-                "; restricted sums and means were checked cell by cell for dominance (N-K and \
-                 p % rules) and {} dominated group(s) suppressed",
+                " and every cell of a restricted sum or mean dominated by its largest \
+                 contributions (N-K and p % rules; {} suppressed, counted in tens)",
                 q.dominated_groups
             ));
         }

@@ -13,14 +13,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use enclave_policy::DisclosureRules;
 
@@ -87,6 +87,21 @@ impl AggregateUDFImpl for Dominance {
 
     fn return_type(&self, _: &[DataType]) -> Result<DataType> {
         Ok(DataType::Int64)
+    }
+
+    fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(Cells {
+            rules: (self.n, self.k, self.p),
+            kept: self.kept(),
+            sums: Vec::new(),
+            negatives: Vec::new(),
+            tops: Vec::new(),
+            filled: Vec::new(),
+        }))
     }
 
     fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -156,29 +171,243 @@ impl Cell {
         self.top.truncate(self.kept);
     }
 
-    /// The rules as ACRO states them: N-K fails when the N largest make up at least K of the
-    /// total; p % fails when (total − the two largest) / the largest is below p (with the
-    /// largest zero, the remainder itself is compared); negatives leave dominance undefined.
     fn code(&self) -> i64 {
-        let (n, k, p) = self.rules;
-        if self.negatives > 0 {
-            return UNDEFINED;
+        code_of(self.rules, self.sum, self.negatives, &self.top)
+    }
+}
+
+/// The rules as ACRO states them: N-K fails when the N largest make up at least K of the total;
+/// p % fails when (total − the two largest) / the largest is below p (with the largest zero, the
+/// remainder itself is compared); negatives leave dominance undefined. `top` is largest first.
+fn code_of(rules: (usize, f64, f64), sum: f64, negatives: i64, top: &[f64]) -> i64 {
+    let (n, k, p) = rules;
+    if negatives > 0 {
+        return UNDEFINED;
+    }
+    let Some(&top1) = top.first() else {
+        return SAFE;
+    };
+    let top_n: f64 = top.iter().take(n).sum();
+    if sum > 0.0 && top_n / sum >= k {
+        return FAILS_NK;
+    }
+    let top2: f64 = top.iter().take(2).sum();
+    let rest = sum - top2;
+    let ratio = if top1 == 0.0 { rest } else { rest / top1 };
+    if p > 0.0 && ratio < p {
+        return FAILS_P;
+    }
+    SAFE
+}
+
+/// Inserts `x` into `top` (largest first, `filled` of `top.len()` slots in use).
+fn insert_top(top: &mut [f64], filled: &mut usize, x: f64) {
+    let len = top.len();
+    if *filled == len && top[len - 1] >= x {
+        return;
+    }
+    let at = top[..*filled].partition_point(|v| *v >= x);
+    let end = (*filled + 1).min(len);
+    top.copy_within(at..end - 1, at + 1);
+    top[at] = x;
+    *filled = end;
+}
+
+/// Every group's cell at once (the hash aggregate's vectorized path): flat vectors indexed by
+/// group.
+#[derive(Debug)]
+struct Cells {
+    rules: (usize, f64, f64),
+    kept: usize,
+    sums: Vec<f64>,
+    negatives: Vec<i64>,
+    /// `kept` slots per group, largest first.
+    tops: Vec<f64>,
+    /// Slots in use per group.
+    filled: Vec<usize>,
+}
+
+impl Cells {
+    fn grow(&mut self, groups: usize) {
+        if self.sums.len() < groups {
+            self.sums.resize(groups, 0.0);
+            self.negatives.resize(groups, 0);
+            self.tops.resize(groups * self.kept, 0.0);
+            self.filled.resize(groups, 0);
         }
-        if self.top.is_empty() {
-            return SAFE;
+    }
+
+    fn add(&mut self, g: usize, x: f64) {
+        if x.is_nan() {
+            return;
         }
-        let top_n: f64 = self.top.iter().take(n).sum();
-        if self.sum > 0.0 && top_n / self.sum >= k {
-            return FAILS_NK;
+        self.sums[g] += x;
+        if x < 0.0 {
+            self.negatives[g] = self.negatives[g].saturating_add(1);
         }
-        let top1 = self.top[0];
-        let top2: f64 = self.top.iter().take(2).sum();
-        let rest = self.sum - top2;
-        let ratio = if top1 == 0.0 { rest } else { rest / top1 };
-        if p > 0.0 && ratio < p {
-            return FAILS_P;
+        let k = self.kept;
+        insert_top(&mut self.tops[g * k..(g + 1) * k], &mut self.filled[g], x);
+    }
+
+    /// Takes the groups `emit_to` asks for, leaving the rest (shifted to the front).
+    fn take(&mut self, emit_to: EmitTo) -> (Vec<f64>, Vec<i64>, Vec<f64>, Vec<usize>) {
+        let sums = emit_to.take_needed(&mut self.sums);
+        let negatives = emit_to.take_needed(&mut self.negatives);
+        let filled = emit_to.take_needed(&mut self.filled);
+        let tops = match emit_to {
+            EmitTo::All => std::mem::take(&mut self.tops),
+            EmitTo::First(n) => {
+                let rest = self.tops.split_off((n * self.kept).min(self.tops.len()));
+                std::mem::replace(&mut self.tops, rest)
+            }
+        };
+        (sums, negatives, tops, filled)
+    }
+}
+
+impl GroupsAccumulator for Cells {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let [v] = values else {
+            return Err(DataFusionError::Internal(
+                "enclave_dominance takes one argument".into(),
+            ));
+        };
+        self.grow(total_num_groups);
+        let v = float64(v)?;
+        for (i, &g) in group_indices.iter().enumerate() {
+            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) || v.is_null(i) {
+                continue;
+            }
+            self.add(g, v.value(i));
         }
-        SAFE
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let (sums, negatives, tops, filled) = self.take(emit_to);
+        let k = self.kept;
+        let codes: Int64Array = (0..sums.len())
+            .map(|g| {
+                Some(code_of(
+                    self.rules,
+                    sums[g],
+                    negatives[g],
+                    &tops[g * k..g * k + filled[g]],
+                ))
+            })
+            .collect();
+        Ok(Arc::new(codes))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (sums, negatives, tops, filled) = self.take(emit_to);
+        let k = self.kept;
+        let mut out: Vec<ArrayRef> = vec![
+            Arc::new(Float64Array::from(sums)),
+            Arc::new(Int64Array::from(negatives)),
+        ];
+        for slot in 0..k {
+            out.push(Arc::new(
+                (0..filled.len())
+                    .map(|g| (slot < filled[g]).then(|| tops[g * k + slot]))
+                    .collect::<Float64Array>(),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        if values.len() != 2 + self.kept {
+            return Err(DataFusionError::Internal(
+                "enclave_dominance: a partial state of the wrong width".into(),
+            ));
+        }
+        self.grow(total_num_groups);
+        let sums = float64(&values[0])?;
+        let negs = cast(&values[1], &DataType::Int64)?;
+        let negs: &Int64Array = negs.as_primitive::<Int64Type>();
+        let tops = values[2..]
+            .iter()
+            .map(float64)
+            .collect::<Result<Vec<_>>>()?;
+        let k = self.kept;
+        for (i, &g) in group_indices.iter().enumerate() {
+            if sums.is_valid(i) {
+                self.sums[g] += sums.value(i);
+            }
+            if negs.is_valid(i) {
+                self.negatives[g] = self.negatives[g].saturating_add(negs.value(i));
+            }
+            for t in &tops {
+                if t.is_valid(i) {
+                    insert_top(
+                        &mut self.tops[g * k..(g + 1) * k],
+                        &mut self.filled[g],
+                        t.value(i),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let [v] = values else {
+            return Err(DataFusionError::Internal(
+                "enclave_dominance takes one argument".into(),
+            ));
+        };
+        let v = float64(v)?;
+        // Each row its own cell: its value (if counted) as the total and the largest.
+        let counted = |i: usize| {
+            v.is_valid(i)
+                && !v.value(i).is_nan()
+                && !opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i))
+        };
+        let rows = 0..v.len();
+        let mut out: Vec<ArrayRef> = vec![
+            Arc::new(
+                rows.clone()
+                    .map(|i| Some(if counted(i) { v.value(i) } else { 0.0 }))
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(
+                rows.clone()
+                    .map(|i| Some(i64::from(counted(i) && v.value(i) < 0.0)))
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(
+                rows.clone()
+                    .map(|i| counted(i).then(|| v.value(i)))
+                    .collect::<Float64Array>(),
+            ),
+        ];
+        for _ in 1..self.kept {
+            out.push(Arc::new(Float64Array::new_null(v.len())));
+        }
+        Ok(out)
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * 8
+            + self.negatives.capacity() * 8
+            + self.tops.capacity() * 8
+            + self.filled.capacity() * std::mem::size_of::<usize>()
     }
 }
 
@@ -298,6 +527,90 @@ mod tests {
         assert_eq!(code(&[]), SAFE);
         // NaN contributions are not counted.
         assert_eq!(code(&[10.0, f64::NAN, 10.0, 10.0, 10.0]), SAFE);
+    }
+
+    #[test]
+    fn the_vectorized_cells_agree_with_one_cell_at_a_time() {
+        let mut m = 7u64;
+        let mut next = || {
+            m = m
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            m >> 33
+        };
+        for n in [1usize, 2, 4] {
+            let rules = (n, 0.9, 0.1);
+            let mut cells = Cells {
+                rules,
+                kept: n.max(2),
+                sums: Vec::new(),
+                negatives: Vec::new(),
+                tops: Vec::new(),
+                filled: Vec::new(),
+            };
+            let mut one: Vec<Cell> = (0..50).map(|_| cell(n, 0.9, 0.1)).collect();
+            let mut partial = Cells {
+                rules,
+                kept: n.max(2),
+                sums: Vec::new(),
+                negatives: Vec::new(),
+                tops: Vec::new(),
+                filled: Vec::new(),
+            };
+            for batch in 0..6 {
+                let len = 500;
+                let groups: Vec<usize> = (0..len).map(|_| (next() % 50) as usize).collect();
+                // Some groups get a dominant contributor, some a negative one, some only zeros.
+                let values: Vec<Option<f64>> = groups
+                    .iter()
+                    .map(|g| match (g % 5, next() % 40) {
+                        (0, 0) => Some(1e7),
+                        (1, 0) => Some(-3.0),
+                        (2, _) => Some(0.0),
+                        (_, 1) => None,
+                        _ => Some((next() % 1000) as f64),
+                    })
+                    .collect();
+                let array: ArrayRef = Arc::new(Float64Array::from(values.clone()));
+                let target = if batch % 2 == 0 {
+                    &mut cells
+                } else {
+                    &mut partial
+                };
+                target
+                    .update_batch(&[Arc::clone(&array)], &groups, None, 50)
+                    .unwrap();
+                for (g, v) in groups.iter().zip(&values) {
+                    if let Some(v) = v {
+                        one[*g].add(*v);
+                    }
+                }
+            }
+            // Rows passed on as states one by one merge like rows.
+            let extra: ArrayRef = Arc::new(Float64Array::from(vec![Some(5.0), None, Some(-1.0)]));
+            let converted = cells.convert_to_state(&[Arc::clone(&extra)], None).unwrap();
+            cells.merge_batch(&converted, &[3, 3, 4], 50).unwrap();
+            one[3].add(5.0);
+            one[4].add(-1.0);
+            // Half the rows went to a partial accumulator, merged as its state.
+            let state = partial.state(EmitTo::All).unwrap();
+            let all: Vec<usize> = (0..50).collect();
+            cells.merge_batch(&state, &all, 50).unwrap();
+            let codes = cells.evaluate(EmitTo::First(20)).unwrap();
+            let rest = cells.evaluate(EmitTo::All).unwrap();
+            let codes: Vec<i64> = codes
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .chain(rest.as_primitive::<Int64Type>().values().iter())
+                .copied()
+                .collect();
+            let expected: Vec<i64> = one.iter().map(Cell::code).collect();
+            assert_eq!(codes, expected, "n = {n}");
+            for c in [SAFE, FAILS_NK, UNDEFINED] {
+                assert!(codes.contains(&c), "n = {n}: {codes:?} lacks {c}");
+            }
+        }
     }
 
     #[test]

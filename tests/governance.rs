@@ -352,6 +352,30 @@ fn seed_workflow_end_to_end() {
         .unwrap_or_default();
     assert!(left.is_empty(), "opened files left behind: {left:?}");
     assert!(home.join("keys/org-3.key").exists());
+    // Product review: the governed job's output waits in quarantine until a reviewer approves
+    // it; then its developer downloads it, with a signed receipt.
+    let dl = home.join("out-1.arrow");
+    let dl = dl.to_str().unwrap();
+    refused(
+        home,
+        d,
+        &["output", "download", "out-1", "--out", dl],
+        "in quarantine",
+    );
+    ok(
+        home,
+        r,
+        &[
+            "output",
+            "approve",
+            "out-1",
+            "--affirm",
+            "all",
+            "--acknowledge-findings",
+        ],
+    );
+    ok(home, d, &["output", "download", "out-1", "--out", dl]);
+    assert!(std::path::Path::new(&format!("{dl}.receipt")).exists());
     // Terminated: the developer's token no longer works; its application is revoked; its key is
     // destroyed, and with it its data (crypto-shredding: backups of `entities/` too).
     let out = ok(
@@ -380,6 +404,18 @@ fn seed_workflow_end_to_end() {
     );
     assert!(!home.join("keys/org-3.key").exists());
     assert!(home.join("keys/org-3.destroyed").exists());
+    // Its downloads are refused and its quarantined outputs destroyed.
+    refused(
+        home,
+        d,
+        &["output", "download", "out-1", "--out", dl],
+        "unknown or revoked",
+    );
+    let keys_left = std::fs::read_dir(home.join("entities/org-3/quarantine"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("key".as_ref()))
+        .count();
+    assert_eq!(keys_left, 0, "the entity's outputs are shredded");
     let replay = cli(
         home,
         None,
@@ -434,6 +470,9 @@ fn seed_workflow_end_to_end() {
         "gov.catalog.register",
         "gov.social.upload",
         "gov.social.approve",
+        "gov.output.approve",
+        "gov.output.release",
+        "gov.output.download",
     ] {
         assert!(
             gov_steps.contains(&must),

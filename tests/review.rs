@@ -336,7 +336,7 @@ fn outputs_are_reviewed_released_with_receipts_and_taken_down() {
         "withdrawn",
     );
     // Terminated: the entity's quarantine is destroyed.
-    let quarantine = home.join("quarantine/org-3");
+    let quarantine = home.join("entities/org-3/quarantine");
     let keys = |dir: &Path| {
         std::fs::read_dir(dir)
             .map(|d| {

@@ -12,7 +12,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use enclave_core::ApplicationId;
-use enclave_query::functions::{Pseudonym, Threshold};
+use enclave_query::functions::Pseudonym;
 use enclave_query::grammar::{BuildContext, build, parse};
 use enclave_tests::default_policy_path;
 
@@ -58,7 +58,9 @@ fn plan_check(c: &mut Criterion) {
                     policy: &policy,
                     raw: &raw,
                     pseudonym: Arc::new(Pseudonym::udf(&key)),
-                    threshold: Arc::new(Threshold::udf(10, Arc::new(AtomicU64::new(0)))),
+                    min_group_size: 10,
+                    suppressed: Arc::new(AtomicU64::new(0)),
+                    dominated: [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))],
                     noise_key: [2; 32],
                     query_index: 0,
                     subject_unique: &unique,

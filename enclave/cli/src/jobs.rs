@@ -16,10 +16,9 @@ use clap::{Args, Subcommand};
 use enclave_core::{
     ApplicationId, Digest, ErrorKind, JobError, JobId, Limits, Params, Seed, TableName,
 };
-use enclave_egress::evidence::{Provenance, Verdict};
 use enclave_governance::{
     Action as GovAction, Claim, Day, Governance, JobEnd, JobNo, JobRecord, JobStatus, JobUsage,
-    NewOutput, OutputVerdict, SqliteStore, WORKER_ACTOR,
+    SqliteStore, WORKER_ACTOR,
 };
 use enclave_runtime::report::{report_human_quarantined, report_json_quarantined};
 use enclave_runtime::{Domain, Engine, JobReport, PolicySource, RuntimeError, Submission};
@@ -160,7 +159,31 @@ impl Worker {
             Some(Claim::Run { job, grant }) => {
                 let no = job.no;
                 let (end, outputs, ran) = match self.execute(gov, &job, &grant) {
-                    Ok(report) => (end_of(&report), outputs_of(&report)?, Ok(report)),
+                    Ok(report) => match crate::review::outputs_of(&report) {
+                        Ok(outputs) if outputs.len() <= enclave_governance::MAX_OUTPUTS => {
+                            (end_of(&report), outputs, Ok(report))
+                        }
+                        // What cannot be put up for review fails the job (it still ends).
+                        Ok(_) => {
+                            let e = JobError::new(
+                                ErrorKind::LimitExceeded,
+                                "more outputs than one review holds",
+                            );
+                            (
+                                JobEnd::without_run(
+                                    JobStatus::Failed,
+                                    format!("{}: {}", e.kind.as_str(), e.message),
+                                ),
+                                Vec::new(),
+                                Err(e),
+                            )
+                        }
+                        Err(e) => (
+                            JobEnd::without_run(JobStatus::Failed, format!("internal: {e}")),
+                            Vec::new(),
+                            Err(JobError::internal(e.to_string())),
+                        ),
+                    },
                     Err(RuntimeError::Job(e)) => (
                         JobEnd::without_run(
                             JobStatus::Failed,
@@ -298,45 +321,6 @@ fn end_of(r: &JobReport) -> JobEnd {
             .map(|(a, b)| (*a, *b)),
         transcript: r.transcript.as_ref().map(|p| p.display().to_string()),
     }
-}
-
-/// The outputs a report left in quarantine, with the egress evidence of each, for review.
-fn outputs_of(r: &JobReport) -> anyhow::Result<Vec<NewOutput>> {
-    if r.result.is_err() {
-        return Ok(Vec::new());
-    }
-    if r.evidence.len() != r.outputs.len() {
-        anyhow::bail!("internal: a job's outputs and their evidence do not match");
-    }
-    r.outputs
-        .iter()
-        .zip(&r.evidence)
-        .enumerate()
-        .map(|(i, (o, e))| {
-            Ok(NewOutput {
-                index: u32::try_from(i)?,
-                name: o.name.clone(),
-                kind: o.kind.name().to_owned(),
-                digest: o.digest.0,
-                rows: e.rows,
-                columns: e.columns,
-                bytes: e.bytes,
-                verdict: match e.verdict {
-                    Verdict::Pass => OutputVerdict::Pass,
-                    Verdict::Flag => OutputVerdict::Flag,
-                    Verdict::Block => OutputVerdict::Block,
-                },
-                provenance: match e.provenance {
-                    Provenance::Certified { .. } => "certified",
-                    Provenance::Open { .. } => "open",
-                    Provenance::Derived => "derived",
-                }
-                .to_owned(),
-                evidence: serde_json::to_string(e)
-                    .context("internal: an evidence report cannot be written")?,
-            })
-        })
-        .collect()
 }
 
 /// What `enclave run --application` was given, already parsed.

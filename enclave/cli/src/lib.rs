@@ -16,6 +16,7 @@ mod gov;
 mod grant;
 mod jobs;
 mod policy_check;
+mod receipt;
 mod retention;
 mod review;
 mod witness;
@@ -82,7 +83,7 @@ enum Command {
     /// The product catalog: publish a released output, list, take down.
     Product(review::ProductArgs),
     /// Release receipts: verify one offline with the domain's public log key.
-    Receipt(review::ReceiptArgs),
+    Receipt(receipt::ReceiptArgs),
     /// Purge the sealed files of entities terminated more than six months ago (operators).
     Retention(retention::RetentionArgs),
     /// The data authority's witness of the domain log: cosigns checkpoints that extend what it
@@ -575,7 +576,7 @@ where
         Command::Jobs(a) => jobs::jobs(a),
         Command::Output(a) => review::output(a),
         Command::Product(a) => review::product(a),
-        Command::Receipt(a) => review::receipt(a),
+        Command::Receipt(a) => receipt::receipt(a),
         Command::Retention(a) => retention::retention(a),
         Command::Witness(a) => witness::witness(a),
     };

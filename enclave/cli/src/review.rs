@@ -1,25 +1,24 @@
 //! Product review and release on the command line: `enclave output list | show | preview |
-//! approve | reject | download | withdraw`, `enclave product publish | list | takedown`, and
-//! `enclave receipt verify` (offline, with the domain's public log key).
+//! approve | reject | download | withdraw` and `enclave product publish | list | takedown`.
 //!
 //! Owns reading a quarantined output for the two who may see it — a reviewer's bounded preview
 //! and the requesting developer's download of an approved output — once governance allowed it,
-//! and signing the release receipt after the release is in the log. It must never read
-//! quarantine before governance allowed the step, never write an output whose bytes do not hash
-//! to the digest reviewed, and never sign a receipt for a release the log does not hold.
+//! and turning a job's report into the outputs it leaves for review. It must never read
+//! quarantine before governance allowed the step, nor write an output whose bytes do not hash
+//! to the digest reviewed.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use enclave_core::Digest;
+use enclave_egress::evidence::{Provenance, Verdict};
 use enclave_governance::{
-    Criterion, NewProduct, OutputDecision, OutputNo, OutputRecord, Product, ProductKind, ProductNo,
-    ReviewState,
+    Criterion, NewOutput, NewProduct, OutputDecision, OutputNo, OutputRecord, OutputVerdict,
+    Product, ProductKind, ProductNo, ReviewState,
 };
-use enclave_runtime::Domain;
+use enclave_runtime::JobReport;
 use enclave_store::{Home, Owner};
-use enclave_tlog::{Receipt, VerifierKey};
 use serde_json::{Value, json};
 
 use crate::gov::{Common, Session, emit};
@@ -153,30 +152,6 @@ enum ProductCommand {
         /// Why.
         #[arg(long)]
         reason: String,
-    },
-}
-
-#[derive(Args)]
-pub(crate) struct ReceiptArgs {
-    #[command(subcommand)]
-    command: ReceiptCommand,
-}
-
-#[derive(Subcommand)]
-enum ReceiptCommand {
-    /// Verify a release receipt offline: the domain's signature, and the output file's blake3.
-    Verify {
-        /// The receipt file.
-        receipt: PathBuf,
-        /// The domain's public log key (`log.pub` of the domain, as published by the operator).
-        #[arg(long)]
-        key: PathBuf,
-        /// The released output file, to check it is the one the receipt names.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Print JSON instead of human text.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -408,11 +383,15 @@ fn download(
     let receipt = match &o.receipt {
         Some(r) => r.clone(),
         None => {
-            let r = sign_receipt(&s.root, &dl)?;
-            s.gov.keep_receipt(no, &r)?;
-            r
+            let r = crate::receipt::sign(&s.root, &dl)?;
+            s.gov.keep_receipt(no, &r)?
         }
     };
+    // A withdrawal or takedown that committed while the bytes were read wins: nothing is written.
+    let now_state = s.gov.output(&s.actor, no)?.state;
+    if !now_state.downloadable() {
+        anyhow::bail!("refused: {no} is {now_state}: it cannot be downloaded");
+    }
     let receipt_path = receipt_path.unwrap_or_else(|| {
         let mut p = out.as_os_str().to_owned();
         p.push(".receipt");
@@ -442,47 +421,6 @@ fn download(
             )
         },
     )
-}
-
-/// Signs the receipt of a release already in the log: the release entry and a checkpoint of
-/// the log as it stands (which holds it).
-fn sign_receipt(root: &Path, dl: &enclave_governance::Download) -> anyhow::Result<String> {
-    let o = dl.record();
-    let domain = Domain::open(root, "operator:release".into())?;
-    let subject = format!("output-record:{}", o.no);
-    let mut entry = None;
-    domain.log.scan(|e| {
-        if e.action == "gov.output.release" && e.subject == subject {
-            entry = Some(e.seq);
-        }
-    })?;
-    let entry = entry.context("the release is not in the log yet: no receipt is signed")?;
-    let size = domain.log.size();
-    let review = o
-        .review
-        .as_ref()
-        .context("internal: a released output without its review")?;
-    let r = Receipt {
-        origin: domain.log.origin().to_owned(),
-        output: o.output.digest,
-        bytes: o.output.bytes,
-        record: o.no.to_string(),
-        job: o.job.to_string(),
-        run: o
-            .run
-            .clone()
-            .context("internal: a released output's job has no run")?,
-        module: o.module,
-        application: o.application.as_str().to_owned(),
-        developer: dl.developer().to_owned(),
-        reviewer: dl.reviewer().to_owned(),
-        decided: review.at,
-        released: o.released_at.context("internal: released without a time")?,
-        entry,
-        checkpoint_size: size,
-        checkpoint_root: domain.log.root(size)?,
-    };
-    Ok(r.sign(&domain.home.log_signer()?)?)
 }
 
 /// `enclave product`.
@@ -552,83 +490,44 @@ pub(crate) fn product(args: ProductArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// `enclave receipt`.
-pub(crate) fn receipt(args: ReceiptArgs) -> anyhow::Result<u8> {
-    let ReceiptCommand::Verify {
-        receipt,
-        key,
-        output,
-        json,
-    } = args.command;
-    let read = |p: &Path| -> anyhow::Result<String> {
-        let meta = std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?;
-        if meta.len() > enclave_tlog::note::MAX_NOTE as u64 {
-            anyhow::bail!("{} is too large to be a receipt or a key", p.display());
-        }
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-    };
-    let key = VerifierKey::parse(&read(&key)?).context("the log key")?;
-    let r = match Receipt::open(&read(&receipt)?, &key) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("receipt does NOT verify: {e}");
-            return Ok(1);
-        }
-    };
-    let file_ok = match &output {
-        None => None,
-        Some(p) => {
-            let mut h = blake3::Hasher::new();
-            let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
-            h.update_reader(f)
-                .with_context(|| format!("reading {}", p.display()))?;
-            Some(*h.finalize().as_bytes() == r.output)
-        }
-    };
-    let ok = file_ok.unwrap_or(true);
-    emit(
-        json,
-        json!({
-            "verified": ok,
-            "output_matches": file_ok,
-            "origin": r.origin,
-            "output": hex::encode(r.output),
-            "bytes": r.bytes,
-            "record": r.record,
-            "job": r.job,
-            "run": r.run,
-            "module": hex::encode(r.module),
-            "application": r.application,
-            "developer": r.developer,
-            "reviewer": r.reviewer,
-            "decided": r.decided,
-            "released": r.released,
-            "entry": r.entry,
-            "checkpoint": {"size": r.checkpoint_size, "root": hex::encode(r.checkpoint_root)},
-        }),
-        || {
-            if file_ok == Some(false) {
-                println!("the receipt verifies, but the file is NOT the output it names");
-            } else {
-                println!(
-                    "receipt verifies: {} released {} ({} bytes, blake3 {}) of {} to {}, approved by {}; log entry {} in checkpoint of size {}{}",
-                    r.origin,
-                    r.job,
-                    r.bytes,
-                    hex::encode(r.output),
-                    r.application,
-                    r.developer,
-                    r.reviewer,
-                    r.entry,
-                    r.checkpoint_size,
-                    if file_ok == Some(true) {
-                        "; the file matches"
-                    } else {
-                        ""
-                    }
-                );
+/// The outputs a report left in quarantine, with the egress evidence of each, for review.
+pub(crate) fn outputs_of(r: &JobReport) -> anyhow::Result<Vec<NewOutput>> {
+    if r.result.is_err() {
+        return Ok(Vec::new());
+    }
+    if r.evidence.len() != r.outputs.len() {
+        anyhow::bail!("internal: a job's outputs and their evidence do not match");
+    }
+    r.outputs
+        .iter()
+        .zip(&r.evidence)
+        .enumerate()
+        .map(|(i, (o, e))| {
+            if e.digest != o.digest {
+                anyhow::bail!("internal: an output's evidence is another output's");
             }
-        },
-    )?;
-    Ok(if ok { 0 } else { 1 })
+            Ok(NewOutput {
+                index: u32::try_from(i)?,
+                name: o.name.clone(),
+                kind: o.kind.name().to_owned(),
+                digest: o.digest.0,
+                rows: e.rows,
+                columns: e.columns,
+                bytes: e.bytes,
+                verdict: match e.verdict {
+                    Verdict::Pass => OutputVerdict::Pass,
+                    Verdict::Flag => OutputVerdict::Flag,
+                    Verdict::Block => OutputVerdict::Block,
+                },
+                provenance: match e.provenance {
+                    Provenance::Certified { .. } => "certified",
+                    Provenance::Open { .. } => "open",
+                    Provenance::Derived => "derived",
+                }
+                .to_owned(),
+                evidence: serde_json::to_string(e)
+                    .context("internal: an evidence report cannot be written")?,
+            })
+        })
+        .collect()
 }

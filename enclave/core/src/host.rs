@@ -120,6 +120,9 @@ pub struct QueryRecord {
     pub dominated_groups: u64,
     /// Whether the cells of some restricted SUM or AVG were checked for dominance.
     pub dominance_checked: bool,
+    /// Whether some cell kept had negative contributions, where dominance is undefined (ACRO
+    /// asks for a review): its output is flagged.
+    pub dominance_undefined: bool,
     /// The refusal or failure returned to the guest, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,
@@ -202,6 +205,7 @@ impl QueryRecord {
             suppressed_groups: 0,
             dominated_groups: 0,
             dominance_checked: false,
+            dominance_undefined: false,
             error: None,
             plan: None,
             dp: None,

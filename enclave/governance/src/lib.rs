@@ -35,8 +35,8 @@ pub use model::{
     OrgId, OrgStatus, Origin, SnapshotFacts, SocialStatus, Step, User, UserId, parse_columns,
 };
 pub use output::{
-    Criterion, Download, NewOutput, NewProduct, OutputDecision, OutputNo, OutputRecord,
-    OutputVerdict, Product, ProductKind, ProductNo, Review, ReviewState,
+    Criterion, Download, MAX_OUTPUTS, NewOutput, NewProduct, OutputDecision, OutputNo,
+    OutputRecord, OutputVerdict, Product, ProductKind, ProductNo, Review, ReviewState,
 };
 pub use roles::{Action, OrgKind, Role, permits};
 #[cfg(feature = "sqlite")]

@@ -114,6 +114,7 @@ pub struct Threshold {
     counts: usize,
     suppressed: Arc<AtomicU64>,
     dominated: Arc<AtomicU64>,
+    undefined: Arc<AtomicU64>,
     signature: Signature,
 }
 
@@ -123,6 +124,7 @@ impl PartialEq for Threshold {
             && self.counts == other.counts
             && Arc::ptr_eq(&self.suppressed, &other.suppressed)
             && Arc::ptr_eq(&self.dominated, &other.dominated)
+            && Arc::ptr_eq(&self.undefined, &other.undefined)
     }
 }
 impl Eq for Threshold {}
@@ -132,29 +134,33 @@ impl Hash for Threshold {
         self.counts.hash(state);
         (Arc::as_ptr(&self.suppressed) as usize).hash(state);
         (Arc::as_ptr(&self.dominated) as usize).hash(state);
+        (Arc::as_ptr(&self.undefined) as usize).hash(state);
     }
 }
 
 impl Threshold {
     /// The filter for minimum group size `k` over counts only, counting into `suppressed`.
     pub fn udf(k: u64, suppressed: Arc<AtomicU64>) -> ScalarUDF {
-        Threshold::cells(k, usize::MAX, suppressed, Arc::new(AtomicU64::new(0)))
+        let unused = || Arc::new(AtomicU64::new(0));
+        Threshold::cells(k, usize::MAX, suppressed, [unused(), unused()])
     }
 
     /// The filter of a group's cells: its first `counts` arguments are subject counts (all must
     /// reach k; groups dropped for them count into `suppressed`), the others dominance codes
-    /// (none may fail; groups dropped only for them count into `dominated`).
+    /// (none may fail; groups dropped only for them count into `dominated`; groups kept with an
+    /// undefined code count into `undefined`).
     pub fn cells(
         k: u64,
         counts: usize,
         suppressed: Arc<AtomicU64>,
-        dominated: Arc<AtomicU64>,
+        [dominated, undefined]: [Arc<AtomicU64>; 2],
     ) -> ScalarUDF {
         ScalarUDF::new_from_impl(Threshold {
             k: i64::try_from(k).unwrap_or(i64::MAX),
             counts,
             suppressed,
             dominated,
+            undefined,
             // Volatile: never folded, pushed or evaluated more than once per row.
             signature: Signature::variadic(vec![DataType::Int64], Volatility::Volatile),
         })
@@ -194,7 +200,7 @@ impl ScalarUDFImpl for Threshold {
         }
         let split = self.counts.min(columns.len());
         let (counts, codes) = columns.split_at(split);
-        let (mut small, mut dominated) = (0u64, 0u64);
+        let (mut small, mut dominated, mut undefined) = (0u64, 0u64, 0u64);
         let keep: BooleanArray = (0..args.number_rows)
             .map(|i| {
                 let big = counts.iter().all(|c| c.is_valid(i) && c.value(i) >= self.k);
@@ -210,12 +216,18 @@ impl ScalarUDFImpl for Threshold {
                     small += 1;
                 } else if !safe {
                     dominated += 1;
+                } else if codes
+                    .iter()
+                    .any(|c| c.is_valid(i) && c.value(i) == crate::disclosure::UNDEFINED)
+                {
+                    undefined += 1;
                 }
                 Some(big && safe)
             })
             .collect();
         self.suppressed.fetch_add(small, Ordering::Relaxed);
         self.dominated.fetch_add(dominated, Ordering::Relaxed);
+        self.undefined.fetch_add(undefined, Ordering::Relaxed);
         Ok(ColumnarValue::Array(Arc::new(keep)))
     }
 }

@@ -64,8 +64,8 @@ struct LiveQuery {
     /// `None` only while a step runs on the query runtime (or after one missed the deadline).
     stream: Option<SendableRecordBatchStream>,
     suppressed: Arc<AtomicU64>,
-    /// Groups suppressed for dominance.
-    dominated: Arc<AtomicU64>,
+    /// Groups suppressed for dominance, groups kept with dominance undefined.
+    dominated: [Arc<AtomicU64>; 2],
     /// Noised: the suppressed count is not shown at all.
     noised: bool,
     wire: SchemaRef,
@@ -153,7 +153,7 @@ fn shown_dominated(q: &LiveQuery) -> u64 {
     if q.noised {
         return 0;
     }
-    let n = q.dominated.load(Ordering::Relaxed);
+    let n = q.dominated[0].load(Ordering::Relaxed);
     n - n % SUPPRESSED_STEP
 }
 
@@ -332,12 +332,14 @@ impl QueryHost for LiveHost {
         };
         let msg = std::mem::take(q.writer.get_mut());
         let (record, suppressed, dominated) = (q.record, shown_suppressed(q), shown_dominated(q));
+        let undefined = q.dominated[1].load(Ordering::Relaxed) > 0;
         if let Some(r) = self.records.get_mut(record) {
             r.rows += rows;
             r.batches += u64::from(rows > 0);
             r.bytes += msg.len() as u64;
             r.suppressed_groups = suppressed;
             r.dominated_groups = dominated;
+            r.dominance_undefined = undefined;
             if certified.is_some() {
                 r.result = certified;
             }

@@ -136,8 +136,9 @@ pub struct Started {
     pub stream: SendableRecordBatchStream,
     /// Groups suppressed so far (final once the stream has ended).
     pub suppressed: Arc<AtomicU64>,
-    /// Groups suppressed for the dominance of a cell so far (final once the stream has ended).
-    pub dominated: Arc<AtomicU64>,
+    /// Groups suppressed for the dominance of a cell so far, and groups kept whose dominance is
+    /// undefined (final once the stream has ended).
+    pub dominated: [Arc<AtomicU64>; 2],
     /// Whether the cells of some SUM or AVG were checked for dominance.
     pub dominance: bool,
     /// blake3 of the executed logical plan's text (after policy rewrites).
@@ -395,7 +396,7 @@ impl JobSession {
                 .map_err(classify_plan_error(self.limits.memory_bytes))
         };
         let suppressed = Arc::new(AtomicU64::new(0));
-        let dominated = Arc::new(AtomicU64::new(0));
+        let dominated = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
         let optimized = optimize(&plan)?;
         let (plan, spend, row_level_grant, aggregate, dominance) =
             if grammar::reads_only_row_level(policy, &optimized) {
@@ -440,7 +441,7 @@ impl JobSession {
                     pseudonym: Arc::new(Pseudonym::udf(self.auth.pseudonym_key())),
                     min_group_size: policy.min_group_size,
                     suppressed: Arc::clone(&suppressed),
-                    dominated: Arc::clone(&dominated),
+                    dominated: [Arc::clone(&dominated[0]), Arc::clone(&dominated[1])],
                     noise_key: self.privacy.noise_key,
                     query_index: index,
                     subject_unique: &unique_of,

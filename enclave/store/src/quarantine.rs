@@ -1,15 +1,18 @@
 //! Quarantine: every output of a job, kept inside the domain encrypted at rest until it is
 //! reviewed, released or destroyed.
 //!
-//! Owns `quarantine/`: per output (addressed by the blake3 of its canonical bytes) a random
-//! 256-bit key, wrapped with AES-256-GCM under a key derived from the domain secret
-//! (`<blake3>.key`, bound to the digest), and the output sealed under it in the chunked format
-//! of [`crate::sealed`] (`<blake3>.sealed`, context `output:<blake3>`). Destroying an output
-//! overwrites and removes its key: every copy of the sealed file is then useless. Reading one
-//! back checks that the plaintext hashes to the digest asked for. It must never write an output
-//! in the clear, never hand out bytes that did not authenticate or do not match their digest,
-//! and never bring back a destroyed key. Who may read an output is not its concern: the review
-//! and release steps decide that, and only they call [`Home::quarantine_get`].
+//! Owns the quarantines: the domain's (`quarantine/`, local runs) and each development entity's
+//! (`entities/org-<n>/quarantine/`, its governed jobs). Per output (addressed by the blake3 of
+//! its canonical bytes) a random 256-bit key, wrapped with AES-256-GCM (`<blake3>.key`, bound to
+//! the owner and the digest) under a key derived from the domain secret — or, in an entity's
+//! quarantine, from the entity's key, so that destroying the entity's key destroys every output
+//! it ever kept, in every backup, and no output is kept for it afterwards — and the output
+//! sealed under it in the chunked format of [`crate::sealed`] (`<blake3>.sealed`, context
+//! `output:<blake3>`). Destroying one output overwrites and removes its key. Reading one back
+//! checks that the plaintext hashes to the digest asked for. It must never write an output in
+//! the clear, never hand out bytes that did not authenticate or do not match their digest, and
+//! never bring back a destroyed key. Who may read an output is not its concern: the review and
+//! release steps decide that, and only they call [`Home::quarantine_get`].
 
 use std::path::PathBuf;
 
@@ -17,7 +20,7 @@ use enclave_core::Digest;
 use ring::aead::LessSafeKey;
 
 use crate::sealed::{
-    aead, destroy_key_file, open_from, random, seal_to, sync_dir, unwrap_key, wrap_key,
+    KeyState, aead, destroy_key_file, open_from, random, seal_to, sync_dir, unwrap_key, wrap_key,
 };
 use crate::{Home, StoreError, io_err, write_private_new};
 
@@ -54,10 +57,9 @@ pub enum Held {
 
 impl Home {
     fn quarantine_dir(&self, owner: Owner) -> PathBuf {
-        let q = self.root.join("quarantine");
         match owner {
-            Owner::Domain => q,
-            Owner::Entity(n) => q.join(format!("org-{n}")),
+            Owner::Domain => self.root.join("quarantine"),
+            Owner::Entity(n) => self.entity_dir(n).join("quarantine"),
         }
     }
 
@@ -70,12 +72,36 @@ impl Home {
         )
     }
 
-    fn quarantine_wrapping(&self) -> Result<LessSafeKey, StoreError> {
-        let secret = self.domain_secret()?;
-        aead(&blake3::derive_key(
-            "enclave v1 quarantine key wrap",
-            &secret,
-        ))
+    /// The key that wraps `owner`'s output keys: derived from the domain secret, or from the
+    /// entity's key (made on first use when `create`; refused once destroyed).
+    fn quarantine_wrapping(&self, owner: Owner, create: bool) -> Result<LessSafeKey, StoreError> {
+        match owner {
+            Owner::Domain => {
+                let secret = self.domain_secret()?;
+                aead(&blake3::derive_key(
+                    "enclave v1 quarantine key wrap",
+                    &secret,
+                ))
+            }
+            Owner::Entity(n) => {
+                let key = match self.entity_key(n)? {
+                    KeyState::Live(k) => k,
+                    KeyState::Absent if create => self.entity_key_or_create(n)?,
+                    KeyState::Absent => {
+                        return Err(StoreError::Invalid(format!("org-{n} never kept an output")));
+                    }
+                    KeyState::Destroyed => {
+                        return Err(StoreError::Shredded(format!(
+                            "the key of org-{n} was destroyed: its outputs are gone"
+                        )));
+                    }
+                };
+                aead(&blake3::derive_key(
+                    "enclave v1 entity quarantine key wrap",
+                    key.bytes(),
+                ))
+            }
+        }
     }
 
     /// Where `owner`'s output `digest` stands.
@@ -99,7 +125,7 @@ impl Home {
         }
         let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
         unwrap_key(
-            &self.quarantine_wrapping()?,
+            &self.quarantine_wrapping(owner, false)?,
             &format!("quarantine:{}{digest}", owner.scope()),
             &bytes,
             &path,
@@ -141,7 +167,7 @@ impl Home {
         // (of a temporary of its own), so a reader sees a whole file or none.
         let fresh: [u8; 32] = random()?;
         let file = wrap_key(
-            &self.quarantine_wrapping()?,
+            &self.quarantine_wrapping(owner, true)?,
             &format!("quarantine:{}{digest}", owner.scope()),
             &fresh,
         )?;
@@ -243,6 +269,30 @@ mod tests {
         );
         assert!(!h.quarantine_destroy(D, &digest).unwrap());
         assert_eq!(h.quarantine_get(D, &od, 1 << 20).unwrap(), other);
+    }
+
+    #[test]
+    fn an_entitys_outputs_go_with_its_key() {
+        let d = tempfile::tempdir().unwrap();
+        let h = Home::open(d.path()).unwrap();
+        let bytes = b"an entity's aggregate".to_vec();
+        let digest = Digest::of(&bytes);
+        let e = Owner::Entity(5);
+        h.quarantine_put(e, &digest, &bytes).unwrap();
+        assert!(d.path().join("entities/org-5/quarantine").exists());
+        assert_eq!(h.quarantine_get(e, &digest, 1 << 20).unwrap(), bytes);
+        // Destroying the entity's key destroys the output without touching its files, and no
+        // output is kept for the entity afterwards.
+        assert!(h.destroy_entity_key(5).unwrap());
+        assert!(matches!(
+            h.quarantine_get(e, &digest, 1 << 20),
+            Err(StoreError::Shredded(_))
+        ));
+        let late = b"a late output".to_vec();
+        assert!(matches!(
+            h.quarantine_put(e, &Digest::of(&late), &late),
+            Err(StoreError::Shredded(_))
+        ));
     }
 
     #[test]

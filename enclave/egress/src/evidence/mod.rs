@@ -342,6 +342,14 @@ fn examine_one(
             ));
         }
         findings.push(Finding::new(Check::Disclosure, Verdict::Pass, said));
+        if q.dominance_undefined {
+            findings.push(Finding::new(
+                Check::Disclosure,
+                Verdict::Flag,
+                "some cells of a restricted sum or mean have negative contributions: their \
+                 dominance is undefined (the rules held on magnitudes); review them as ACRO would",
+            ));
+        }
     }
 
     // Size caps, per kind.

@@ -24,6 +24,7 @@ use crate::store::{NewAgreement, Store, Tx};
 
 mod jobs;
 mod outputs;
+mod products;
 mod rows;
 mod tx;
 

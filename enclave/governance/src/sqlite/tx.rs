@@ -485,11 +485,11 @@ impl Tx for SqliteTx<'_> {
         product: &NewProduct,
         at: i64,
     ) -> Result<ProductNo, GovError> {
-        super::outputs::insert_product(&self.tx, org, product, at)
+        super::products::insert_product(&self.tx, org, product, at)
     }
 
     fn product(&mut self, no: ProductNo) -> Result<Option<Product>, GovError> {
-        super::outputs::get_product(&self.tx, no)
+        super::products::get_product(&self.tx, no)
     }
 
     fn products(
@@ -499,11 +499,11 @@ impl Tx for SqliteTx<'_> {
         all: bool,
         limit: u32,
     ) -> Result<Vec<Product>, GovError> {
-        super::outputs::list_products(&self.tx, org, output, all, limit)
+        super::products::list_products(&self.tx, org, output, all, limit)
     }
 
     fn take_down(&mut self, no: ProductNo, at: i64, reason: &str) -> Result<(), GovError> {
-        super::outputs::take_down(&self.tx, no, at, reason)
+        super::products::take_down(&self.tx, no, at, reason)
     }
 
     fn insert_job(&mut self, job: &NewJob<'_>) -> Result<JobNo, GovError> {

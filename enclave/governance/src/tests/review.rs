@@ -155,8 +155,15 @@ fn outputs_wait_for_a_reviewer_and_leave_only_when_approved() {
     assert_eq!(first.record().state, ReviewState::Released);
     assert_eq!(first.reviewer(), "rita");
     assert_eq!(first.developer(), "acme-analytics");
-    w.gov.keep_receipt(pass, "receipt one").unwrap();
-    w.gov.keep_receipt(pass, "receipt two").unwrap();
+    assert_eq!(
+        w.gov.keep_receipt(pass, "receipt one").unwrap(),
+        "receipt one"
+    );
+    assert_eq!(
+        w.gov.keep_receipt(pass, "receipt two").unwrap(),
+        "receipt one",
+        "the first receipt kept is the one handed out"
+    );
     let again = w.gov.download_output(&w.dev, pass, NOW + 2).unwrap();
     assert!(!again.first());
     assert_eq!(again.record().receipt.as_deref(), Some("receipt one"));
@@ -177,6 +184,45 @@ fn outputs_wait_for_a_reviewer_and_leave_only_when_approved() {
     ] {
         assert!(steps.iter().any(|s| s == a), "{a} missing from {steps:?}");
     }
+}
+
+#[test]
+fn downloads_need_the_grant_to_stand() {
+    let mut w = world();
+    let (_, outs) = job_with_outputs(&mut w);
+    w.gov
+        .decide_output(&w.reviewer, outs[0], &approve(true, false), NOW)
+        .unwrap();
+    w.gov
+        .set_org_status(
+            &w.operator,
+            "acme-analytics",
+            OrgStatus::Suspended,
+            "audit",
+            NOW,
+        )
+        .unwrap();
+    refused(w.gov.download_output(&w.dev, outs[0], NOW), "suspended");
+    w.gov
+        .set_org_status(
+            &w.operator,
+            "acme-analytics",
+            OrgStatus::Active,
+            "done",
+            NOW,
+        )
+        .unwrap();
+    w.gov.download_output(&w.dev, outs[0], NOW).unwrap();
+    w.gov
+        .set_org_status(
+            &w.authority,
+            "city-operator",
+            OrgStatus::Suspended,
+            "audit",
+            NOW,
+        )
+        .unwrap();
+    refused(w.gov.download_output(&w.dev, outs[0], NOW), "city-operator");
 }
 
 #[test]

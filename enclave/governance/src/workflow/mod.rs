@@ -28,6 +28,7 @@ mod applications;
 mod catalog;
 mod jobs;
 mod lifecycle;
+mod products;
 mod review;
 
 pub use jobs::{Claim, WORKER_ACTOR};

@@ -1,7 +1,8 @@
 //! Product review (数据产品审核) and release: the outputs of governed jobs wait in quarantine
 //! until a reviewer decides on them against the seed's six criteria; an approved output is
 //! downloadable by its own development entity only (the first download releases it, and the
-//! binary signs a receipt); a released output can be published as a product and taken down.
+//! binary signs a receipt); a released output can be published as a product
+//! ([`super::products`]).
 //!
 //! Owns who may see, preview, decide, download, withdraw and publish which output, and the
 //! review's transitions ([`ReviewState::may_become`]). Separation of duties: only reviewers
@@ -15,8 +16,8 @@ use serde_json::json;
 use super::*;
 use crate::job::JobNo;
 use crate::output::{
-    Criterion, Download, MAX_EVIDENCE, MAX_OUTPUT_NAME, MAX_OUTPUTS, NewOutput, NewProduct,
-    OutputDecision, OutputNo, OutputRecord, OutputVerdict, Product, ProductNo, Review, ReviewState,
+    Criterion, Download, MAX_EVIDENCE, MAX_OUTPUT_NAME, MAX_OUTPUTS, NewOutput, OutputDecision,
+    OutputNo, OutputRecord, OutputVerdict, Review, ReviewState,
 };
 
 fn subject(no: OutputNo) -> String {
@@ -29,7 +30,11 @@ fn not_found(no: OutputNo) -> GovError {
 
 /// The output as `actor` may see it: every output for record readers, the own organization's
 /// for developers; another organization's output is "not found".
-fn visible(tx: &mut dyn Tx, actor: &Actor, no: OutputNo) -> Result<OutputRecord, GovError> {
+pub(super) fn visible(
+    tx: &mut dyn Tx,
+    actor: &Actor,
+    no: OutputNo,
+) -> Result<OutputRecord, GovError> {
     let o = tx.output(no)?.ok_or_else(|| not_found(no))?;
     if permits(actor.role(), Action::ReadRecords) || o.org == actor.org.id {
         Ok(o)
@@ -38,7 +43,7 @@ fn visible(tx: &mut dyn Tx, actor: &Actor, no: OutputNo) -> Result<OutputRecord,
     }
 }
 
-fn live_org(tx: &mut dyn Tx, actor: &Actor) -> Result<(), GovError> {
+pub(super) fn live_org(tx: &mut dyn Tx, actor: &Actor) -> Result<(), GovError> {
     let me = tx
         .org(actor.org.id)?
         .ok_or_else(|| GovError::Store("org vanished".into()))?;
@@ -86,13 +91,32 @@ pub(super) fn insert_outputs(
             "a job keeps at most {MAX_OUTPUTS} outputs for review"
         )));
     }
-    outputs
-        .iter()
-        .map(|o| tx.insert_output(job, org, &bounded(o), now))
-        .collect()
+    let terminated = tx
+        .org(org)?
+        .is_some_and(|o| o.status == crate::model::OrgStatus::Terminated);
+    let mut nos = Vec::with_capacity(outputs.len());
+    for o in outputs {
+        let no = tx.insert_output(job, org, &bounded(o), now)?;
+        // A job that ended after its entity's termination leaves nothing to review.
+        if terminated {
+            tx.withdraw_output(
+                no,
+                ReviewState::Pending,
+                now,
+                "organization terminated before its job ended",
+            )?;
+        }
+        nos.push(no);
+    }
+    Ok(nos)
 }
 
-fn withdraw_in(tx: &mut dyn Tx, o: &OutputRecord, reason: &str, now: i64) -> Result<u64, GovError> {
+pub(super) fn withdraw_in(
+    tx: &mut dyn Tx,
+    o: &OutputRecord,
+    reason: &str,
+    now: i64,
+) -> Result<u64, GovError> {
     let mut downs = 0;
     if o.state != ReviewState::Withdrawn {
         tx.withdraw_output(o.no, o.state, now, reason)?;
@@ -306,6 +330,20 @@ impl<S: Store> Governance<S> {
         self.tx(|tx| {
             live_org(tx, actor)?;
             let o = visible(tx, actor, no)?;
+            // The grant it was computed under still stands: its application is not revoked, and
+            // the operator is in operation.
+            let app = tx
+                .application(&o.application)?
+                .ok_or_else(|| GovError::Store(format!("{no}'s application vanished")))?;
+            if matches!(app.decision, crate::model::Decision::Revoked { .. }) {
+                return Err(GovError::Refused(format!(
+                    "application {} was revoked: {no} cannot be downloaded",
+                    o.application
+                )));
+            }
+            for op in tx.orgs_of_kind(crate::roles::OrgKind::Operator)? {
+                active(&op)?;
+            }
             if !o.state.downloadable() {
                 return Err(GovError::Refused(match o.state {
                     ReviewState::Pending => format!(
@@ -352,17 +390,19 @@ impl<S: Store> Governance<S> {
         })
     }
 
-    /// Keeps the signed receipt of released output `no` (the first one signed).
-    pub fn keep_receipt(&mut self, no: OutputNo, receipt: &str) -> Result<(), GovError> {
+    /// Keeps the signed receipt of released output `no` unless one is kept already; returns the
+    /// receipt kept (so two first downloads at once hand out the same one).
+    pub fn keep_receipt(&mut self, no: OutputNo, receipt: &str) -> Result<String, GovError> {
         if receipt.len() > 16 << 10 {
             return Err(GovError::Invalid("a receipt is at most 16 KiB".into()));
         }
         self.tx(|tx| {
             let o = tx.output(no)?.ok_or_else(|| not_found(no))?;
-            if o.receipt.is_some() {
-                return Ok(());
+            if let Some(kept) = o.receipt {
+                return Ok(kept);
             }
-            tx.set_receipt(no, receipt)
+            tx.set_receipt(no, receipt)?;
+            Ok(receipt.to_owned())
         })
     }
 
@@ -393,100 +433,6 @@ impl<S: Store> Governance<S> {
                 now,
             )?;
             tx.output(no)?.ok_or_else(|| not_found(no))
-        })
-    }
-
-    /// A developer publishes a released output of its own organization as a product.
-    pub fn publish_product(
-        &mut self,
-        actor: &Actor,
-        p: &NewProduct,
-        now: i64,
-    ) -> Result<Product, GovError> {
-        actor.require(Action::PublishProduct)?;
-        let p = NewProduct {
-            output: p.output,
-            kind: p.kind,
-            title: text("the title", &p.title)?,
-            description: text("the description", &p.description)?,
-            source: text("the source statement", &p.source)?,
-        };
-        self.tx(|tx| {
-            live_org(tx, actor)?;
-            let o = visible(tx, actor, p.output)?;
-            if o.state != ReviewState::Released {
-                return Err(GovError::Refused(format!(
-                    "{} is {}: only a released output becomes a product",
-                    o.no, o.state
-                )));
-            }
-            let no = tx.insert_product(o.org, &p, now)?;
-            journal(
-                tx,
-                actor,
-                "gov.product.publish",
-                &format!("product:{no}"),
-                json!({"product": no.to_string(), "output": o.no.to_string(),
-                       "kind": p.kind.as_str(), "title": p.title,
-                       "description": p.description, "source": p.source}),
-                now,
-            )?;
-            tx.product(no)?
-                .ok_or_else(|| GovError::Store(format!("{no} vanished")))
-        })
-    }
-
-    /// The product catalog: live products (and taken-down ones too when `all`, for record
-    /// readers).
-    pub fn products(
-        &mut self,
-        actor: &Actor,
-        all: bool,
-        limit: u32,
-    ) -> Result<Vec<Product>, GovError> {
-        actor.require(Action::ReadCatalog)?;
-        if all {
-            actor.require(Action::ReadRecords)?;
-        }
-        self.tx(|tx| tx.products(None, None, all, limit))
-    }
-
-    /// Takes product `no` down (operator admins and reviewers, or the developer whose product
-    /// it is); its output is withdrawn, so downloads are refused from now on.
-    pub fn take_down(
-        &mut self,
-        actor: &Actor,
-        no: ProductNo,
-        reason: &str,
-        now: i64,
-    ) -> Result<Product, GovError> {
-        let reason = text("the reason", reason)?;
-        self.tx(|tx| {
-            let p = tx
-                .product(no)?
-                .ok_or_else(|| GovError::NotFound(format!("product {no}")))?;
-            let own = p.org == actor.org.id && permits(actor.role(), Action::PublishProduct);
-            if !own {
-                actor.require(Action::ManageProducts)?;
-            }
-            if p.taken_down.is_some() {
-                return Err(GovError::Refused(format!("{no} is taken down already")));
-            }
-            let o = tx
-                .output(p.output)?
-                .ok_or_else(|| GovError::Store(format!("{no}'s output vanished")))?;
-            tx.take_down(no, now, &reason)?;
-            withdraw_in(tx, &o, &reason, now)?;
-            journal(
-                tx,
-                actor,
-                "gov.product.takedown",
-                &format!("product:{no}"),
-                json!({"product": no.to_string(), "output": o.no.to_string(), "reason": reason}),
-                now,
-            )?;
-            tx.product(no)?
-                .ok_or_else(|| GovError::Store(format!("{no} vanished")))
         })
     }
 

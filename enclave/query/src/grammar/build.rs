@@ -28,10 +28,9 @@ use datafusion::logical_expr::{
 use enclave_dp::{Mechanism, Share};
 use enclave_policy::Policy;
 
+use super::cells::{Codes, restricted, unshifted};
 use super::{AggKind, ColRef, Restricted, refuse};
 use crate::check::CheckError;
-use crate::disclosure::Dominance;
-use crate::functions::Threshold;
 use crate::noise::{Clamp, DpNoise, Rank, Statistic};
 
 const SUBJECT: &str = "__enclave_subject";
@@ -49,42 +48,15 @@ pub struct BuildContext<'a> {
     pub min_group_size: u64,
     /// Where this query's cell filter counts the groups it suppresses for size…
     pub suppressed: Arc<AtomicU64>,
-    /// … and for dominance.
-    pub dominated: Arc<AtomicU64>,
+    /// … and for dominance; and where it counts the groups it keeps whose dominance is
+    /// undefined (negative contributions).
+    pub dominated: [Arc<AtomicU64>; 2],
     /// The job's noise key.
     pub noise_key: [u8; 32],
     /// This query's index in the job (part of every noise draw's context).
     pub query_index: u64,
     /// Whether a dataset's subject column is known to hold one row per subject.
     pub subject_unique: &'a dyn Fn(&str) -> bool,
-}
-
-impl BuildContext<'_> {
-    /// The filter of a group's cells: every subject count reaches k, no dominance code fails.
-    pub(super) fn cell_filter(&self, counts: Vec<Expr>, codes: Vec<Expr>) -> Expr {
-        let n = counts.len();
-        let mut args = counts;
-        args.extend(codes);
-        Arc::new(Threshold::cells(
-            self.min_group_size,
-            n,
-            Arc::clone(&self.suppressed),
-            Arc::clone(&self.dominated),
-        ))
-        .call(args)
-    }
-
-    /// The dominance code of a cell whose contributions are `x`.
-    pub(super) fn dominance(&self, x: Expr) -> Expr {
-        Arc::new(Dominance::udaf(&self.policy.disclosure)).call(vec![
-            datafusion::logical_expr::try_cast(x, datafusion::arrow::datatypes::DataType::Float64),
-        ])
-    }
-}
-
-/// The hidden column of aggregate `j`'s dominance code.
-pub(super) fn dname(j: usize) -> String {
-    format!("__enclave_dom{j}")
 }
 
 /// What a noised query spends.
@@ -425,21 +397,27 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
     let mut plan = LogicalPlanBuilder::from(input);
     let total_subjects = "__enclave_subjects".to_owned();
     let mut final_values: BTreeMap<String, Expr> = BTreeMap::new();
-    let mut codes: Vec<String> = Vec::new();
+    let mut codes = Codes::default();
     if fast {
         // One row per subject: no per-subject stage. The count of non-null rows of an aggregate
         // is the count of the subjects that feed it, and a group's rows are its subjects: the
         // uniqueness fact (`COUNT(*) = COUNT(DISTINCT subject)`) also means no subject is null,
         // so the subject column need not even be read.
         let mut a = stage_aggs.clone();
+        // Exact (un-noised) restricted sums and means get their cells' dominance checked; noised
+        // ones are protected by differential privacy (each subject's contribution clamped to
+        // the declared bounds, the noise calibrated to it).
         for (j, ag) in q.aggs.iter().enumerate() {
-            if dp_aggs[j] && matches!(ag.kind, AggKind::Sum | AggKind::Avg) {
+            if !dp_aggs[j]
+                && restricted(q, cx, ag)
+                && matches!(ag.kind, AggKind::Sum | AggKind::Avg)
+            {
+                unshifted(ag)?;
                 let x = match bounds[j] {
                     Some(b) => clamp(ag.args[0].clone(), b, 1.0),
                     None => ag.args[0].clone(),
                 };
-                a.push(cx.dominance(x).alias(dname(j)));
-                codes.push(dname(j));
+                codes.of(cx, x, &in_schema, &mut a);
             }
         }
         a.push(count(lit(1)).alias(total_subjects.clone()));
@@ -499,9 +477,9 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
                     Some(b) => clamp(s, b, r),
                     None => s,
                 };
-                if dp_aggs[j] {
-                    a2.push(cx.dominance(s.clone()).alias(dname(j)));
-                    codes.push(dname(j));
+                if !dp_aggs[j] && restricted(q, cx, ag) {
+                    unshifted(ag)?;
+                    codes.of(cx, s.clone(), plan.schema(), &mut a2);
                 }
                 a2.push(sum(s).alias(sname(j)));
             }
@@ -532,11 +510,8 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
             )
         })
         .collect();
+    let codes = codes.columns();
     let dominance = !codes.is_empty();
-    let codes: Vec<Expr> = codes
-        .into_iter()
-        .map(|c| Expr::Column(Column::from_name(c)))
-        .collect();
     plan = plan.filter(cx.cell_filter(counts, codes)).map_err(df)?;
     // Noise and the user's aggregate schema.
     let key_refs: Vec<Expr> = keys.clone();

@@ -14,6 +14,7 @@
 //! restricted query in the user's own plan.
 
 mod build;
+mod cells;
 mod parse;
 mod plain;
 mod post;

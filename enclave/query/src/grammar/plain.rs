@@ -6,7 +6,8 @@ use datafusion::common::{Column, DFSchema};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit, when};
 
-use super::build::{BuildContext, Built, df, dname, nullable, post};
+use super::build::{BuildContext, Built, df, nullable, post};
+use super::cells::{Codes, restricted, unshifted};
 use super::{AggKind, Restricted};
 use crate::check::CheckError;
 
@@ -71,19 +72,18 @@ pub(super) fn finish_plain(
             hidden.push(name);
         }
     }
-    // Dominance of every restricted sum's and mean's cells, over its rows' values (as ACRO
-    // weighs records).
-    let mut codes = Vec::new();
-    for (j, a) in q.aggs.iter().enumerate() {
-        let restricted = a.columns.iter().any(|c| {
-            !cx.policy
-                .row_level(&q.instances[c.instance].dataset, &c.column)
-        });
-        if restricted && !a.distinct && matches!(a.kind, AggKind::Sum | AggKind::Avg) {
-            aggs.push(cx.dominance(a.args[0].clone()).alias(dname(j)));
-            codes.push(Expr::Column(Column::from_name(dname(j))));
+    // Dominance of the cells of every restricted sum, mean and other statistic (a variance gives
+    // a dominant value away too), over its rows' values (as ACRO weighs records).
+    let mut codes = Codes::default();
+    for a in &q.aggs {
+        if restricted(q, cx, a) && matches!(a.kind, AggKind::Sum | AggKind::Avg | AggKind::Other) {
+            unshifted(a)?;
+            for arg in &a.args {
+                codes.of(cx, arg.clone(), in_schema, &mut aggs);
+            }
         }
     }
+    let codes = codes.columns();
     let dominance = !codes.is_empty();
     let counts: Vec<Expr> = hidden
         .iter()

@@ -249,6 +249,37 @@ fn outputs_are_reviewed_released_with_receipts_and_taken_down() {
     );
     let a = audit_receipt(home, &receipt, &file);
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stdout));
+    // Against the domain's exported log: the release is in it, under the receipt's checkpoint;
+    // a log cut short before the release is refused.
+    let log = home.join("audit/log.jsonl");
+    let with_log = |log: &Path| {
+        enclave_audit_cmd()
+            .arg("receipt")
+            .arg(&receipt)
+            .arg("--key")
+            .arg(home.join("log.pub"))
+            .arg("--log")
+            .arg(log)
+            .output()
+            .unwrap()
+    };
+    let a = with_log(&log);
+    let said = String::from_utf8_lossy(&a.stdout);
+    assert!(
+        a.status.success() && said.contains("the log holds the release"),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let short = home.join("short.jsonl");
+    let keep: Vec<&str> = text.lines().take(10).collect();
+    std::fs::write(&short, keep.join("\n") + "\n").unwrap();
+    let a = with_log(&short);
+    assert!(
+        !a.status.success(),
+        "{}",
+        String::from_utf8_lossy(&a.stdout)
+    );
+    assert!(String::from_utf8_lossy(&a.stdout).contains("BAD"));
     // A tampered receipt, or another file, does not verify.
     let text = std::fs::read_to_string(&receipt).unwrap();
     assert!(text.contains("reviewer rita") && text.contains(&format!("application {app}")));

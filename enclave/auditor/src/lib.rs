@@ -62,6 +62,10 @@ enum Cmd {
         /// The released output file.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// The domain's exported log (`log.jsonl`): it is verified, and must hold the release
+        /// entry within the receipt's checkpoint.
+        #[arg(long)]
+        log: Option<PathBuf>,
         /// Print a JSON report.
         #[arg(long)]
         json: bool,
@@ -206,6 +210,7 @@ fn run(cli: Cli) -> Result<bool> {
             receipt,
             key,
             output,
+            log,
             json,
         } => {
             let key = load_key(&key)?;
@@ -228,6 +233,20 @@ fn run(cli: Cli) -> Result<bool> {
                             ))
                         }
                     }
+                })
+                .and_then(|(r, file)| {
+                    let Some(log) = &log else {
+                        return Ok((r, file));
+                    };
+                    let open = || {
+                        std::fs::File::open(log)
+                            .map(|f| BufReader::with_capacity(1 << 20, f))
+                            .map_err(|e| format!("reading {}: {e}", log.display()))
+                    };
+                    verify_log(open()?, &key, None)
+                        .map_err(|f| format!("the log does not verify: {f}"))?;
+                    enclave_tlog::receipt::check_in_log(open()?, &key, &r)?;
+                    Ok((r, file))
                 });
             if json {
                 let v = match &result {
@@ -243,6 +262,7 @@ fn run(cli: Cli) -> Result<bool> {
                         "entry": r.entry,
                         "checkpoint_size": r.checkpoint_size,
                         "output_matches": file,
+                        "in_log": log.is_some(),
                     }),
                     Err(e) => serde_json::json!({"ok": false, "error": e}),
                 };
@@ -260,10 +280,11 @@ fn run(cli: Cli) -> Result<bool> {
                         r.reviewer,
                         r.entry,
                         r.checkpoint_size,
-                        if file.is_some() {
-                            "; the file matches"
-                        } else {
-                            ""
+                        match (file.is_some(), log.is_some()) {
+                            (true, true) => "; the file matches; the log holds the release",
+                            (true, false) => "; the file matches",
+                            (false, true) => "; the log holds the release",
+                            (false, false) => "",
                         }
                     ),
                     Err(e) => println!("BAD: {e}"),

@@ -213,6 +213,61 @@ impl Receipt {
     }
 }
 
+/// Checks a verified receipt against an exported log (which the caller verified as a whole
+/// with [`crate::verify_log`]): the log reaches the receipt's checkpoint, its first
+/// `checkpoint_size` entries have the receipt's root, and entry `entry` is the release of the
+/// receipt's record (`gov.output.release` of `output-record:<record>`).
+pub fn check_in_log<R: std::io::BufRead>(
+    mut log: R,
+    key: &VerifierKey,
+    r: &Receipt,
+) -> Result<(), String> {
+    use crate::entry::Line;
+    use crate::merkle::CompactRange;
+    use crate::verify::{Prepared, prepare, read_line};
+    let mut range = CompactRange::new();
+    let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+    let mut release = false;
+    let mut line_no = 0u64;
+    while range.size() < r.checkpoint_size {
+        if !read_line(&mut log, &mut buf, line_no).map_err(|f| f.to_string())? {
+            return Err(format!(
+                "the log holds {} entries: it does not reach the receipt's checkpoint of size {}",
+                range.size(),
+                r.checkpoint_size
+            ));
+        }
+        line_no += 1;
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let Prepared::Entry(facts) = prepare(key, text, &mut scratch) else {
+            continue;
+        };
+        let facts = facts?;
+        if facts.seq == r.entry {
+            let Ok(Line::Entry(e)) = Line::decode(text) else {
+                return Err(format!("entry {} does not decode", r.entry));
+            };
+            release = e.action == "gov.output.release"
+                && e.subject == format!("output-record:{}", r.record);
+        }
+        range.push(facts.leaf);
+    }
+    if range.root() != r.checkpoint_root {
+        return Err(format!(
+            "the log's first {} entries do not have the receipt's root: this is not the log the \
+             receipt was signed over",
+            r.checkpoint_size
+        ));
+    }
+    if !release {
+        return Err(format!(
+            "entry {} of the log is not the release of {}",
+            r.entry, r.record
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

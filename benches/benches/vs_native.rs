@@ -1,7 +1,8 @@
 //! Enclave against native execution, same data, same run:
 //! - `sql-report` with a GROUP BY aggregate vs the same SQL in native DataFusion;
 //! - the same job under the default policy (allow-listed grammar, a host-built plan with subject
-//!   accounting and thresholds, noised SUM/AVG of `income`) vs under the open policy;
+//!   accounting and thresholds, noised SUM/AVG of `income`) vs under the open policy, and under
+//!   the default policy without DP (exact SUM/AVG, each cell's dominance checked);
 //! - `linear-model` (rows streamed into the guest, OLS in Wasm) vs the same OLS code compiled
 //!   natively over the same DataFusion stream; also rows/s streamed into the guest.
 //!
@@ -115,6 +116,20 @@ fn main() {
         assert!(r.result.is_ok(), "{:?}", r.result);
         assert!(r.queries[0].dp.is_some(), "the governed query is noised");
     });
+    // The same policy without differential privacy: income's sums and means are exact, so each
+    // cell also gets its dominance code (N-K and p %) from the host.
+    let mut exact = governed.clone();
+    exact.policy = enclave_runtime::PolicySource::Text {
+        name: "default policy, no DP".into(),
+        text: std::fs::read_to_string(enclave_tests::default_policy_path())
+            .unwrap()
+            .replace("require = [\"L3\"]", "require = []"),
+    };
+    let exact_agg = time_runs(runs, || {
+        let r = exact.run_in(&domain).unwrap();
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        assert!(r.queries[0].dp.is_none() && r.queries[0].dominance_checked);
+    });
     let native_agg = time_runs(runs, || {
         rt.block_on(async {
             let batches = native_ctx()
@@ -205,6 +220,13 @@ fn main() {
         ms(ga),
         ms(ea),
         ga.as_secs_f64() / ea.as_secs_f64()
+    );
+    let xa = median(&exact_agg);
+    println!(
+        "| the same under the default policy without DP (grammar, accounting, exact SUM/AVG with their cells' dominance) vs the open policy | {:.1} | {:.1} | {:.3} |",
+        ms(xa),
+        ms(ea),
+        xa.as_secs_f64() / ea.as_secs_f64()
     );
     println!(
         "| linear-model OLS vs native OLS | {:.1} | {:.1} | {:.3} |",

@@ -39,10 +39,10 @@ pub(super) fn finish_plain(
     };
     for (n, &r) in reps.iter().enumerate() {
         let name = format!("__enclave_subjects{n}");
-        let e = if !has_subject(r) {
+        // One row per subject (an exact fact of the snapshot, which also rules out null
+        // subjects): a group's rows are its subjects, and the subject column need not be read.
+        let e = if !has_subject(r) || unique(r) {
             count(lit(1))
-        } else if unique(r) {
-            count(subject_col(r))
         } else {
             count_distinct(subject_col(r))
         };
@@ -56,7 +56,7 @@ pub(super) fn finish_plain(
             for x in &a.args[1..] {
                 fed = fed.and(x.clone().is_not_null());
             }
-            let who = if has_subject(r) {
+            let who = if has_subject(r) && !unique(r) {
                 subject_col(r)
             } else {
                 lit(1i64)

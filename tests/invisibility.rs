@@ -4,7 +4,6 @@
 //! OpenDP's (`dp/opendp_check.py`, the `opendp` Python package).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -353,27 +352,7 @@ fn mechanisms_agree_with_opendp() {
             .push(serde_json::json!({"mechanism": mech, "scale": noise.scale, "values": values}));
     }
     let doc = serde_json::json!({"laplace": laplace, "gaussian": gaussian, "samples": samples});
-    let script = root().join("tests/dp/opendp_check.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs (install it, and `pip install opendp`)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(doc.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "OpenDP disagrees (or is not installed: `pip install opendp`):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_oracle("dp/opendp_check.py", &doc, "opendp");
 }
 
 pub fn tests() -> Vec<libtest_mimic::Trial> {

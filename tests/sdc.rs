@@ -5,7 +5,6 @@
 //! its default rules) passes, with the same figures, and the evidence names the rules.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -138,25 +137,7 @@ fn acro(rows: &[(String, String, i64)], aggfunc: &str) -> BTreeMap<String, (Stri
         "rows": rows.iter().map(|r| serde_json::json!([r.0, r.1, r.2])).collect::<Vec<_>>(),
         "aggfunc": aggfunc,
     });
-    let mut child = std::process::Command::new("python3")
-        .arg(root().join("tests/sdc/acro_check.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs (install it, and `pip install acro`)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(doc.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ACRO failed (or is not installed: `pip install acro==1.0.2`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = python_oracle("sdc/acro_check.py", &doc, "acro==1.0.2");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v.as_object()
         .unwrap()

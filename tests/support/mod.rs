@@ -237,6 +237,33 @@ pub fn enclave_audit_cmd() -> Command {
 }
 
 /// stdout as one JSON document (panics with both streams otherwise).
+/// Runs the Python oracle `script` (under `tests/`) with `doc` on its standard input; its
+/// output, once it exited successfully (`what` names the package to install otherwise).
+pub fn python_oracle(script: &str, doc: &serde_json::Value, what: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .arg(root().join("tests").join(script))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 runs (install it, and `pip install {what}`): {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(doc.to_string().as_bytes())
+        .expect("the oracle reads its input");
+    let out = child.wait_with_output().expect("the oracle ends");
+    assert!(
+        out.status.success(),
+        "{script} disagrees or failed (is `{what}` installed? `pip install {what}`):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

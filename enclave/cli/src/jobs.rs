@@ -158,46 +158,29 @@ impl Worker {
             ),
             Some(Claim::Run { job, grant }) => {
                 let no = job.no;
+                // A job that ends without outputs to review: its error, on the record too.
+                let failed = |e: JobError| {
+                    let end = JobEnd::without_run(
+                        JobStatus::Failed,
+                        format!("{}: {}", e.kind.as_str(), e.message),
+                    );
+                    (end, Vec::new(), Err(e))
+                };
                 let (end, outputs, ran) = match self.execute(gov, &job, &grant) {
                     Ok(report) => match crate::review::outputs_of(&report) {
                         Ok(outputs) if outputs.len() <= enclave_governance::MAX_OUTPUTS => {
                             (end_of(&report), outputs, Ok(report))
                         }
                         // What cannot be put up for review fails the job (it still ends).
-                        Ok(_) => {
-                            let e = JobError::new(
-                                ErrorKind::LimitExceeded,
-                                "more outputs than one review holds",
-                            );
-                            (
-                                JobEnd::without_run(
-                                    JobStatus::Failed,
-                                    format!("{}: {}", e.kind.as_str(), e.message),
-                                ),
-                                Vec::new(),
-                                Err(e),
-                            )
-                        }
-                        Err(e) => (
-                            JobEnd::without_run(JobStatus::Failed, format!("internal: {e}")),
-                            Vec::new(),
-                            Err(JobError::internal(e.to_string())),
-                        ),
+                        Ok(_) => failed(JobError::new(
+                            ErrorKind::LimitExceeded,
+                            "more outputs than one review holds",
+                        )),
+                        Err(e) => failed(JobError::internal(e.to_string())),
                     },
-                    Err(RuntimeError::Job(e)) => (
-                        JobEnd::without_run(
-                            JobStatus::Failed,
-                            format!("{}: {}", e.kind.as_str(), e.message),
-                        ),
-                        Vec::new(),
-                        Err(e),
-                    ),
+                    Err(RuntimeError::Job(e)) => failed(e),
                     // The domain's failure, not the job's: the job still ends on the record.
-                    Err(e) => (
-                        JobEnd::without_run(JobStatus::Failed, format!("internal: {e}")),
-                        Vec::new(),
-                        Err(JobError::internal(e.to_string())),
-                    ),
+                    Err(e) => failed(JobError::internal(e.to_string())),
                 };
                 let (job, _) =
                     gov.finish_job(no, &self.id, &end, &outputs, enclave_governance::now())?;

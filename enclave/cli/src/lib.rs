@@ -12,6 +12,7 @@
 mod agreements;
 mod audit;
 mod catalog;
+mod datagen;
 mod gov;
 mod grant;
 mod jobs;
@@ -21,7 +22,7 @@ mod retention;
 mod review;
 mod witness;
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,7 +52,7 @@ enum Command {
     /// Run a job module against Parquet files, on the record (a developer's run on samples).
     Run(Box<RunArgs>),
     /// Generate a deterministic, realistic sample table as Parquet.
-    Datagen(DatagenArgs),
+    Datagen(datagen::DatagenArgs),
     /// Write a sampled, desensitized sample of a dataset for developers (抽样、脱敏样本).
     Sample(SampleArgs),
     /// Verify the domain log, prove entries, replay jobs (auditors).
@@ -193,24 +194,6 @@ struct RunArgs {
     /// the user's data dir `enclave/`).
     #[arg(long)]
     home: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-struct DatagenArgs {
-    /// Table: residents, hospital_visits or traffic_records.
-    table: String,
-    /// Number of rows (1 to 1,000,000,000).
-    #[arg(long)]
-    rows: u64,
-    /// Seed: the same table, rows and seed always give the same data.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Output Parquet file.
-    #[arg(long)]
-    out: PathBuf,
-    /// For hospital_visits: how many residents (same seed) are patients.
-    #[arg(long, default_value_t = 100_000)]
-    population: u64,
 }
 
 fn input(m: impl Into<String>) -> JobError {
@@ -456,46 +439,6 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(if report.result.is_ok() { 0 } else { 1 })
 }
 
-fn datagen(args: DatagenArgs) -> anyhow::Result<u8> {
-    let bar = if std::io::stderr().is_terminal() && args.rows >= 1_000_000 {
-        let b = indicatif::ProgressBar::new(args.rows);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {human_pos}/{human_len} rows [{bar:40}] {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(b)
-    } else {
-        None
-    };
-    let started = std::time::Instant::now();
-    let n = enclave_datagen::generate(
-        &args.table,
-        args.rows,
-        args.seed,
-        args.population,
-        &args.out,
-        |done| {
-            if let Some(b) = &bar {
-                b.set_position(done);
-            }
-        },
-    )
-    .with_context(|| format!("generating {}", args.table))?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    eprintln!(
-        "wrote {n} rows of {} (seed {}) to {} in {:.1} s",
-        args.table,
-        args.seed,
-        args.out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(0)
-}
-
 fn sample(args: SampleArgs) -> anyhow::Result<u8> {
     let (name, file) =
         split_pair(&args.table, "--table").map_err(|e| anyhow::anyhow!(e.message))?;
@@ -559,7 +502,7 @@ where
     };
     let result = match cli.command {
         Command::Run(a) => run(*a),
-        Command::Datagen(a) => datagen(a),
+        Command::Datagen(a) => datagen::datagen(a),
         Command::Sample(a) => sample(a),
         Command::Audit(a) => audit::audit(a),
         Command::Policy(PolicyArgs {

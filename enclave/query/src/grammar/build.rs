@@ -92,34 +92,6 @@ fn qcol(q: &TableReference, name: &str) -> Expr {
     Expr::Column(Column::new(Some(q.clone()), name))
 }
 
-/// Union-find over instances: instances joined on their subject columns are one class.
-fn classes(q: &Restricted, policy: &Policy) -> Vec<usize> {
-    let mut parent: Vec<usize> = (0..q.instances.len()).collect();
-    fn find(p: &mut [usize], i: usize) -> usize {
-        let mut r = i;
-        while p[r] != r {
-            r = p[r];
-        }
-        p[i] = r;
-        r
-    }
-    let subject = |c: &ColRef| {
-        policy
-            .dataset(&q.instances[c.instance].dataset)
-            .and_then(|d| d.subject.as_deref())
-            == Some(c.column.as_str())
-    };
-    for (a, b) in &q.joins {
-        if subject(a) && subject(b) {
-            let (ra, rb) = (find(&mut parent, a.instance), find(&mut parent, b.instance));
-            parent[ra] = rb;
-        }
-    }
-    (0..q.instances.len())
-        .map(|i| find(&mut parent, i))
-        .collect()
-}
-
 /// Builds the plan of `q`.
 pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError> {
     let policy = cx.policy;
@@ -230,7 +202,7 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
     let in_schema = input.schema().clone();
 
     // 3. Subject classes and what needs noise.
-    let class = classes(q, policy);
+    let class = super::classes(q, policy);
     let mut reps: Vec<usize> = class.clone();
     reps.sort_unstable();
     reps.dedup();

@@ -102,6 +102,34 @@ pub struct Restricted {
     pub post: Vec<LogicalPlan>,
 }
 
+/// Union-find over instances: instances joined on their subject columns are one class.
+pub(super) fn classes(q: &Restricted, policy: &Policy) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..q.instances.len()).collect();
+    fn find(p: &mut [usize], i: usize) -> usize {
+        let mut r = i;
+        while p[r] != r {
+            r = p[r];
+        }
+        p[i] = r;
+        r
+    }
+    let subject = |c: &ColRef| {
+        policy
+            .dataset(&q.instances[c.instance].dataset)
+            .and_then(|d| d.subject.as_deref())
+            == Some(c.column.as_str())
+    };
+    for (a, b) in &q.joins {
+        if subject(a) && subject(b) {
+            let (ra, rb) = (find(&mut parent, a.instance), find(&mut parent, b.instance));
+            parent[ra] = rb;
+        }
+    }
+    (0..q.instances.len())
+        .map(|i| find(&mut parent, i))
+        .collect()
+}
+
 /// Whether `plan` (optimized) reads only columns that `policy` lets a job see row by row.
 pub fn reads_only_row_level(policy: &Policy, plan: &LogicalPlan) -> bool {
     let mut ok = true;

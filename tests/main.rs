@@ -11,6 +11,7 @@ mod audit;
 mod c_guest;
 mod cli;
 mod dependencies;
+mod difference;
 mod egress;
 mod examples;
 mod governance;
@@ -71,6 +72,7 @@ fn main() {
     trials.extend(c_guest::tests());
     trials.extend(cli::tests());
     trials.extend(dependencies::tests());
+    trials.extend(difference::tests());
     trials.extend(egress::tests());
     trials.extend(examples::tests());
     trials.extend(governance::tests());

@@ -183,6 +183,7 @@ impl Job {
             target_partitions: self.partitions,
             clock_ms: 0,
             sealed_by: None,
+            released: Default::default(),
         }
     }
 

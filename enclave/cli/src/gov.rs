@@ -215,6 +215,7 @@ pub(crate) fn shred(gov: &mut Governance<SqliteStore>, root: &Path) -> anyhow::R
                 &enclave_core::Digest(digest),
             )?;
         }
+        home.destroy_cells(enclave_store::Owner::Entity(org.id.0))?;
         home.destroy_entity_key(org.id.0)?;
         gov.record_shredded(&org, enclave_governance::now())?;
     }

@@ -241,6 +241,13 @@ impl Worker {
             target_partitions: spec.partitions,
             clock_ms: 0,
             sealed_by: Some(key),
+            // The difference check compares this job's cells with those released to its entity.
+            released: crate::cells::released(
+                home,
+                job.org.0,
+                &gov.released_runs(job.org).map_err(|e| internal(&e))?,
+            )
+            .map_err(|e| internal(&e))?,
         };
         let submitted = self.domain.submit(submission)?;
         // The file read must be the snapshot the catalog registered.

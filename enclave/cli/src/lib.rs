@@ -12,6 +12,7 @@
 mod agreements;
 mod audit;
 mod catalog;
+mod cells;
 mod datagen;
 mod gov;
 mod grant;
@@ -300,6 +301,7 @@ fn submission(args: &RunArgs, engine_limits: &EngineLimits) -> Result<Submission
         target_partitions: args.partitions,
         clock_ms: 0,
         sealed_by: None,
+        released: Default::default(),
     })
 }
 

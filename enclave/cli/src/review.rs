@@ -369,10 +369,27 @@ fn download(
     json: bool,
     now: i64,
 ) -> anyhow::Result<u8> {
-    let dl = s.gov.download_output(&s.actor, no, now)?;
-    s.flush()?;
-    let o = dl.record();
+    // A job's first release: the cells it was shown are computed (and kept) first, outside
+    // the transaction that checks and releases.
+    let before = s.gov.output(&s.actor, no)?;
+    if before.state == ReviewState::Approved
+        && let Some(run) = &before.run
+    {
+        crate::cells::keep_for_release(&s.root, before.org.0, run)
+            .with_context(|| format!("the difference check of {no}"))?;
+    }
     let home = Home::open(&s.root)?;
+    let k = crate::cells::threshold(&home)?;
+    let org = s.actor.org().id.0;
+    let dl = s
+        .gov
+        .download_output_checked(&s.actor, no, now, &mut |run, released| {
+            crate::cells::check_release(&home, org, k, run, released).map_err(|e| format!("{e:#}"))
+        });
+    // A withdrawal is on the record even when the download is refused.
+    s.flush()?;
+    let dl = dl?;
+    let o = dl.record();
     let bytes = home
         .quarantine_get(
             Owner::Entity(o.org.0),

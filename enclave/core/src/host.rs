@@ -118,6 +118,11 @@ pub struct QueryRecord {
     /// Groups suppressed because a restricted sum's or mean's cell was dominated (the policy's
     /// `[disclosure]` rules), shown like `suppressed_groups`.
     pub dominated_groups: u64,
+    /// Cells suppressed by the difference check: each differed from a cell released to the
+    /// development entity, or shown to this job before, by fewer than k subjects (or was the
+    /// smallest of a grouped query whose shown cells' union did).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub differenced_groups: u64,
     /// Whether the cells of some restricted SUM or AVG were checked for dominance.
     pub dominance_checked: bool,
     /// Whether some cell kept had negative contributions, where dominance is undefined (ACRO
@@ -148,6 +153,10 @@ pub struct QueryRecord {
     /// for results too large to keep).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Digest>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The privacy spending of one noised query.
@@ -204,6 +213,7 @@ impl QueryRecord {
             bytes: 0,
             suppressed_groups: 0,
             dominated_groups: 0,
+            differenced_groups: 0,
             dominance_checked: false,
             dominance_undefined: false,
             error: None,

@@ -11,6 +11,7 @@
 //! trust the guest's bytes beyond decoding them within these bounds, and never release anything:
 //! review and release decide that (later in the data path).
 
+pub mod difference;
 pub mod evidence;
 pub mod wire;
 

@@ -199,6 +199,7 @@ impl QueryHost for LiveHost {
             r.aggregate = started.aggregate;
             r.grouped = started.grouped;
             r.dominance_checked = started.dominance;
+            r.differenced_groups = started.differenced;
             r.dp = started.dp.as_ref().map(|d| QueryDp {
                 mechanism: d.mechanism.to_owned(),
                 epsilon: d.epsilon,

@@ -13,6 +13,7 @@
 
 pub mod cancel;
 pub mod check;
+pub mod difference;
 pub mod disclosure;
 pub mod functions;
 pub mod grammar;
@@ -55,6 +56,9 @@ pub struct Dataset {
     /// session then counts it once, exactly, on the first query that would use it; see
     /// [`JobSession::learned_uniqueness`]).
     pub subject_unique: Option<bool>,
+    /// blake3 of the file, where known (a snapshot of the domain): what names its contents in a
+    /// cell's definition; otherwise its path does.
+    pub snapshot: Option<[u8; 32]>,
 }
 
 /// A schema as text (hex of its Arrow IPC encoding), to keep beside a snapshot.
@@ -92,6 +96,7 @@ impl Dataset {
                 path,
                 schema: None,
                 subject_unique: None,
+                snapshot: None,
             }),
             Ok(_) => Err(QueryError::Input(format!(
                 "dataset `{name}`: {} is not a regular file",

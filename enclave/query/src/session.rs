@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
@@ -74,6 +75,8 @@ pub struct Privacy {
     pub noise_key: [u8; 32],
     /// Where noised queries are charged.
     pub ledger: Arc<dyn enclave_dp::Ledger>,
+    /// What the difference check compares a query's cells with.
+    pub differences: crate::difference::Differences,
 }
 
 impl Privacy {
@@ -86,6 +89,7 @@ impl Privacy {
         Ok(Privacy {
             noise_key,
             ledger: Arc::new(enclave_dp::MemoryLedger::new(policy.dp.budget)),
+            differences: crate::difference::Differences::local()?,
         })
     }
 }
@@ -128,6 +132,8 @@ pub struct JobSession {
     learned: std::sync::Mutex<Vec<(String, bool)>>,
     /// Set when the job ends: its queries stop at the next batch boundary.
     cancel: crate::cancel::Cancel,
+    /// The difference check: the cells this job was shown, and what it suppressed.
+    guard: tokio::sync::Mutex<crate::difference::Guard>,
 }
 
 /// A query that was started.
@@ -141,6 +147,8 @@ pub struct Started {
     pub dominated: [Arc<AtomicU64>; 2],
     /// Whether the cells of some SUM or AVG were checked for dominance.
     pub dominance: bool,
+    /// Cells the difference check suppressed (final when started: the check runs first).
+    pub differenced: u64,
     /// blake3 of the executed logical plan's text (after policy rewrites).
     pub plan_blake3: [u8; 32],
     /// What the query spent, if it was noised.
@@ -217,7 +225,7 @@ impl JobSession {
         datasets: &[Dataset],
         limits: SessionLimits,
         auth: Authorization,
-        privacy: Privacy,
+        mut privacy: Privacy,
     ) -> Result<Self, QueryError> {
         let state = locked_down_state(&limits)?;
         let ctx = SessionContext::new_with_state(state);
@@ -251,7 +259,15 @@ impl JobSession {
             }
             tables.insert(name.to_owned(), ds.clone());
         }
+        let guard = tokio::sync::Mutex::new(crate::difference::Guard::new(std::mem::replace(
+            &mut privacy.differences,
+            crate::difference::Differences::Replay {
+                decisions: Default::default(),
+                key: enclave_egress::difference::SubjectKey::new([0; 32]),
+            },
+        )));
         Ok(JobSession {
+            guard,
             ctx,
             tables,
             raw,
@@ -398,10 +414,10 @@ impl JobSession {
         let suppressed = Arc::new(AtomicU64::new(0));
         let dominated = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
         let optimized = optimize(&plan)?;
-        let (plan, spend, row_level_grant, aggregate, dominance) =
+        let (plan, spend, row_level_grant, aggregate, dominance, cells) =
             if grammar::reads_only_row_level(policy, &optimized) {
                 let granted = grammar::reads_granted_rows(policy, &optimized);
-                (optimized, None, granted, false, false)
+                (optimized, None, granted, false, false, None)
             } else {
                 let policy_error = |e: crate::check::CheckError| QueryError::Policy(e.to_string());
                 let restricted = grammar::parse(policy, &plan).map_err(|e| {
@@ -449,13 +465,58 @@ impl JobSession {
                 let built = grammar::build(&restricted, &cx).map_err(policy_error)?;
                 let optimized = optimize(&built.plan)?;
                 grammar::check_total(&optimized).map_err(policy_error)?;
-                (optimized, built.dp, false, true, built.dominance)
+                (
+                    optimized,
+                    built.dp,
+                    false,
+                    true,
+                    built.dominance,
+                    Some((built.post, built.population)),
+                )
             };
         let dp = match spend {
             None => None,
             Some(s) => Some(self.charge(s)?),
         };
-        let plan_blake3 = *blake3::hash(plan.display_indent().to_string().as_bytes()).as_bytes();
+        let mut text = plan.display_indent().to_string();
+        // A restricted query's cells are computed, checked against the cells compared with, and
+        // only those shown go on to the user's post-aggregate steps.
+        let (plan, differenced) = match cells {
+            None => (plan, 0),
+            Some((post, population)) => {
+                let policy_error = |e: crate::check::CheckError| QueryError::Policy(e.to_string());
+                let cells_schema = Arc::clone(plan.schema());
+                let (shown, differenced) = match population {
+                    Some(population) => {
+                        let batches = self.collect(plan).await?;
+                        let prefix = self.population_prefix(&population);
+                        let checked = self
+                            .guard
+                            .lock()
+                            .await
+                            .check(
+                                &self.ctx,
+                                policy.min_group_size,
+                                population,
+                                prefix,
+                                batches,
+                            )
+                            .await?;
+                        (
+                            shown_cells(&cells_schema, checked.batches)?,
+                            checked.suppressed,
+                        )
+                    }
+                    None => (without_count(plan)?, 0),
+                };
+                let finished = optimize(&grammar::apply_post(&post, shown).map_err(policy_error)?)?;
+                grammar::check_total(&finished).map_err(policy_error)?;
+                text.push('\n');
+                text.push_str(&finished.display_indent().to_string());
+                (finished, differenced)
+            }
+        };
+        let plan_blake3 = *blake3::hash(text.as_bytes()).as_bytes();
         // A query over open columns only that groups shows groups; one that reads pseudonyms or
         // granted columns may group by a subject (groups of one): its rows count as data.
         let grouped = aggregate || (!row_level_grant && grouped(&plan));
@@ -478,12 +539,72 @@ impl JobSession {
             suppressed,
             dominated,
             dominance,
+            differenced,
             plan_blake3,
             dp,
             row_level_grant,
             aggregate,
             grouped,
         })
+    }
+
+    /// Runs `plan` to the end (a restricted query's cells: one row per group), stopping when the
+    /// job ends.
+    async fn collect(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>, QueryError> {
+        let memory = self.limits.memory_bytes;
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(classify_plan_error(memory))?;
+        let task = Arc::new(df.task_ctx());
+        let physical = df
+            .create_physical_plan()
+            .await
+            .and_then(|p| crate::cancel::cancellable(p, &self.cancel))
+            .map_err(classify_plan_error(memory))?;
+        datafusion::physical_plan::collect(physical, task)
+            .await
+            .map_err(classify_exec_error(memory))
+    }
+
+    /// The digest of what defines a population's rows: its plan, keys and subjects, and the
+    /// contents of each dataset it reads (its snapshot digest, or its path where none is known).
+    fn population_prefix(&self, p: &crate::grammar::Population) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("enclave v1 cell population");
+        h.update(p.input.display_indent().to_string().as_bytes());
+        for e in p.keys.iter().chain(&p.subjects) {
+            h.update(&[0]);
+            h.update(e.to_string().as_bytes());
+        }
+        for d in &p.datasets {
+            h.update(&[1]);
+            h.update(d.as_bytes());
+            match self.tables.get(d) {
+                Some(Dataset {
+                    snapshot: Some(s), ..
+                }) => h.update(s),
+                Some(ds) => h.update(ds.path.as_os_str().as_encoded_bytes()),
+                None => h.update(b"?"),
+            };
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// Per checked query (in order), the definitions of the cells the difference check
+    /// suppressed (for the job's transcript; re-derivation suppresses the same).
+    pub async fn difference_decisions(
+        &self,
+    ) -> BTreeMap<u64, Vec<enclave_egress::difference::CellDef>> {
+        self.guard.lock().await.decisions()
+    }
+
+    /// Every cell this session's queries showed, with its subjects (computed now where the
+    /// check did not need them): what a development entity is released with a job's outputs.
+    /// Computed when a job's first output is released, in the re-derivation of its queries
+    /// (the domain's work, not the job's).
+    pub async fn shown_cells(&self) -> Result<enclave_egress::difference::Cells, QueryError> {
+        self.guard.lock().await.cells(&self.ctx).await
     }
 
     /// Charges a noised query to the ledger before it runs.
@@ -602,6 +723,68 @@ impl JobSession {
             self.tables.keys().cloned().collect::<Vec<_>>().join(", ")
         }
     }
+}
+
+/// The cells shown, as the input of the user's post-aggregate steps: an in-memory table with
+/// the columns of `schema` but its last (the subject count), each under its qualified name.
+fn shown_cells(
+    schema: &datafusion::common::DFSchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<LogicalPlan, QueryError> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let internal = |e: &dyn std::fmt::Display| QueryError::Internal(format!("shown cells: {e}"));
+    let width = schema.fields().len().saturating_sub(1);
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .take(width)
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), f.is_nullable()))
+        .collect();
+    let plain = Arc::new(Schema::new(fields));
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(Arc::clone(&plain), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| internal(&e))?;
+    let table = datafusion::datasource::MemTable::try_new(Arc::clone(&plain), vec![batches])
+        .map_err(|e| internal(&e))?;
+    let exprs: Vec<Expr> = (0..width)
+        .map(|i| {
+            let (qualifier, field) = schema.qualified_field(i);
+            Expr::Column(datafusion::common::Column::new(
+                Some(TableReference::bare(CELLS)),
+                format!("c{i}"),
+            ))
+            .alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    LogicalPlanBuilder::scan(CELLS, provider_as_source(Arc::new(table)), None)
+        .and_then(|b| b.project(exprs))
+        .and_then(|b| b.build())
+        .map_err(|e| internal(&e))
+}
+
+/// The table name of the shown cells.
+const CELLS: &str = "__enclave_cells";
+
+/// `plan` without its last column (the subject count).
+fn without_count(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+    let schema = Arc::clone(plan.schema());
+    let width = schema.fields().len().saturating_sub(1);
+    let exprs: Vec<Expr> = (0..width)
+        .map(|i| {
+            let (qualifier, field) = schema.qualified_field(i);
+            Expr::Column(datafusion::common::Column::new(
+                qualifier.cloned(),
+                field.name(),
+            ))
+        })
+        .collect();
+    LogicalPlanBuilder::from(plan)
+        .project(exprs)
+        .and_then(|b| b.build())
+        .map_err(|e| QueryError::Internal(format!("the cells' columns: {e}")))
 }
 
 /// Nodes of a logical plan, subqueries included (a UNION of a thousand branches is large even

@@ -84,6 +84,10 @@ pub struct Header {
     pub outputs: Vec<OutputRef>,
     /// `Ok` or the error that ended the job.
     pub result: Result<(), JobError>,
+    /// Per query index, the definitions of the cells the difference check suppressed (what
+    /// re-derivation suppresses again: the cells compared with are not the auditor's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differenced: Vec<(u64, Vec<enclave_core::Digest>)>,
 }
 
 /// A whole transcript.
@@ -419,6 +423,7 @@ mod tests {
     fn sample() -> Transcript {
         Transcript {
             header: Header {
+                differenced: vec![],
                 version: TRANSCRIPT_VERSION,
                 manifest: manifest(JOB),
                 policy: "version = 1".into(),

@@ -65,6 +65,15 @@ impl Domain {
     }
 
     /// The domain secret (keys of pseudonyms, transcripts and samples derive from it).
+    /// The key of the subject index of the difference check: the same for every job of the
+    /// domain (their cells compare), derived from the domain's secret (no developer holds it).
+    pub fn subject_key(&self) -> enclave_egress::difference::SubjectKey {
+        enclave_egress::difference::SubjectKey::new(blake3::derive_key(
+            "enclave v1 subject index",
+            self.secret(),
+        ))
+    }
+
     pub(crate) fn secret(&self) -> &[u8; 32] {
         &self.secret
     }

@@ -12,13 +12,16 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use enclave_core::Digest;
 use enclave_core::{
     ApplicationId, ErrorKind, JobError, JobManifest, Limits, NoiseKey, Params, PolicyKind,
     PolicyRef, QueryHost, QueryRecord, Seed, TableName, manifest::MANIFEST_VERSION,
 };
+use enclave_egress::difference::Cells;
 use enclave_egress::evidence::Evidence;
 use enclave_egress::{Collector, Output};
 use enclave_policy::{Authorization, Policy, open_policy_text};
+use enclave_query::difference::Differences;
 use enclave_query::{Dataset, JobSession, LiveHost, Privacy, SessionLimits};
 use enclave_record::{Header, OutputRef, SealedWriter, TRANSCRIPT_VERSION, record};
 use enclave_sandbox::{JobInputs, RunReport};
@@ -80,6 +83,10 @@ pub struct Submission {
     /// application: terminating the entity destroys the key, and with it both); `None`: sealed
     /// by the domain.
     pub sealed_by: Option<EntityKey>,
+    /// The cells released to the development entity so far: the difference check suppresses
+    /// any cell of this job that differs from one of them by fewer than k subjects (empty for a
+    /// local run).
+    pub released: Arc<Cells>,
 }
 
 /// A job with its manifest fixed: module stored, datasets snapshotted, policy loaded.
@@ -91,6 +98,7 @@ pub struct Submitted {
     policy_text: String,
     files: Vec<(Dataset, Snapshot)>,
     sealed_by: Option<EntityKey>,
+    released: Arc<Cells>,
 }
 
 /// A job its policy authorized: the only state that can run.
@@ -102,6 +110,7 @@ pub struct Authorized {
     files: Vec<(Dataset, Snapshot)>,
     auth: Authorization,
     sealed_by: Option<EntityKey>,
+    released: Arc<Cells>,
 }
 
 /// How a job went.
@@ -123,6 +132,14 @@ pub struct JobReport {
     pub transcript: Option<PathBuf>,
     /// Sequence numbers of the log entries written.
     pub entries: Vec<u64>,
+}
+
+/// Whose quarantine a job's outputs and cells are kept in.
+fn owner_of(sealed_by: &Option<EntityKey>) -> enclave_store::Owner {
+    match sealed_by {
+        Some(k) => enclave_store::Owner::Entity(k.entity()),
+        None => enclave_store::Owner::Domain,
+    }
 }
 
 fn input_error(m: impl Into<String>) -> RuntimeError {
@@ -205,6 +222,7 @@ impl Domain {
                     path: snap.path.clone(),
                     schema: Facts::parse(snap.meta.as_deref()).schema(),
                     subject_unique: None,
+                    snapshot: Some(snap.digest.0),
                 },
                 snap,
             ));
@@ -272,6 +290,7 @@ impl Domain {
             policy_text,
             files,
             sealed_by: s.sealed_by,
+            released: s.released,
         })
     }
 
@@ -343,6 +362,7 @@ impl Domain {
                 files: job.files,
                 auth,
                 sealed_by: job.sealed_by,
+                released: job.released,
             }),
             Err(refusal) => {
                 let error = JobError::new(ErrorKind::PolicyViolation, refusal.to_string());
@@ -367,6 +387,7 @@ impl Domain {
             files,
             auth,
             sealed_by,
+            released,
         } = job;
         let id = manifest.job;
         // The transcript is opened before anything is logged: a job that cannot be recorded is
@@ -409,6 +430,10 @@ impl Domain {
         let privacy = Privacy {
             noise_key: noise_key.0,
             ledger,
+            differences: Differences::Live {
+                released,
+                key: self.subject_key(),
+            },
         };
         let policy = Arc::clone(auth.policy());
         let session = engine.queries.block_on(JobSession::with_privacy(
@@ -461,17 +486,22 @@ impl Domain {
                     (Err(e), None, vec![], vec![], recorder)
                 }
             };
-        if let Some(s) = learner {
-            self.remember_facts(&s, &policy, &files);
+        // The difference check's decisions, for the transcript (re-derivation takes the same).
+        let mut decisions = Vec::new();
+        if let Some(s) = &learner {
+            self.remember_facts(s, &policy, &files);
+            decisions = engine
+                .queries
+                .block_on(s.difference_decisions())
+                .into_iter()
+                .map(|(q, defs)| (q, defs.into_iter().map(|d| Digest(d.0)).collect()))
+                .collect();
         }
         // Outputs of a failed job are dropped: nothing partial is kept. The others go to
         // quarantine (sealed, each under a key of its own) before anything refers to them; a
         // job whose outputs cannot be kept fails.
         let outputs = if result.is_ok() { outputs } else { vec![] };
-        let owner = match &sealed_by {
-            Some(k) => enclave_store::Owner::Entity(k.entity()),
-            None => enclave_store::Owner::Domain,
-        };
+        let owner = owner_of(&sealed_by);
         let kept = outputs
             .iter()
             .try_for_each(|o| self.home.quarantine_put(owner, &o.digest, &o.canonical));
@@ -498,6 +528,7 @@ impl Domain {
                 })
                 .collect(),
             result: result.clone(),
+            differenced: decisions,
         };
         let (sealed, results) = recorder.finish(&header)?;
 

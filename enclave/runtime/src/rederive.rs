@@ -178,6 +178,7 @@ pub(crate) fn rederive(
     transcript: &Transcript,
     logged: &Logged,
     report: &mut ReplayReport,
+    cells: Option<&mut Option<enclave_egress::difference::Cells>>,
 ) -> Result<Vec<QueryCheck>, RuntimeError> {
     let manifest = &transcript.header.manifest;
     let snapshots = domain.home.snapshots()?;
@@ -244,6 +245,7 @@ pub(crate) fn rederive(
             schema: None,
             // Counted again from the file the auditor just re-hashed.
             subject_unique: None,
+            snapshot: Some(d.snapshot.0),
         });
     }
     let policy = std::sync::Arc::new(
@@ -271,6 +273,24 @@ pub(crate) fn rederive(
     let privacy = enclave_query::Privacy {
         noise_key: transcript.header.noise_key.map_or([0; 32], |k| k.0),
         ledger: std::sync::Arc::new(enclave_dp::AlreadyCharged),
+        // The decisions the difference check took when the job ran: the cells it compared with
+        // were the entity's then, not anything the auditor holds.
+        differences: enclave_query::difference::Differences::Replay {
+            decisions: transcript
+                .header
+                .differenced
+                .iter()
+                .map(|(q, defs)| {
+                    (
+                        *q,
+                        defs.iter()
+                            .map(|d| enclave_egress::difference::CellDef(d.0))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            key: domain.subject_key(),
+        },
     };
     let session = rt
         .block_on(JobSession::with_privacy(&datasets, limits, auth, privacy))
@@ -287,6 +307,9 @@ pub(crate) fn rederive(
             note: None,
         };
         if q.failed || !q.complete {
+            // Opened all the same: the guest was shown some of its cells, and the queries after
+            // it are checked and noised in the job's order.
+            let _ = rt.block_on(session.open(&q.sql));
             check.note = Some(if q.failed {
                 "the query failed while the job ran".into()
             } else {
@@ -344,6 +367,12 @@ pub(crate) fn rederive(
             );
         }
         checks.push(check);
+    }
+    if let Some(sink) = cells {
+        *sink = Some(
+            rt.block_on(session.shown_cells())
+                .map_err(|e| RuntimeError::Job(e.to_job_error()))?,
+        );
     }
     Ok(checks)
 }

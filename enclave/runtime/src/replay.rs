@@ -8,6 +8,7 @@
 //! which host call, which output — and every replay, however far it got, is logged with whether
 //! it re-derived. It must never report "identical" when any check was skipped.
 
+use enclave_egress::difference::Cells;
 use std::collections::BTreeMap;
 
 use enclave_core::{Digest, JobId};
@@ -143,7 +144,7 @@ pub fn replay(
     with_rederive: bool,
 ) -> Result<ReplayReport, RuntimeError> {
     let mut report = ReplayReport::new(job);
-    check(domain, engine, job, with_rederive, &mut report)?;
+    check(domain, engine, job, with_rederive, &mut report, None)?;
     report.identical = report.first_difference.is_none();
     let json = serde_json::to_vec(&report).map_err(|_| {
         RuntimeError::Job(enclave_core::JobError::internal(
@@ -166,6 +167,7 @@ fn check(
     job: JobId,
     with_rederive: bool,
     report: &mut ReplayReport,
+    cells: Option<&mut Option<Cells>>,
 ) -> Result<(), RuntimeError> {
     let logged = logged(domain, &job)?;
     let (Some((submit_seq, module_digest)), Some((finish_seq, transcript_digest))) =
@@ -310,8 +312,48 @@ fn check(
         );
     }
     if with_rederive {
-        let checks = rederive(domain, engine, &transcript, &logged, report)?;
+        let checks = rederive(domain, engine, &transcript, &logged, report, cells)?;
         report.rederived = Some(checks);
     }
     Ok(())
+}
+
+/// The cells job `job`'s queries showed, with their subjects: what releasing one of its outputs
+/// releases to its development entity, for the difference check. Computed by re-deriving the
+/// job (`replay` with re-derivation, logged as one), and refused unless the re-derivation is
+/// identical: what is compared is what the job was shown.
+pub fn release_cells(
+    domain: &Domain,
+    engine: &Engine,
+    job: JobId,
+) -> Result<(Cells, ReplayReport), RuntimeError> {
+    let mut report = ReplayReport::new(job);
+    let mut cells = None;
+    check(domain, engine, job, true, &mut report, Some(&mut cells))?;
+    report.identical = report.first_difference.is_none();
+    let json = serde_json::to_vec(&report).map_err(|_| {
+        RuntimeError::Job(enclave_core::JobError::internal(
+            "the replay report could not be encoded",
+        ))
+    })?;
+    let seqs = domain.record(&[Action::JobReplayed {
+        job,
+        rederived: true,
+        identical: report.identical,
+        report: Digest::of(&json),
+    }])?;
+    report.entry = seqs.first().copied();
+    match cells {
+        Some(c) if report.identical => Ok((c, report)),
+        _ => Err(RuntimeError::Job(enclave_core::JobError::internal(
+            format!(
+                "job {job} does not re-derive identically ({}): the cells it was shown cannot be \
+             computed, so none of its outputs is released",
+                report
+                    .first_difference
+                    .as_ref()
+                    .map_or_else(|| "no re-derivation".to_owned(), |d| format!("{d:?}"))
+            ),
+        ))),
+    }
 }

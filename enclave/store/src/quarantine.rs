@@ -223,6 +223,72 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Keeps `cells` (the encoded cells a job was shown, for the difference check) in `owner`'s
+    /// quarantine like an output, and notes them as job `run`'s (`cells/<run>` names their
+    /// digest: a digest gives nothing away). Their digest.
+    pub fn keep_cells(&self, owner: Owner, run: &str, cells: &[u8]) -> Result<Digest, StoreError> {
+        let digest = Digest::of(cells);
+        self.quarantine_put(owner, &digest, cells)?;
+        let path = self.cells_path(owner, run)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        }
+        crate::write_atomic(&path, digest.to_string().as_bytes())
+            .map_err(io_err("writing", &path))?;
+        Ok(digest)
+    }
+
+    /// The cells job `run` was shown (at most `max` bytes), if it kept any.
+    pub fn cells_of(
+        &self,
+        owner: Owner,
+        run: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.cells_path(owner, run)?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        let digest: Digest = text
+            .trim()
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("{} is not a digest", path.display())))?;
+        self.quarantine_get(owner, &digest, max).map(Some)
+    }
+
+    /// Destroys every job's cells kept in `owner`'s quarantine (with its outputs, when an entity
+    /// is shredded): how many there were.
+    pub fn destroy_cells(&self, owner: Owner) -> Result<usize, StoreError> {
+        let dir = self.quarantine_dir(owner).join("cells");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err("reading", &dir)(e)),
+        };
+        let mut n = 0;
+        for e in entries {
+            let path = e.map_err(io_err("reading", &dir))?.path();
+            let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+            if let Ok(digest) = text.trim().parse::<Digest>() {
+                self.quarantine_destroy(owner, &digest)?;
+                n += 1;
+            }
+            std::fs::remove_file(&path).map_err(io_err("removing", &path))?;
+        }
+        Ok(n)
+    }
+
+    fn cells_path(&self, owner: Owner, run: &str) -> Result<PathBuf, StoreError> {
+        if run.is_empty() || !run.bytes().all(|b| b.is_ascii_hexdigit()) || run.len() > 64 {
+            return Err(StoreError::Invalid("a job id is hex digits".into()));
+        }
+        Ok(self.quarantine_dir(owner).join("cells").join(run))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,9 @@ pub enum Check {
     RowOrder,
     /// Disclosure control of aggregate cells (threshold and dominance), applied by the host.
     Disclosure,
+    /// Cells suppressed because they differed from released or shown cells by fewer than k
+    /// subjects.
+    Difference,
 }
 
 impl Check {
@@ -86,6 +89,7 @@ impl Check {
             Check::LabelText => "label-text",
             Check::RowOrder => "row-order",
             Check::Disclosure => "disclosure",
+            Check::Difference => "difference",
         }
     }
 }
@@ -350,6 +354,24 @@ fn examine_one(
                  dominance is undefined (the rules held on magnitudes); review them as ACRO would",
             ));
         }
+    }
+
+    // The difference check: the job asked for cells that would have given somebody away by
+    // difference with cells released before (or shown to it); the host suppressed them, and a
+    // reviewer should know someone tried.
+    let differenced = queries
+        .iter()
+        .fold(0u64, |a, q| a.saturating_add(q.differenced_groups));
+    if differenced > 0 {
+        findings.push(Finding::new(
+            Check::Difference,
+            Verdict::Flag,
+            format!(
+                "the host suppressed {differenced} cell(s) of this job's queries whose subjects \
+                 differed from a cell released to the entity or shown to this job by fewer than \
+                 the threshold (a differencing pair, or a total minus visible groups)"
+            ),
+        ));
     }
 
     // Size caps, per kind.

@@ -111,6 +111,24 @@ pub(super) fn insert_outputs(
     Ok(nos)
 }
 
+/// The difference check of a job's first release: given the job's runtime id and those of the
+/// entity's jobs released before, a reason to withdraw the output, or none.
+pub type ReleaseCheck<'a> = &'a mut dyn FnMut(&str, &[String]) -> Result<Option<String>, String>;
+
+/// The runtime ids of `org`'s jobs with an output released (withdrawn since or not: it left).
+fn released_runs_in(tx: &mut dyn Tx, org: crate::model::OrgId) -> Result<Vec<String>, GovError> {
+    let mut runs: Vec<String> = Vec::new();
+    for o in tx.outputs(Some(org), None, None, u32::MAX)? {
+        if o.released_at.is_some()
+            && let Some(r) = o.run
+            && !runs.contains(&r)
+        {
+            runs.push(r);
+        }
+    }
+    Ok(runs)
+}
+
 pub(super) fn withdraw_in(
     tx: &mut dyn Tx,
     o: &OutputRecord,
@@ -326,8 +344,25 @@ impl<S: Store> Governance<S> {
         no: OutputNo,
         now: i64,
     ) -> Result<Download, GovError> {
+        self.download_output_checked(actor, no, now, &mut |_, _| Ok(None))
+    }
+
+    /// [`Governance::download_output`], with the difference check of a job's first release:
+    /// before the first output of a job is released, `check(run, released)` compares the cells
+    /// the job (runtime id `run`) was shown with those of the entity's jobs released before
+    /// (`released`, their runtime ids). `Ok(Some(reason))` — a cell too close to a released
+    /// one — withdraws the output with that reason, on the record, and refuses the download;
+    /// `Err` refuses it and changes nothing. Checked and released in one transaction, so two
+    /// jobs' first releases cannot both pass against the cells before either.
+    pub fn download_output_checked(
+        &mut self,
+        actor: &Actor,
+        no: OutputNo,
+        now: i64,
+        check: ReleaseCheck<'_>,
+    ) -> Result<Download, GovError> {
         actor.require(Action::DownloadOutput)?;
-        self.tx(|tx| {
+        let done = self.tx(|tx| {
             live_org(tx, actor)?;
             let o = visible(tx, actor, no)?;
             // The grant it was computed under still stands: its application is not revoked, and
@@ -361,6 +396,33 @@ impl<S: Store> Governance<S> {
                 .user(review.reviewer)?
                 .ok_or_else(|| GovError::Store("a reviewer is missing".into()))?;
             let first = o.state == ReviewState::Approved;
+            if first && let Some(run) = &o.run {
+                let released = released_runs_in(tx, o.org)?;
+                if !released.contains(run) {
+                    match check(run, &released) {
+                        Ok(None) => {}
+                        Ok(Some(reason)) => {
+                            let reason = format!("difference check: {reason}");
+                            let products = withdraw_in(tx, &o, &reason, now)?;
+                            journal(
+                                tx,
+                                actor,
+                                "gov.output.withdraw",
+                                &subject(no),
+                                json!({"output": no.to_string(), "reason": reason,
+                                       "products": products}),
+                                now,
+                            )?;
+                            return Ok(Err(reason));
+                        }
+                        Err(e) => {
+                            return Err(GovError::Store(format!(
+                                "the difference check of {no} could not run: {e}"
+                            )));
+                        }
+                    }
+                }
+            }
             if first {
                 tx.set_released(no, now)?;
                 journal(
@@ -381,13 +443,24 @@ impl<S: Store> Governance<S> {
                 json!({"output": no.to_string(), "digest": hex32(&o.output.digest)}),
                 now,
             )?;
-            Ok(Download {
+            Ok(Ok(Download {
                 record: tx.output(no)?.ok_or_else(|| not_found(no))?,
                 first,
                 reviewer: reviewer.name,
                 developer: actor.org.name.clone(),
-            })
+            }))
+        })?;
+        done.map_err(|reason| {
+            GovError::Refused(format!(
+                "{no} was withdrawn and cannot be downloaded: {reason}"
+            ))
         })
+    }
+
+    /// The runtime ids of organization `org`'s jobs with an output released: whose cells its
+    /// next job's queries are compared with.
+    pub fn released_runs(&mut self, org: crate::model::OrgId) -> Result<Vec<String>, GovError> {
+        self.tx(|tx| released_runs_in(tx, org))
     }
 
     /// Keeps the signed receipt of released output `no` unless one is kept already; returns the

@@ -76,12 +76,39 @@ pub struct DpSpend {
 
 /// The plan to run.
 pub struct Built {
-    /// The logical plan (not yet optimized).
+    /// The logical plan of the cells (not yet optimized): the user's aggregate schema and, last,
+    /// [`SUBJECTS`], each cell's subject count. The user's post-aggregate steps are `post`.
     pub plan: LogicalPlan,
+    /// The user's nodes above the aggregate, nearest first: [`apply_post`] puts them over the
+    /// cells that are shown.
+    pub post: Vec<LogicalPlan>,
+    /// Whose subjects the cells count, for the difference check; `None` for a dataset without
+    /// a subject column.
+    pub population: Option<Population>,
     /// Its privacy cost, if it noises anything.
     pub dp: Option<DpSpend>,
     /// Whether the cells of some SUM or AVG were checked for dominance.
     pub dominance: bool,
+}
+
+/// The hidden last column of [`Built::plan`]: each cell's count of subjects (of every class).
+pub const SUBJECTS: &str = "__enclave_n";
+
+/// The rows a restricted query's cells come from, and their subjects: what the difference check
+/// needs to compute a cell's subject set when it must.
+#[derive(Debug, Clone)]
+pub struct Population {
+    /// Scans, joins and WHERE, before the aggregate.
+    pub input: LogicalPlan,
+    /// The grouping keys over `input`.
+    pub keys: Vec<Expr>,
+    /// The raw subject value of each class over `input`.
+    pub subjects: Vec<Expr>,
+    /// Whether the groups partition the subjects (one class, one row per subject): then the
+    /// union of shown cells has exactly the sum of their counts.
+    pub partition: bool,
+    /// The datasets read.
+    pub datasets: Vec<String>,
 }
 
 pub(super) fn df(e: datafusion::error::DataFusionError) -> CheckError {
@@ -200,6 +227,7 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
     }
     let input = plan.build().map_err(df)?;
     let in_schema = input.schema().clone();
+    let population_input = input.clone();
 
     // 3. Subject classes and what needs noise.
     let class = super::classes(q, policy);
@@ -235,6 +263,7 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
             q,
             cx,
             input,
+            population_input,
             &in_schema,
             &reps,
             single,
@@ -553,13 +582,28 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
         };
         out.push(value.alias(a.name.clone()));
     }
+    out.push(
+        datafusion::logical_expr::cast(
+            Expr::Column(Column::from_name("__enclave_subjects")),
+            datafusion::arrow::datatypes::DataType::Int64,
+        )
+        .alias(SUBJECTS),
+    );
     plan = plan.project(out).map_err(df)?;
-    let plan = post(q, plan.build().map_err(df)?)?;
+    let plan = plan.build().map_err(df)?;
     let mut datasets: Vec<String> = q.instances.iter().map(|i| i.dataset.clone()).collect();
     datasets.sort();
     datasets.dedup();
     Ok(Built {
         plan,
+        post: q.post.clone(),
+        population: Some(Population {
+            input: population_input,
+            keys,
+            subjects: vec![subject_col(unit)],
+            partition: fast,
+            datasets: datasets.clone(),
+        }),
         dp: Some(DpSpend {
             mechanism: dp.mechanism,
             // Laplace is pure ε-DP: it spends no δ.
@@ -583,8 +627,8 @@ pub(super) fn nullable(args: &[Expr], schema: &DFSchema) -> bool {
 }
 
 /// The user's post-aggregate nodes, re-planned over `plan`.
-pub(super) fn post(q: &Restricted, mut plan: LogicalPlan) -> Result<LogicalPlan, CheckError> {
-    for node in &q.post {
+pub fn apply_post(post: &[LogicalPlan], mut plan: LogicalPlan) -> Result<LogicalPlan, CheckError> {
+    for node in post {
         plan = node
             .with_new_exprs(node.expressions(), vec![plan])
             .map_err(df)?;

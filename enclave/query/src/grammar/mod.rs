@@ -24,7 +24,7 @@ use datafusion::common::{DFSchemaRef, TableReference};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use enclave_policy::Policy;
 
-pub use build::{BuildContext, Built, DpSpend, build};
+pub use build::{BuildContext, Built, DpSpend, Population, SUBJECTS, apply_post, build};
 pub use parse::parse;
 pub use safety::check_total;
 

@@ -6,7 +6,7 @@ use datafusion::common::{Column, DFSchema};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit, when};
 
-use super::build::{BuildContext, Built, df, nullable, post};
+use super::build::{BuildContext, Built, Population, SUBJECTS, df, nullable};
 use super::cells::{Codes, restricted, unshifted};
 use super::{AggKind, Restricted};
 use crate::check::CheckError;
@@ -18,6 +18,7 @@ pub(super) fn finish_plain(
     q: &Restricted,
     cx: &BuildContext<'_>,
     input: LogicalPlan,
+    population_input: LogicalPlan,
     in_schema: &DFSchema,
     reps: &[usize],
     single: bool,
@@ -89,11 +90,32 @@ pub(super) fn finish_plain(
         .iter()
         .map(|h| Expr::Column(Column::from_name(h.clone())))
         .collect();
-    let out: Vec<Expr> = q
+    let mut out: Vec<Expr> = q
         .schema
         .iter()
         .map(|(qual, f)| Expr::Column(Column::new(qual.cloned(), f.name())))
         .collect();
+    // A cell's subjects: the sum over classes (subjects of different classes are different).
+    let total = (0..reps.len())
+        .map(|n| Expr::Column(Column::from_name(format!("__enclave_subjects{n}"))))
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| lit(0i64));
+    out.push(
+        datafusion::logical_expr::cast(total, datafusion::arrow::datatypes::DataType::Int64)
+            .alias(SUBJECTS),
+    );
+    let population = reps.iter().all(|&r| has_subject(r)).then(|| Population {
+        input: population_input,
+        keys: keys.clone(),
+        subjects: reps.iter().map(|&r| subject_col(r)).collect(),
+        partition: reps.len() == 1 && reps.iter().all(|&r| unique(r)),
+        datasets: {
+            let mut d: Vec<String> = q.instances.iter().map(|i| i.dataset.clone()).collect();
+            d.sort();
+            d.dedup();
+            d
+        },
+    });
     let plan = LogicalPlanBuilder::from(input)
         .aggregate(keys, aggs)
         .and_then(|b| b.filter(cx.cell_filter(counts, codes)))
@@ -101,7 +123,9 @@ pub(super) fn finish_plain(
         .and_then(|b| b.build())
         .map_err(df)?;
     Ok(Built {
-        plan: post(q, plan)?,
+        plan,
+        post: q.post.clone(),
+        population,
         dp: None,
         dominance,
     })

@@ -1,0 +1,502 @@
+//! Difference checks across releases: the subjects behind every aggregate cell a development
+//! entity has seen, and the rule that no new cell may differ from one of them by fewer than k
+//! subjects (Google Ads Data Hub's difference check, which none of the open systems has).
+//!
+//! Owns the subject index (a subject's value, hashed with a key only the domain holds, to 32
+//! bits), the set of a cell's subjects (a compressed bitmap, `roaring`), a cell's definition
+//! digest (two cells with one definition over the same snapshots have the same subjects), the
+//! bounds of a cell's subject count, the distance between two cells, a searchable list of cells
+//! and its encoding (decoded as hostile input: bounded, validated). Which cells a query shows and
+//! which it suppresses is the query host's; whether a release may go ahead is review's. It must
+//! never call two cells identical whose counts differ, and never take a cell whose subjects it
+//! does not know for one far from another.
+
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::io::Cursor;
+
+use roaring::RoaringBitmap;
+
+/// The key of the subject index: derived from the domain's secret, the same for every job (so
+/// that cells of different jobs compare), never seen by a developer (so that nobody can choose
+/// two subjects with one index).
+#[derive(Clone)]
+pub struct SubjectKey([u8; 32]);
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectKey(..)")
+    }
+}
+
+impl SubjectKey {
+    /// A key from 32 secret bytes.
+    pub fn new(bytes: [u8; 32]) -> SubjectKey {
+        SubjectKey(bytes)
+    }
+
+    /// A name of the key that gives nothing of it away.
+    pub fn id(&self) -> [u8; 32] {
+        blake3::derive_key("enclave v1 subject key id", &self.0)
+    }
+
+    /// The index of the subject whose value (as text) is `value`: SipHash-1-3 under the key,
+    /// folded to 32 bits. Two subjects share an index with probability 2⁻³²; [`distance`] never
+    /// lets that make two cells of different counts look identical.
+    pub fn index(&self, value: &[u8]) -> u32 {
+        let (mut k0, mut k1) = ([0u8; 8], [0u8; 8]);
+        k0.copy_from_slice(&self.0[..8]);
+        k1.copy_from_slice(&self.0[8..16]);
+        let (k0, k1) = (u64::from_le_bytes(k0), u64::from_le_bytes(k1));
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
+        h.write(value);
+        let x = h.finish();
+        (x ^ (x >> 32)) as u32
+    }
+}
+
+/// The subjects of a cell, by index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectSet(RoaringBitmap);
+
+impl SubjectSet {
+    /// The empty set.
+    pub fn new() -> SubjectSet {
+        SubjectSet::default()
+    }
+
+    /// Adds subject `index`.
+    pub fn insert(&mut self, index: u32) {
+        self.0.insert(index);
+    }
+
+    /// Adds every subject of `other`.
+    pub fn union_with(&mut self, other: &SubjectSet) {
+        self.0 |= &other.0;
+    }
+
+    /// Subjects held (indices, so at most the subject count).
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Subjects in exactly one of the two sets.
+    pub fn symmetric_difference_len(&self, other: &SubjectSet) -> u64 {
+        let both = self.0.intersection_len(&other.0);
+        (self.0.len() - both) + (other.0.len() - both)
+    }
+
+    /// The portable roaring encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.serialized_size());
+        // Writing to a Vec cannot fail.
+        let _ = self.0.serialize_into(&mut out);
+        out
+    }
+
+    /// A set from its encoding: validated (sorted, in-range containers), exactly `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<SubjectSet, DifferenceError> {
+        let mut r = Cursor::new(bytes);
+        let set = RoaringBitmap::deserialize_from(&mut r)
+            .map_err(|_| DifferenceError::Invalid("a subject set does not decode".into()))?;
+        if r.position() != bytes.len() as u64 {
+            return Err(DifferenceError::Invalid("bytes after a subject set".into()));
+        }
+        Ok(SubjectSet(set))
+    }
+}
+
+/// What defines a cell's subjects: the digest of its population (snapshots, joins, filter, the
+/// grouping columns) and its key values. Two cells with one definition have the same subjects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CellDef(pub [u8; 32]);
+
+/// Bounds of a cell's subject count: exact for a cell (`lo == hi`); for the union of a query's
+/// groups over subjects with several rows, from its largest group to the sum of its groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    /// At least.
+    pub lo: u64,
+    /// At most.
+    pub hi: u64,
+}
+
+impl Count {
+    /// An exact count.
+    pub fn exact(n: u64) -> Count {
+        Count { lo: n, hi: n }
+    }
+
+    /// The least number of subjects two cells with these counts can differ by.
+    pub fn gap(self, other: Count) -> u64 {
+        if self.hi < other.lo {
+            other.lo - self.hi
+        } else {
+            self.lo.saturating_sub(other.hi)
+        }
+    }
+}
+
+/// A cell whose subjects are known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Its definition.
+    pub def: CellDef,
+    /// Its subject count.
+    pub count: Count,
+    /// Its subjects.
+    pub set: SubjectSet,
+}
+
+/// How many subjects two cells differ by, as far as can be known: the size of the symmetric
+/// difference of their index sets, but never less than their counts allow (two subjects sharing
+/// an index do not make a one-person difference vanish).
+pub fn distance(a: Count, a_set: &SubjectSet, b: Count, b_set: &SubjectSet) -> u64 {
+    a_set.symmetric_difference_len(b_set).max(a.gap(b))
+}
+
+/// Whether a distance of `d` subjects gives somebody away under threshold `k`: two different
+/// cells closer than `k` (identical cells give nothing new).
+pub fn too_close(d: u64, k: u64) -> bool {
+    d > 0 && d < k
+}
+
+/// Whether two cells with these counts may be closer than `k`.
+pub fn may_be_close(a: Count, b: Count, k: u64) -> bool {
+    a.gap(b) < k
+}
+
+/// Items searchable by subject count: those that may be closer than k to a given count.
+#[derive(Debug, Clone, Default)]
+pub struct NearIndex {
+    by_lo: BTreeMap<u64, Vec<usize>>,
+    widest: u64,
+}
+
+impl NearIndex {
+    /// Adds item `i` with count `c`.
+    pub fn insert(&mut self, c: Count, i: usize) {
+        self.widest = self.widest.max(c.hi.saturating_sub(c.lo));
+        self.by_lo.entry(c.lo).or_default().push(i);
+    }
+
+    /// The items whose counts lie within reach of `c` (a superset of those with
+    /// [`may_be_close`]; the caller checks each).
+    pub fn near(&self, c: Count, k: u64) -> impl Iterator<Item = usize> + '_ {
+        let reach = k.saturating_sub(1);
+        let from = c.lo.saturating_sub(reach).saturating_sub(self.widest);
+        let to = c.hi.saturating_add(reach);
+        self.by_lo
+            .range(from..=to)
+            .flat_map(|(_, v)| v.iter().copied())
+    }
+}
+
+/// Two cells closer than k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// The new cell (index into the list checked).
+    pub cell: usize,
+    /// Subjects they differ by (fewer than k, more than none).
+    pub distance: u64,
+}
+
+/// The cells a development entity has seen, searchable by count.
+#[derive(Debug, Clone, Default)]
+pub struct Cells {
+    cells: Vec<Cell>,
+    index: NearIndex,
+}
+
+/// Magic of the encoding.
+const MAGIC: &[u8; 16] = b"enclave cells v1";
+
+impl Cells {
+    /// No cells.
+    pub fn new() -> Cells {
+        Cells::default()
+    }
+
+    /// Adds `cell`.
+    pub fn push(&mut self, cell: Cell) {
+        self.index.insert(cell.count, self.cells.len());
+        self.cells.push(cell);
+    }
+
+    /// Adds every cell of `other`.
+    pub fn extend(&mut self, other: Cells) {
+        for c in other.cells {
+            self.push(c);
+        }
+    }
+
+    /// The cells.
+    pub fn cells(&self) -> &[Cell] {
+        &self.cells
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The cells that may be closer than `k` to a cell with count `c` and definition `def`
+    /// (cells of the same definition are the same cell).
+    pub fn near(&self, def: CellDef, c: Count, k: u64) -> impl Iterator<Item = &Cell> + '_ {
+        self.near_indices(def, c, k)
+            .filter_map(|i| self.cells.get(i))
+    }
+
+    /// [`Cells::near`], as indices into [`Cells::cells`].
+    pub fn near_indices(&self, def: CellDef, c: Count, k: u64) -> impl Iterator<Item = usize> + '_ {
+        self.index.near(c, k).filter(move |&i| {
+            self.cells
+                .get(i)
+                .is_some_and(|x| x.def != def && may_be_close(x.count, c, k))
+        })
+    }
+
+    /// The first cell of `new` that differs from a cell of `self` by fewer than `k` subjects
+    /// (and by some).
+    pub fn conflict(&self, new: &Cells, k: u64) -> Option<Conflict> {
+        for (i, a) in new.cells.iter().enumerate() {
+            for b in self.near(a.def, a.count, k) {
+                let d = distance(a.count, &a.set, b.count, &b.set);
+                if too_close(d, k) {
+                    return Some(Conflict {
+                        cell: i,
+                        distance: d,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The encoding: magic, cell count, then per cell its definition, count bounds and set.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.cells.len() as u64).to_le_bytes());
+        for c in &self.cells {
+            out.extend_from_slice(&c.def.0);
+            out.extend_from_slice(&c.count.lo.to_le_bytes());
+            out.extend_from_slice(&c.count.hi.to_le_bytes());
+            let set = c.set.encode();
+            out.extend_from_slice(&(set.len() as u64).to_le_bytes());
+            out.extend_from_slice(&set);
+        }
+        out
+    }
+
+    /// Cells from their encoding: every length checked against what is there (nothing is
+    /// allocated for what is not), every set validated, every count's bounds ordered.
+    pub fn decode(bytes: &[u8]) -> Result<Cells, DifferenceError> {
+        let mut r = Reader {
+            rest: bytes
+                .strip_prefix(MAGIC.as_slice())
+                .ok_or_else(|| bad("not a list of cells"))?,
+        };
+        let n = r.u64()?;
+        let mut cells = Cells::new();
+        for _ in 0..n {
+            let mut def = [0u8; 32];
+            def.copy_from_slice(r.take(32)?);
+            let (lo, hi) = (r.u64()?, r.u64()?);
+            if lo > hi {
+                return Err(bad("a cell's count bounds are out of order"));
+            }
+            let len = usize::try_from(r.u64()?).map_err(|_| bad("a set too long"))?;
+            let set = SubjectSet::decode(r.take(len)?)?;
+            cells.push(Cell {
+                def: CellDef(def),
+                count: Count { lo, hi },
+                set,
+            });
+        }
+        if !r.rest.is_empty() {
+            return Err(bad("bytes after the last cell"));
+        }
+        Ok(cells)
+    }
+}
+
+fn bad(s: &str) -> DifferenceError {
+    DifferenceError::Invalid(s.to_owned())
+}
+
+/// Reads an encoding front to back; never past its end.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DifferenceError> {
+        if self.rest.len() < n {
+            return Err(bad("a list of cells cut short"));
+        }
+        let (a, b) = self.rest.split_at(n);
+        self.rest = b;
+        Ok(a)
+    }
+
+    fn u64(&mut self) -> Result<u64, DifferenceError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+/// Why a list of cells was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DifferenceError {
+    /// The bytes are not a list of cells (says what is wrong with the encoding, never a value).
+    #[error("difference check: {0}")]
+    Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(xs: impl IntoIterator<Item = u32>) -> SubjectSet {
+        let mut s = SubjectSet::new();
+        for x in xs {
+            s.insert(x);
+        }
+        s
+    }
+
+    fn cell(tag: u8, xs: std::ops::Range<u32>) -> Cell {
+        let s = set(xs);
+        Cell {
+            def: CellDef([tag; 32]),
+            count: Count::exact(s.len()),
+            set: s,
+        }
+    }
+
+    #[test]
+    fn one_person_apart_is_too_close_and_identical_is_not() {
+        let a = cell(1, 0..1000);
+        let b = cell(2, 0..999);
+        let d = distance(a.count, &a.set, b.count, &b.set);
+        assert_eq!(d, 1);
+        assert!(too_close(d, 10));
+        let c = cell(3, 0..1000);
+        assert_eq!(distance(a.count, &a.set, c.count, &c.set), 0);
+        assert!(!too_close(0, 10));
+        let far = cell(4, 0..980);
+        assert!(!too_close(
+            distance(a.count, &a.set, far.count, &far.set),
+            10
+        ));
+    }
+
+    #[test]
+    fn a_shared_index_never_hides_a_count_difference() {
+        // Two subjects hashed to one index: the sets look equal, the counts do not.
+        let s = set(0..100);
+        assert_eq!(distance(Count::exact(101), &s, Count::exact(100), &s), 1);
+        // A swap with the same count is the same size but a different set.
+        let a = set(0..100);
+        let b = set(1..101);
+        assert_eq!(distance(Count::exact(100), &a, Count::exact(100), &b), 2);
+    }
+
+    #[test]
+    fn near_finds_every_cell_within_reach_and_skips_the_same_definition() {
+        let mut cells = Cells::new();
+        cells.push(cell(1, 0..1000));
+        cells.push(cell(2, 0..5000));
+        cells.push(Cell {
+            def: CellDef([3; 32]),
+            count: Count { lo: 10, hi: 2000 },
+            set: set(0..1500),
+        });
+        let mut found: Vec<u8> = cells
+            .near(CellDef([9; 32]), Count::exact(1009), 10)
+            .map(|c| c.def.0[0])
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found, vec![1, 3]);
+        assert_eq!(
+            cells.near(CellDef([9; 32]), Count::exact(1010), 10).count(),
+            1
+        );
+        assert_eq!(
+            cells.near(CellDef([1; 32]), Count::exact(1000), 10).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn conflicts_are_found_across_lists() {
+        let mut released = Cells::new();
+        released.push(cell(1, 0..1000));
+        let mut new = Cells::new();
+        new.push(cell(2, 5000..6000));
+        new.push(cell(3, 1..1000));
+        assert_eq!(
+            released.conflict(&new, 10),
+            Some(Conflict {
+                cell: 1,
+                distance: 1
+            })
+        );
+        let mut same = Cells::new();
+        same.push(cell(1, 0..1000));
+        assert_eq!(released.conflict(&same, 10), None);
+    }
+
+    #[test]
+    fn the_encoding_round_trips_and_refuses_damage() {
+        let mut cells = Cells::new();
+        cells.push(cell(1, 0..1000));
+        cells.push(cell(2, 70000..70010));
+        let bytes = cells.encode();
+        let back = Cells::decode(&bytes).unwrap();
+        assert_eq!(back.cells(), cells.cells());
+        for cut in [0, 10, 16, 24, 60, bytes.len() - 1] {
+            assert!(Cells::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(Cells::decode(&long).is_err());
+        // A huge declared count or set length is refused, not allocated.
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Cells::decode(&huge).is_err());
+        let mut bad = bytes.clone();
+        bad[16 + 8 + 32 + 8 + 8] = 0xff;
+        assert!(Cells::decode(&bad).is_err());
+        // Count bounds out of order.
+        let mut swapped = bytes;
+        swapped[16 + 8 + 32] = 0xff;
+        assert!(Cells::decode(&swapped).is_err());
+    }
+
+    #[test]
+    fn the_index_is_keyed() {
+        let a = SubjectKey::new([1; 32]);
+        let b = SubjectKey::new([2; 32]);
+        assert_eq!(
+            a.index(b"110101199001011234"),
+            a.index(b"110101199001011234")
+        );
+        assert_ne!(
+            a.index(b"110101199001011234"),
+            b.index(b"110101199001011234")
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! The difference check of a job's session: no cell a restricted query shows may differ from a
+//! cell the development entity was released before, or from one this job was shown already, by
+//! fewer than k subjects (and by some) — the same aggregate with and without one person.
+//! The union of a grouped query's shown cells is checked as a cell too (a total minus the
+//! visible groups); where it conflicts, the smallest shown cell is suppressed as well, until it
+//! does not.
+//!
+//! Owns the cells a job was shown (their definition, subject count and, once computed, subject
+//! set), the decisions (which cells of which query it suppressed, kept for the transcript so that
+//! re-derivation suppresses the same) and the job's cells at its end, with their sets. Subject
+//! sets are computed lazily: |A Δ B| ≥ ||A| − |B||, so only a cell whose count lies within k of a
+//! compared cell of another definition needs its set now, and nothing more is read for the
+//! others. It must never show a cell it could not compare, and never compare without the
+//! subjects' counts.
+
+mod subjects;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{AggregateUDF, LogicalPlanBuilder};
+use datafusion::prelude::SessionContext;
+use enclave_egress::difference::{
+    Cell, CellDef, Cells, Count, NearIndex, SubjectKey, SubjectSet, distance, may_be_close,
+    too_close,
+};
+
+pub use subjects::Subjects;
+
+use crate::QueryError;
+use crate::grammar::Population;
+
+/// Most cells a job may be shown under the difference check (every one is kept).
+pub const MAX_CELLS: usize = 1 << 20;
+
+/// How a session decides what the difference check suppresses.
+pub enum Differences {
+    /// Compare with the development entity's released cells and the job's own.
+    Live {
+        /// The cells released to the entity so far.
+        released: Arc<Cells>,
+        /// The domain's subject key.
+        key: SubjectKey,
+    },
+    /// Suppress what was suppressed when the job ran (re-derivation from its transcript): per
+    /// checked query (in order), the definitions of the cells suppressed. The cells shown are
+    /// kept as in a live check, so that their subjects can be computed.
+    Replay {
+        /// Per checked query, the definitions suppressed.
+        decisions: BTreeMap<u64, BTreeSet<CellDef>>,
+        /// The domain's subject key.
+        key: SubjectKey,
+    },
+}
+
+impl Differences {
+    /// A check with nothing released before and a fresh random subject key (a session whose
+    /// cells nobody keeps: tests, local runs).
+    pub fn local() -> Result<Differences, QueryError> {
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| QueryError::Internal("no system randomness".into()))?;
+        Ok(Differences::Live {
+            released: Arc::new(Cells::new()),
+            key: SubjectKey::new(key),
+        })
+    }
+}
+
+/// One cell shown.
+struct Shown {
+    key: Vec<ScalarValue>,
+    count: u64,
+    def: CellDef,
+}
+
+/// A query's shown cells.
+struct Seen {
+    population: Population,
+    cells: Vec<Shown>,
+    /// The union of its cells (a grouped query's).
+    margin: Option<(CellDef, Count)>,
+    /// Each cell's subjects, once computed.
+    sets: Option<Vec<SubjectSet>>,
+}
+
+impl Seen {
+    fn count_of(&self, cell: Option<usize>) -> (CellDef, Count) {
+        match cell {
+            Some(i) => self
+                .cells
+                .get(i)
+                .map_or((CellDef([0; 32]), Count::exact(0)), |c| {
+                    (c.def, Count::exact(c.count))
+                }),
+            None => self.margin.unwrap_or((CellDef([0; 32]), Count::exact(0))),
+        }
+    }
+}
+
+/// A cell compared with: released (index into the released cells), or shown in this job
+/// (query, cell; `None` for its margin).
+#[derive(Debug, Clone, Copy)]
+enum Ref {
+    Released(usize),
+    Seen(usize, Option<usize>),
+}
+
+/// The difference check's state for one job.
+pub(crate) struct Guard {
+    mode: Differences,
+    subjects: Arc<AggregateUDF>,
+    seen: Vec<Seen>,
+    refs: Vec<(usize, Option<usize>)>,
+    index: NearIndex,
+    decisions: BTreeMap<u64, Vec<CellDef>>,
+    shown: usize,
+    /// Queries checked so far: what decisions are keyed by.
+    checks: u64,
+}
+
+/// The cells a query shows once checked.
+pub(crate) struct Checked {
+    /// Its batches, without the subject count column.
+    pub batches: Vec<RecordBatch>,
+    /// Cells suppressed by the difference check.
+    pub suppressed: u64,
+}
+
+/// The digest of a cell: its population's and its key values'.
+fn cell_def(prefix: &[u8; 32], key: &[ScalarValue]) -> CellDef {
+    let mut h = blake3::Hasher::new_derive_key("enclave v1 cell definition");
+    h.update(prefix);
+    for k in key {
+        h.update(format!("{k:?}").as_bytes());
+        h.update(&[0]);
+    }
+    CellDef(*h.finalize().as_bytes())
+}
+
+/// The digest of the union of some cells of a population.
+fn margin_def(prefix: &[u8; 32], cells: &[CellDef]) -> CellDef {
+    let mut sorted = cells.to_vec();
+    sorted.sort();
+    let mut h = blake3::Hasher::new_derive_key("enclave v1 cell union");
+    h.update(prefix);
+    for c in sorted {
+        h.update(&c.0);
+    }
+    CellDef(*h.finalize().as_bytes())
+}
+
+fn internal(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Internal(format!("difference check: {e}"))
+}
+
+impl Guard {
+    pub(crate) fn new(mode: Differences) -> Guard {
+        let key = match &mode {
+            Differences::Live { key, .. } | Differences::Replay { key, .. } => key.clone(),
+        };
+        let id = key.id();
+        Guard {
+            mode,
+            subjects: Arc::new(Subjects::udaf(key, id)),
+            seen: Vec::new(),
+            refs: Vec::new(),
+            index: NearIndex::default(),
+            decisions: BTreeMap::new(),
+            shown: 0,
+            checks: 0,
+        }
+    }
+
+    /// Per checked query (0-based, in the order they were checked), the definitions of the cells
+    /// the check suppressed.
+    pub(crate) fn decisions(&self) -> BTreeMap<u64, Vec<CellDef>> {
+        self.decisions.clone()
+    }
+
+    /// Checks the cells of a query (`batches`: the user's aggregate columns, then the subject
+    /// count) against everything compared with, and keeps those it shows.
+    pub(crate) async fn check(
+        &mut self,
+        ctx: &SessionContext,
+        k: u64,
+        population: Population,
+        prefix: [u8; 32],
+        batches: Vec<RecordBatch>,
+    ) -> Result<Checked, QueryError> {
+        let query = self.checks;
+        self.checks = self.checks.saturating_add(1);
+        let nkeys = population.keys.len();
+        // Every cell: where it is, its key values, subjects and definition.
+        let mut rows: Vec<(usize, usize, Shown)> = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
+            let last = batch
+                .num_columns()
+                .checked_sub(1)
+                .ok_or_else(|| internal("a result without its count"))?;
+            let n = cast(batch.column(last), &DataType::Int64).map_err(internal)?;
+            let n = n.as_primitive::<Int64Type>();
+            for r in 0..batch.num_rows() {
+                let key = (0..nkeys)
+                    .map(|c| ScalarValue::try_from_array(batch.column(c), r))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(internal)?;
+                let count = if n.is_valid(r) {
+                    u64::try_from(n.value(r)).unwrap_or(0)
+                } else {
+                    0
+                };
+                let def = cell_def(&prefix, &key);
+                rows.push((b, r, Shown { key, count, def }));
+            }
+        }
+        let mut keep = vec![true; rows.len()];
+        let mut suppressed: Vec<CellDef> = Vec::new();
+        // Subject sets of this query's cells, where the check needed them.
+        let mut sets: Option<Vec<SubjectSet>> = None;
+        match &self.mode {
+            Differences::Replay { decisions, .. } => {
+                if let Some(defs) = decisions.get(&query) {
+                    for (i, (_, _, c)) in rows.iter().enumerate() {
+                        if defs.contains(&c.def) {
+                            keep[i] = false;
+                            suppressed.push(c.def);
+                        }
+                    }
+                }
+            }
+            Differences::Live { released, .. } => {
+                let released = Arc::clone(released);
+                let k = k.max(1);
+                // 1. Each cell against every cell of another definition within reach.
+                for i in 0..rows.len() {
+                    let (def, count) = (rows[i].2.def, Count::exact(rows[i].2.count));
+                    let near = self.near(&released, def, count, k);
+                    if near.is_empty() {
+                        continue;
+                    }
+                    if sets.is_none() {
+                        let keys: Vec<&[ScalarValue]> =
+                            rows.iter().map(|r| r.2.key.as_slice()).collect();
+                        sets = Some(self.sets_of(ctx, &population, &keys).await?);
+                    }
+                    let mine = sets
+                        .as_ref()
+                        .and_then(|s| s.get(i))
+                        .cloned()
+                        .unwrap_or_default();
+                    for r in near {
+                        let (c, set) = self.subjects_of(ctx, &released, r).await?;
+                        if too_close(distance(count, &mine, c, &set), k) {
+                            keep[i] = false;
+                            suppressed.push(def);
+                            break;
+                        }
+                    }
+                }
+                // 2. The union of a grouped query's shown cells; where it comes too close, its
+                // smallest cell goes too (secondary suppression), until it does not.
+                loop {
+                    if nkeys == 0 {
+                        break;
+                    }
+                    let kept: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
+                    if kept.is_empty() {
+                        break;
+                    }
+                    let (def, count) = union_of(&prefix, &population, &rows, &kept);
+                    let near = self.near(&released, def, count, k);
+                    if near.is_empty() {
+                        break;
+                    }
+                    if sets.is_none() {
+                        let keys: Vec<&[ScalarValue]> =
+                            rows.iter().map(|r| r.2.key.as_slice()).collect();
+                        sets = Some(self.sets_of(ctx, &population, &keys).await?);
+                    }
+                    let mut union = SubjectSet::new();
+                    if let Some(s) = &sets {
+                        for &i in &kept {
+                            if let Some(x) = s.get(i) {
+                                union.union_with(x);
+                            }
+                        }
+                    }
+                    let mut close = false;
+                    for r in near {
+                        let (c, set) = self.subjects_of(ctx, &released, r).await?;
+                        if too_close(distance(count, &union, c, &set), k) {
+                            close = true;
+                            break;
+                        }
+                    }
+                    if !close {
+                        break;
+                    }
+                    let smallest = kept
+                        .iter()
+                        .copied()
+                        .min_by_key(|&i| (rows[i].2.count, rows[i].2.def));
+                    if let Some(s) = smallest {
+                        keep[s] = false;
+                        suppressed.push(rows[s].2.def);
+                    }
+                }
+            }
+        }
+        // 3. What is shown is compared with from now on.
+        let kept: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
+        self.shown = self.shown.saturating_add(kept.len());
+        if self.shown > MAX_CELLS {
+            return Err(QueryError::Refused(format!(
+                "the difference check keeps at most {MAX_CELLS} cells per job: this query \
+                 would show more"
+            )));
+        }
+        let margin =
+            (nkeys > 0 && !kept.is_empty()).then(|| union_of(&prefix, &population, &rows, &kept));
+        let kept_sets = sets.map(|s| {
+            kept.iter()
+                .map(|&i| s.get(i).cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+        });
+        let q = self.seen.len();
+        let mut cells = Vec::with_capacity(kept.len());
+        for (j, &i) in kept.iter().enumerate() {
+            let c = &rows[i].2;
+            self.index.insert(Count::exact(c.count), self.refs.len());
+            self.refs.push((q, Some(j)));
+            cells.push(Shown {
+                key: c.key.clone(),
+                count: c.count,
+                def: c.def,
+            });
+        }
+        if let Some((_, count)) = margin {
+            self.index.insert(count, self.refs.len());
+            self.refs.push((q, None));
+        }
+        self.seen.push(Seen {
+            population,
+            cells,
+            margin,
+            sets: kept_sets,
+        });
+        let n_suppressed = suppressed.len() as u64;
+        if !suppressed.is_empty() {
+            self.decisions.entry(query).or_default().extend(suppressed);
+        }
+        // The kept rows, without the count column.
+        let mut out = Vec::with_capacity(batches.len());
+        for (b, batch) in batches.iter().enumerate() {
+            let mask: datafusion::arrow::array::BooleanArray = rows
+                .iter()
+                .zip(&keep)
+                .filter(|((bb, _, _), _)| *bb == b)
+                .map(|(_, k)| Some(*k))
+                .collect();
+            let width = batch.num_columns().saturating_sub(1);
+            let projected = batch
+                .project(&(0..width).collect::<Vec<_>>())
+                .map_err(internal)?;
+            out.push(
+                datafusion::arrow::compute::filter_record_batch(&projected, &mask)
+                    .map_err(internal)?,
+            );
+        }
+        Ok(Checked {
+            batches: out,
+            suppressed: n_suppressed,
+        })
+    }
+
+    /// The cells within reach of (`def`, `count`): released ones and those this job was shown.
+    fn near(&self, released: &Cells, def: CellDef, count: Count, k: u64) -> Vec<Ref> {
+        let mut out: Vec<Ref> = released
+            .near_indices(def, count, k)
+            .map(Ref::Released)
+            .collect();
+        for item in self.index.near(count, k) {
+            if let Some(&(q, cell)) = self.refs.get(item)
+                && let Some(s) = self.seen.get(q)
+            {
+                let (d, c) = s.count_of(cell);
+                if d != def && may_be_close(c, count, k) {
+                    out.push(Ref::Seen(q, cell));
+                }
+            }
+        }
+        out
+    }
+
+    /// The count and subjects of a compared cell (computing a shown query's sets if need be).
+    async fn subjects_of(
+        &mut self,
+        ctx: &SessionContext,
+        released: &Cells,
+        r: Ref,
+    ) -> Result<(Count, SubjectSet), QueryError> {
+        match r {
+            Ref::Released(i) => released
+                .cells()
+                .get(i)
+                .map(|c| (c.count, c.set.clone()))
+                .ok_or_else(|| internal("a released cell vanished")),
+            Ref::Seen(q, cell) => {
+                self.ensure_sets(ctx, q).await?;
+                let s = self
+                    .seen
+                    .get(q)
+                    .ok_or_else(|| internal("a query vanished"))?;
+                let (_, count) = s.count_of(cell);
+                let sets = s.sets.as_deref().unwrap_or_default();
+                let set = match cell {
+                    Some(i) => sets.get(i).cloned().unwrap_or_default(),
+                    None => {
+                        let mut u = SubjectSet::new();
+                        for x in sets {
+                            u.union_with(x);
+                        }
+                        u
+                    }
+                };
+                Ok((count, set))
+            }
+        }
+    }
+
+    async fn ensure_sets(&mut self, ctx: &SessionContext, q: usize) -> Result<(), QueryError> {
+        let Some(s) = self.seen.get(q) else {
+            return Err(internal("a query vanished"));
+        };
+        if s.sets.is_some() {
+            return Ok(());
+        }
+        let keys: Vec<&[ScalarValue]> = s.cells.iter().map(|c| c.key.as_slice()).collect();
+        let sets = self.sets_of(ctx, &s.population, &keys).await?;
+        if let Some(s) = self.seen.get_mut(q) {
+            s.sets = Some(sets);
+        }
+        Ok(())
+    }
+
+    /// The subject sets of the cells of `population` with key values `keys`: one pass over
+    /// its rows, grouped by its keys.
+    async fn sets_of(
+        &self,
+        ctx: &SessionContext,
+        population: &Population,
+        keys: &[&[ScalarValue]],
+    ) -> Result<Vec<SubjectSet>, QueryError> {
+        let plan = LogicalPlanBuilder::from(population.input.clone())
+            .aggregate(
+                population.keys.clone(),
+                vec![
+                    self.subjects
+                        .call(population.subjects.clone())
+                        .alias("__enclave_set"),
+                ],
+            )
+            .and_then(|b| b.build())
+            .map_err(internal)?;
+        let batches = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(internal)?
+            .collect()
+            .await
+            .map_err(|e| QueryError::Execution(format!("difference check: {}", e.message())))?;
+        let at: HashMap<&[ScalarValue], usize> =
+            keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        let mut out = vec![SubjectSet::new(); keys.len()];
+        let nkeys = population.keys.len();
+        for batch in &batches {
+            let sets = batch.column(nkeys).as_binary::<i32>();
+            for r in 0..batch.num_rows() {
+                let key = (0..nkeys)
+                    .map(|c| ScalarValue::try_from_array(batch.column(c), r))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(internal)?;
+                if let Some(&i) = at.get(key.as_slice())
+                    && sets.is_valid(r)
+                {
+                    out[i] = SubjectSet::decode(sets.value(r)).map_err(internal)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every cell this job was shown, with its subjects (computed now where they were not):
+    /// what the entity is released when one of the job's outputs is.
+    pub(crate) async fn cells(&mut self, ctx: &SessionContext) -> Result<Cells, QueryError> {
+        let mut out = Cells::new();
+        for q in 0..self.seen.len() {
+            self.ensure_sets(ctx, q).await?;
+            let s = &self.seen[q];
+            let sets = s.sets.as_deref().unwrap_or_default();
+            let mut union = SubjectSet::new();
+            for (c, set) in s.cells.iter().zip(sets) {
+                union.union_with(set);
+                out.push(Cell {
+                    def: c.def,
+                    count: Count::exact(c.count),
+                    set: set.clone(),
+                });
+            }
+            if let Some((def, count)) = s.margin {
+                out.push(Cell {
+                    def,
+                    count,
+                    set: union,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The definition and count bounds of the union of cells `kept`.
+fn union_of(
+    prefix: &[u8; 32],
+    population: &Population,
+    rows: &[(usize, usize, Shown)],
+    kept: &[usize],
+) -> (CellDef, Count) {
+    let defs: Vec<CellDef> = kept.iter().map(|&i| rows[i].2.def).collect();
+    let sum = kept
+        .iter()
+        .fold(0u64, |a, &i| a.saturating_add(rows[i].2.count));
+    let max = kept.iter().map(|&i| rows[i].2.count).max().unwrap_or(0);
+    let count = if population.partition {
+        Count::exact(sum)
+    } else {
+        Count { lo: max, hi: sum }
+    };
+    (margin_def(prefix, &defs), count)
+}

@@ -1,0 +1,395 @@
+//! The difference check across releases: a cell a job's query shows may not differ from a cell
+//! released to the entity before, or shown to the same job, by fewer than k subjects — the same
+//! aggregate with and without one person, a total minus the visible groups. Jobs run through the
+//! runtime on a table made for it; the released cells of one job are what the next is compared
+//! with, as the domain's worker passes them. Cells of the same definition, and cells of close
+//! counts but other subjects, still show.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use enclave_egress::difference::Cells;
+use enclave_egress::evidence::{Check, Verdict};
+use enclave_runtime::{Domain, JobReport, PolicySource};
+use enclave_tests::*;
+use libtest_mimic::Trial;
+
+/// k = 10, no noise: every count is exact.
+fn policy() -> PolicySource {
+    PolicySource::Text {
+        name: "difference".into(),
+        text: r#"version = 1
+[threshold]
+min_group_size = 10
+[dp]
+require = []
+[levels]
+L1 = ["plaintext"]
+L2 = ["group_by", "aggregate", "join"]
+L4 = ["denied"]
+[datasets.people]
+subject = "person_id"
+[datasets.people.columns]
+person_id = { level = "L4", uses = ["pseudonym", "join"] }
+district = "L2"
+sex = "L2"
+age = "L2"
+"#
+        .into(),
+    }
+}
+
+/// district-0: 20 F (one of them 99 years old, the only one), 15 M, 5 X — 40 people;
+/// district-1: 39 other people (a count close to district-0's, no one in common).
+fn people(dir: &Path) -> PathBuf {
+    let mut rows: Vec<(String, String, i64)> = Vec::new();
+    for (sex, n) in [("F", 20), ("M", 15), ("X", 5)] {
+        for i in 0..n {
+            let age = if sex == "F" && i == 0 { 99 } else { 20 + i };
+            rows.push(("district-0".into(), sex.into(), age));
+        }
+    }
+    for i in 0..39 {
+        rows.push((
+            "district-1".into(),
+            if i % 2 == 0 { "F" } else { "M" }.into(),
+            30 + i,
+        ));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("district", DataType::Utf8, false),
+        Field::new("sex", DataType::Utf8, false),
+        Field::new("age", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(
+                (0..rows.len())
+                    .map(|i| format!("p{i:04}"))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    let path = dir.join("people.parquet");
+    let f = std::fs::File::create(&path).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path
+}
+
+/// A domain with the table; `release` runs a job and releases its cells to the next.
+struct World {
+    _dir: tempfile::TempDir,
+    domain: Domain,
+    file: PathBuf,
+    released: Cells,
+}
+
+impl World {
+    fn new() -> World {
+        let (dir, domain) = temp_domain();
+        let file = people(dir.path());
+        World {
+            _dir: dir,
+            domain,
+            file,
+            released: Cells::new(),
+        }
+    }
+
+    /// Runs `sql` (and `sql2` in the same job) against what was released so far.
+    fn run(&self, sql: &str, sql2: Option<&str>) -> JobReport {
+        let mut j = Job::new(example_bytes("sql-report"))
+            .table("people", &self.file)
+            .param("sql", sql);
+        if let Some(s) = sql2 {
+            j = j.param("sql2", s);
+        }
+        j.policy = policy();
+        let mut s = j.submission();
+        s.released = Arc::new(self.released.clone());
+        let r = self
+            .domain
+            .authorize(self.domain.submit(s).unwrap())
+            .and_then(|a| self.domain.run(a, engine()))
+            .unwrap();
+        assert!(r.result.is_ok(), "{sql}: {:?}", r.result);
+        r
+    }
+
+    /// The job's outputs are released: its cells — computed by re-deriving it, as at a first
+    /// release — join those compared with.
+    fn release(&mut self, r: &JobReport) {
+        let (cells, rep) =
+            enclave_runtime::replay::release_cells(&self.domain, engine(), r.manifest.job).unwrap();
+        assert!(rep.identical, "{:?}", rep.first_difference);
+        // Through their encoding, as the domain keeps them.
+        self.released
+            .extend(Cells::decode(&cells.encode()).unwrap());
+    }
+}
+
+/// The counts an output shows (its last column), in order.
+fn counts(r: &JobReport, output: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    for b in &r.outputs[output].batches {
+        let c = b.column(b.num_columns() - 1);
+        let c = datafusion::arrow::compute::cast(c, &DataType::Int64).unwrap();
+        let c = c.as_primitive::<Int64Type>();
+        out.extend((0..c.len()).map(|i| c.value(i)));
+    }
+    out
+}
+
+fn flagged(r: &JobReport) -> bool {
+    r.evidence.iter().all(|e| {
+        e.findings
+            .iter()
+            .any(|f| f.check == Check::Difference && f.verdict == Verdict::Flag)
+    })
+}
+
+fn differenced(r: &JobReport) -> u64 {
+    r.queries.iter().map(|q| q.differenced_groups).sum()
+}
+
+const ALL: &str = "SELECT COUNT(age) AS n FROM people WHERE district = 'district-0'";
+const ALL_BUT_ONE: &str =
+    "SELECT COUNT(age) AS n FROM people WHERE district = 'district-0' AND age < 99";
+const BY_SEX: &str = "SELECT sex, COUNT(age) AS n FROM people WHERE district = 'district-0' \
+                      GROUP BY sex ORDER BY sex";
+
+fn a_differencing_pair_across_releases_is_suppressed_and_flagged() {
+    let mut w = World::new();
+    let first = w.run(ALL, None);
+    assert_eq!(counts(&first, 0), vec![40]);
+    assert!(!flagged(&first));
+    w.release(&first);
+    // The same aggregate without the one 99-year-old: 39 people, one fewer than released.
+    let second = w.run(ALL_BUT_ONE, None);
+    assert_eq!(counts(&second, 0), Vec::<i64>::new(), "suppressed");
+    assert_eq!(differenced(&second), 1);
+    assert!(flagged(&second), "{:?}", second.evidence);
+    let e = &second.evidence[0];
+    assert!(
+        e.findings
+            .iter()
+            .any(|f| f.check == Check::Difference && f.message.contains("fewer than")),
+        "the reason is in the evidence: {e:?}"
+    );
+    // The same cell again shows (nothing new), and so does a cell of a close count made of
+    // other people (its subjects were compared, not only its count).
+    let again = w.run(ALL, None);
+    assert_eq!(counts(&again, 0), vec![40]);
+    assert_eq!(differenced(&again), 0);
+    let other = w.run(
+        "SELECT COUNT(age) AS n FROM people WHERE district = 'district-1'",
+        None,
+    );
+    assert_eq!(counts(&other, 0), vec![39]);
+    assert!(!flagged(&other));
+}
+
+fn a_differencing_pair_within_one_job_is_suppressed() {
+    let w = World::new();
+    let r = w.run(ALL, Some(ALL_BUT_ONE));
+    assert_eq!(counts(&r, 0), vec![40]);
+    assert_eq!(counts(&r, 1), Vec::<i64>::new());
+    assert!(flagged(&r));
+}
+
+fn a_total_minus_the_visible_groups_is_suppressed() {
+    // The groups first: F (20) and M (15) show, X (5) is under the threshold. The total (40)
+    // would give X away as total − F − M: it is suppressed, though no single group is close.
+    let mut w = World::new();
+    let groups = w.run(BY_SEX, None);
+    assert_eq!(counts(&groups, 0), vec![20, 15]);
+    w.release(&groups);
+    let total = w.run(ALL, None);
+    assert_eq!(counts(&total, 0), Vec::<i64>::new());
+    assert!(flagged(&total));
+
+    // The total first: the groups' union would be 35 of its 40, so the smallest shown group
+    // goes too (secondary suppression) and only F shows.
+    let mut w = World::new();
+    let total = w.run(ALL, None);
+    w.release(&total);
+    let groups = w.run(BY_SEX, None);
+    assert_eq!(counts(&groups, 0), vec![20]);
+    assert_eq!(differenced(&groups), 1);
+    assert!(flagged(&groups));
+}
+
+fn decisions_replay_and_rederive() {
+    // Re-derivation suppresses what the job suppressed, from its transcript: the cells it was
+    // compared with are not the auditor's to hold.
+    let mut w = World::new();
+    let first = w.run(ALL, None);
+    w.release(&first);
+    let second = w.run(ALL_BUT_ONE, Some(BY_SEX));
+    // The pair's cell, and the smaller group whose union with the other came close to it.
+    assert_eq!(differenced(&second), 2);
+    assert_eq!(counts(&second, 1), vec![20]);
+    let rep =
+        enclave_runtime::replay::replay(&w.domain, engine(), second.manifest.job, true).unwrap();
+    assert!(rep.identical, "{:?}", rep.first_difference);
+    let checks = rep.rederived.unwrap();
+    assert_eq!(checks.len(), 2);
+    assert!(checks.iter().all(|c| c.status == "same"), "{checks:?}");
+}
+
+/// A district of the test residents and an age that 1 to 9 of its (at least 20) people have.
+fn one_of_few(file: &Path) -> (String, i64) {
+    use std::collections::BTreeMap;
+    let f = std::fs::File::open(file).unwrap();
+    let reader =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap();
+    let mut by: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    for b in reader {
+        let b = b.unwrap();
+        let col = |n: &str, t: &DataType| {
+            let i = b.schema().index_of(n).unwrap();
+            datafusion::arrow::compute::cast(b.column(i), t).unwrap()
+        };
+        let d = col("district", &DataType::Utf8);
+        let a = col("age", &DataType::Int64);
+        let (d, a) = (d.as_string::<i32>(), a.as_primitive::<Int64Type>());
+        for i in 0..b.num_rows() {
+            *by.entry((d.value(i).to_owned(), a.value(i))).or_default() += 1;
+            *total.entry(d.value(i).to_owned()).or_default() += 1;
+        }
+    }
+    by.into_iter()
+        .find(|((d, _), n)| (1..=9).contains(n) && total[d] >= 20)
+        .map(|(k, _)| k)
+        .expect("a small age group in a large district")
+}
+
+/// Through the command line: two jobs compute the same count with and without a few people
+/// before either is released; the first is released, the second's release is refused by the
+/// difference check and its output withdrawn (on the record, with the reason); a third job
+/// asking it again after the release has the cell suppressed at query time and its output
+/// flagged.
+fn a_release_that_would_complete_a_differencing_pair_is_refused() {
+    use crate::parties::{cli, ok, refused, set_up, submit};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let p = set_up(home);
+    let (r, d) = (Some(p.reviewer.as_str()), Some(p.dev.as_str()));
+    let out = submit(home, &p.dev, "residents:district,age");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    ok(home, r, &["application", "approve", &app]);
+    let (district, age) = one_of_few(&residents(3000));
+    let all = format!("sql=SELECT COUNT(age) AS n FROM residents WHERE district = '{district}'");
+    let fewer = format!(
+        "sql=SELECT COUNT(age) AS n FROM residents WHERE district = '{district}' AND age <> {age}"
+    );
+    let module = example("sql-report");
+    let run = |param: &str| {
+        let out = cli(
+            home,
+            d,
+            &[
+                "run",
+                "--module",
+                module.to_str().unwrap(),
+                "--param",
+                param,
+                "--application",
+                &app,
+                "--table",
+                "residents",
+                "--json",
+                "--no-cache",
+            ],
+        );
+        let doc = json_of(&out);
+        assert!(out.status.success(), "{doc}");
+        doc
+    };
+    let first = run(&all);
+    let second = run(&fewer);
+    for doc in [&first, &second] {
+        assert_ne!(doc["outputs"][0]["evidence"]["verdict"], "block", "{doc}");
+    }
+    for o in ["out-1", "out-2"] {
+        ok(
+            home,
+            r,
+            &[
+                "output",
+                "approve",
+                o,
+                "--affirm",
+                "all",
+                "--acknowledge-findings",
+            ],
+        );
+    }
+    let file = home.join("n.arrow");
+    let f = file.to_str().unwrap();
+    ok(home, d, &["output", "download", "out-1", "--out", f]);
+    refused(
+        home,
+        d,
+        &["output", "download", "out-2", "--out", f],
+        "difference check",
+    );
+    let shown = ok(home, d, &["output", "show", "out-2", "--json"]);
+    assert!(shown.contains("withdrawn"), "{shown}");
+    assert!(shown.contains("difference check"), "{shown}");
+    refused(
+        home,
+        d,
+        &["output", "download", "out-2", "--out", f],
+        "withdrawn",
+    );
+    // Asked again now: the cell is suppressed when the query runs, and the output is flagged.
+    let third = run(&fewer);
+    assert_eq!(
+        third["outputs"][0]["evidence"]["verdict"], "flag",
+        "{third}"
+    );
+    assert!(third.to_string().contains("difference"), "{third}");
+    // The first output's job released other cells of no one's: a fourth job asking the same as
+    // the first is shown its cell (nothing new).
+    let fourth = run(&all);
+    assert_eq!(
+        fourth["outputs"][0]["evidence"]["verdict"], "pass",
+        "{fourth}"
+    );
+}
+
+pub fn tests() -> Vec<Trial> {
+    crate::trials![
+        a_release_that_would_complete_a_differencing_pair_is_refused,
+        a_differencing_pair_across_releases_is_suppressed_and_flagged,
+        a_differencing_pair_within_one_job_is_suppressed,
+        a_total_minus_the_visible_groups_is_suppressed,
+        decisions_replay_and_rederive
+    ]
+}

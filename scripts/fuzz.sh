@@ -14,7 +14,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 echo "== fuzz targets (${SECONDS_EACH} s each)"
-for t in output_ipc policy_parser log_entry transcript governance_input witness_request; do
+for t in output_ipc policy_parser log_entry transcript governance_input witness_request difference_cells; do
   work="$(mktemp -d)"
   # libFuzzer refuses a corpus directory that does not exist (git keeps no empty directories).
   mkdir -p "tests/fuzz/corpus/$t"

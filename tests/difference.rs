@@ -42,7 +42,8 @@ age = "L2"
 }
 
 /// district-0: 20 F (one of them 99 years old, the only one), 15 M, 5 X — 40 people;
-/// district-1: 39 other people (a count close to district-0's, no one in common).
+/// district-1: 39 other people (a count close to district-0's, no one in common);
+/// district-2: 20 F (one of them 99), 20 M.
 fn people(dir: &Path) -> PathBuf {
     let mut rows: Vec<(String, String, i64)> = Vec::new();
     for (sex, n) in [("F", 20), ("M", 15), ("X", 5)] {
@@ -57,6 +58,12 @@ fn people(dir: &Path) -> PathBuf {
             if i % 2 == 0 { "F" } else { "M" }.into(),
             30 + i,
         ));
+    }
+    for (sex, n) in [("F", 20), ("M", 20)] {
+        for i in 0..n {
+            let age = if sex == "F" && i == 0 { 99 } else { 20 + i };
+            rows.push(("district-2".into(), sex.into(), age));
+        }
     }
     let schema = Arc::new(Schema::new(vec![
         Field::new("person_id", DataType::Utf8, false),
@@ -214,25 +221,38 @@ fn a_differencing_pair_within_one_job_is_suppressed() {
 }
 
 fn a_total_minus_the_visible_groups_is_suppressed() {
-    // The groups first: F (20) and M (15) show, X (5) is under the threshold. The total (40)
-    // would give X away as total − F − M: it is suppressed, though no single group is close.
-    let mut w = World::new();
-    let groups = w.run(BY_SEX, None);
-    assert_eq!(counts(&groups, 0), vec![20, 15]);
-    w.release(&groups);
-    let total = w.run(ALL, None);
-    assert_eq!(counts(&total, 0), Vec::<i64>::new());
-    assert!(flagged(&total));
-
-    // The total first: the groups' union would be 35 of its 40, so the smallest shown group
-    // goes too (secondary suppression) and only F shows.
-    let mut w = World::new();
-    let total = w.run(ALL, None);
-    w.release(&total);
+    // The groups a query hides hold 5 people (X): the district's total (open columns may give
+    // it) minus F and M would be them. The smaller shown group goes too (secondary suppression).
+    let w = World::new();
     let groups = w.run(BY_SEX, None);
     assert_eq!(counts(&groups, 0), vec![20]);
     assert_eq!(differenced(&groups), 1);
     assert!(flagged(&groups));
+
+    // district-2 by sex without its 99-year-old shows F 19 and M 20, hiding no group; but their
+    // union is the released total (40) but one: the smaller group goes.
+    let by_sex = "SELECT sex, COUNT(age) AS n FROM people WHERE district = 'district-2' \
+                  AND age < 99 GROUP BY sex ORDER BY sex";
+    let total = "SELECT COUNT(age) AS n FROM people WHERE district = 'district-2'";
+    let mut w = World::new();
+    let t = w.run(total, None);
+    assert_eq!(counts(&t, 0), vec![40]);
+    w.release(&t);
+    let g = w.run(by_sex, None);
+    assert_eq!(counts(&g, 0), vec![20], "only M shows");
+    assert_eq!(differenced(&g), 1);
+    assert!(flagged(&g));
+
+    // The groups first: the total is one more than their union, though no single group is close
+    // to it; it is suppressed.
+    let mut w = World::new();
+    let g = w.run(by_sex, None);
+    assert_eq!(counts(&g, 0), vec![19, 20]);
+    assert!(!flagged(&g));
+    w.release(&g);
+    let t = w.run(total, None);
+    assert_eq!(counts(&t, 0), Vec::<i64>::new());
+    assert!(flagged(&t));
 }
 
 fn decisions_replay_and_rederive() {

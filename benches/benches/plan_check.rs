@@ -61,6 +61,7 @@ fn plan_check(c: &mut Criterion) {
                     min_group_size: 10,
                     suppressed: Arc::new(AtomicU64::new(0)),
                     dominated: [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))],
+                    hidden_subjects: Arc::new(AtomicU64::new(0)),
                     noise_key: [2; 32],
                     query_index: 0,
                     subject_unique: &unique,

@@ -115,6 +115,9 @@ pub struct Threshold {
     suppressed: Arc<AtomicU64>,
     dominated: Arc<AtomicU64>,
     undefined: Arc<AtomicU64>,
+    /// The sum of the first count of every group suppressed (its subjects, in a plan whose
+    /// first count is a group's subject count).
+    hidden: Arc<AtomicU64>,
     signature: Signature,
 }
 
@@ -125,6 +128,7 @@ impl PartialEq for Threshold {
             && Arc::ptr_eq(&self.suppressed, &other.suppressed)
             && Arc::ptr_eq(&self.dominated, &other.dominated)
             && Arc::ptr_eq(&self.undefined, &other.undefined)
+            && Arc::ptr_eq(&self.hidden, &other.hidden)
     }
 }
 impl Eq for Threshold {}
@@ -135,6 +139,7 @@ impl Hash for Threshold {
         (Arc::as_ptr(&self.suppressed) as usize).hash(state);
         (Arc::as_ptr(&self.dominated) as usize).hash(state);
         (Arc::as_ptr(&self.undefined) as usize).hash(state);
+        (Arc::as_ptr(&self.hidden) as usize).hash(state);
     }
 }
 
@@ -142,18 +147,20 @@ impl Threshold {
     /// The filter for minimum group size `k` over counts only, counting into `suppressed`.
     pub fn udf(k: u64, suppressed: Arc<AtomicU64>) -> ScalarUDF {
         let unused = || Arc::new(AtomicU64::new(0));
-        Threshold::cells(k, usize::MAX, suppressed, [unused(), unused()])
+        Threshold::cells(k, usize::MAX, suppressed, [unused(), unused()], unused())
     }
 
     /// The filter of a group's cells: its first `counts` arguments are subject counts (all must
     /// reach k; groups dropped for them count into `suppressed`), the others dominance codes
     /// (none may fail; groups dropped only for them count into `dominated`; groups kept with an
-    /// undefined code count into `undefined`).
+    /// undefined code count into `undefined`); the first counts of the groups dropped add up
+    /// in `hidden`.
     pub fn cells(
         k: u64,
         counts: usize,
         suppressed: Arc<AtomicU64>,
         [dominated, undefined]: [Arc<AtomicU64>; 2],
+        hidden: Arc<AtomicU64>,
     ) -> ScalarUDF {
         ScalarUDF::new_from_impl(Threshold {
             k: i64::try_from(k).unwrap_or(i64::MAX),
@@ -161,6 +168,7 @@ impl Threshold {
             suppressed,
             dominated,
             undefined,
+            hidden,
             // Volatile: never folded, pushed or evaluated more than once per row.
             signature: Signature::variadic(vec![DataType::Int64], Volatility::Volatile),
         })
@@ -200,7 +208,7 @@ impl ScalarUDFImpl for Threshold {
         }
         let split = self.counts.min(columns.len());
         let (counts, codes) = columns.split_at(split);
-        let (mut small, mut dominated, mut undefined) = (0u64, 0u64, 0u64);
+        let (mut small, mut dominated, mut undefined, mut hidden) = (0u64, 0u64, 0u64, 0u64);
         let keep: BooleanArray = (0..args.number_rows)
             .map(|i| {
                 let big = counts.iter().all(|c| c.is_valid(i) && c.value(i) >= self.k);
@@ -212,6 +220,11 @@ impl ScalarUDFImpl for Threshold {
                             crate::disclosure::FAILS_NK | crate::disclosure::FAILS_P
                         )
                 });
+                if !(big && safe)
+                    && let Some(first) = counts.first().filter(|c| c.is_valid(i))
+                {
+                    hidden = hidden.saturating_add(u64::try_from(first.value(i)).unwrap_or(0));
+                }
                 if !big {
                     small += 1;
                 } else if !safe {
@@ -228,6 +241,7 @@ impl ScalarUDFImpl for Threshold {
         self.suppressed.fetch_add(small, Ordering::Relaxed);
         self.dominated.fetch_add(dominated, Ordering::Relaxed);
         self.undefined.fetch_add(undefined, Ordering::Relaxed);
+        self.hidden.fetch_add(hidden, Ordering::Relaxed);
         Ok(ColumnarValue::Array(Arc::new(keep)))
     }
 }

@@ -413,6 +413,7 @@ impl JobSession {
         };
         let suppressed = Arc::new(AtomicU64::new(0));
         let dominated = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        let hidden_subjects = Arc::new(AtomicU64::new(0));
         let optimized = optimize(&plan)?;
         let (plan, spend, row_level_grant, aggregate, dominance, cells) =
             if grammar::reads_only_row_level(policy, &optimized) {
@@ -458,6 +459,7 @@ impl JobSession {
                     min_group_size: policy.min_group_size,
                     suppressed: Arc::clone(&suppressed),
                     dominated: [Arc::clone(&dominated[0]), Arc::clone(&dominated[1])],
+                    hidden_subjects: Arc::clone(&hidden_subjects),
                     noise_key: self.privacy.noise_key,
                     query_index: index,
                     subject_unique: &unique_of,
@@ -497,6 +499,7 @@ impl JobSession {
                             .check(
                                 &self.ctx,
                                 policy.min_group_size,
+                                hidden_subjects.load(std::sync::atomic::Ordering::Relaxed),
                                 population,
                                 prefix,
                                 batches,

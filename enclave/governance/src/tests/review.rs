@@ -341,3 +341,62 @@ fn oversized_evidence_blocks_and_names_are_bounded() {
 }
 
 const MAX_EVIDENCE_FOR_TEST: usize = crate::output::MAX_EVIDENCE;
+
+#[test]
+fn a_first_release_the_difference_check_refuses_withdraws_the_output() {
+    let mut w = world();
+    let (_, outs) = job_with_outputs(&mut w);
+    let (pass, flag) = (outs[0], outs[1]);
+    w.gov
+        .decide_output(&w.reviewer, pass, &approve(true, false), NOW)
+        .unwrap();
+    w.gov
+        .decide_output(&w.reviewer, flag, &approve(true, true), NOW)
+        .unwrap();
+    // The check is asked about the job's first release, with no job released before.
+    let mut asked = Vec::new();
+    let mut too_close = |run: &str, released: &[String]| {
+        asked.push((run.to_owned(), released.to_vec()));
+        Ok(Some("a cell differs by 1 subject".to_owned()))
+    };
+    refused(
+        w.gov
+            .download_output_checked(&w.dev, pass, NOW, &mut too_close),
+        "difference check: a cell differs by 1 subject",
+    );
+    assert_eq!(asked, vec![("0123456789abcdef".to_owned(), vec![])]);
+    let o = w.gov.output(&w.dev, pass).unwrap();
+    assert_eq!(o.state, ReviewState::Withdrawn, "withdrawn, on the record");
+    assert!(o.withdrawn.unwrap().1.contains("difference check"));
+    // A check that cannot run refuses and changes nothing.
+    let mut broken = |_: &str, _: &[String]| Err("the cells are unreadable".to_owned());
+    // (the domain's fault, not the user's: a store error)
+    match w
+        .gov
+        .download_output_checked(&w.dev, flag, NOW, &mut broken)
+    {
+        Err(GovError::Store(m)) => assert!(m.contains("could not run"), "{m}"),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+    assert_eq!(
+        w.gov.output(&w.dev, flag).unwrap().state,
+        ReviewState::Approved
+    );
+    // Passed, the output is released; the job's later releases are not checked again.
+    let mut pass_check = |_: &str, _: &[String]| Ok(None);
+    let dl = w
+        .gov
+        .download_output_checked(&w.dev, flag, NOW, &mut pass_check)
+        .unwrap();
+    assert!(dl.first());
+    assert_eq!(
+        w.gov.released_runs(w.dev.org().id).unwrap(),
+        vec!["0123456789abcdef".to_owned()]
+    );
+    let mut never = |_: &str, _: &[String]| -> Result<Option<String>, String> {
+        panic!("the job is released already")
+    };
+    w.gov
+        .download_output_checked(&w.dev, flag, NOW, &mut never)
+        .unwrap();
+}

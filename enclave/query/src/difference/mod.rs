@@ -3,7 +3,9 @@
 //! fewer than k subjects (and by some) — the same aggregate with and without one person.
 //! The union of a grouped query's shown cells is checked as a cell too (a total minus the
 //! visible groups); where it conflicts, the smallest shown cell is suppressed as well, until it
-//! does not.
+//! does not. And the groups a query hides (under the threshold, dominated, or suppressed here)
+//! must hold no one or at least k subjects, since the population's total may be open: else the
+//! smallest shown cell is suppressed too.
 //!
 //! Owns the cells a job was shown (their definition, subject count and, once computed, subject
 //! set), the decisions (which cells of which query it suppressed, kept for the transcript so that
@@ -183,11 +185,14 @@ impl Guard {
     }
 
     /// Checks the cells of a query (`batches`: the user's aggregate columns, then the subject
-    /// count) against everything compared with, and keeps those it shows.
+    /// count; `hidden`: the subjects of the groups its plan suppressed) against everything
+    /// compared with, and keeps those it shows.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn check(
         &mut self,
         ctx: &SessionContext,
         k: u64,
+        hidden: u64,
         population: Population,
         prefix: [u8; 32],
         batches: Vec<RecordBatch>,
@@ -262,7 +267,27 @@ impl Guard {
                         }
                     }
                 }
-                // 2. The union of a grouped query's shown cells; where it comes too close, its
+                // 2. The groups a grouped query hides must hold no one or at least k subjects:
+                // its population's total (which open columns may give) minus its shown cells is
+                // them. Else its smallest shown cell goes too (secondary suppression), which
+                // holds at least k. (Exact where each subject has one row; where subjects have
+                // several, `hidden` bounds the subjects only hidden groups hold from above.)
+                let mut hidden = hidden;
+                for (i, (_, _, c)) in rows.iter().enumerate() {
+                    if !keep[i] {
+                        hidden = hidden.saturating_add(c.count);
+                    }
+                }
+                if nkeys > 0 && hidden > 0 && hidden < k {
+                    let smallest = (0..rows.len())
+                        .filter(|&i| keep[i])
+                        .min_by_key(|&i| (rows[i].2.count, rows[i].2.def));
+                    if let Some(s) = smallest {
+                        keep[s] = false;
+                        suppressed.push(rows[s].2.def);
+                    }
+                }
+                // 3. The union of a grouped query's shown cells; where it comes too close, its
                 // smallest cell goes too (secondary suppression), until it does not.
                 loop {
                     if nkeys == 0 {
@@ -312,7 +337,7 @@ impl Guard {
                 }
             }
         }
-        // 3. What is shown is compared with from now on.
+        // 4. What is shown is compared with from now on.
         let kept: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
         self.shown = self.shown.saturating_add(kept.len());
         if self.shown > MAX_CELLS {

@@ -51,6 +51,9 @@ pub struct BuildContext<'a> {
     /// … and for dominance; and where it counts the groups it keeps whose dominance is
     /// undefined (negative contributions).
     pub dominated: [Arc<AtomicU64>; 2],
+    /// Where it adds up the subject counts of the groups it suppresses (for the check that the
+    /// groups a query hides hold no one or at least k subjects).
+    pub hidden_subjects: Arc<AtomicU64>,
     /// The job's noise key.
     pub noise_key: [u8; 32],
     /// This query's index in the job (part of every noise draw's context).

@@ -31,6 +31,7 @@ impl BuildContext<'_> {
                 Arc::clone(&self.dominated[0]),
                 Arc::clone(&self.dominated[1]),
             ],
+            Arc::clone(&self.hidden_subjects),
         ))
         .call(args)
     }

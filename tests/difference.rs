@@ -20,7 +20,19 @@ use libtest_mimic::Trial;
 fn policy() -> PolicySource {
     PolicySource::Text {
         name: "difference".into(),
-        text: r#"version = 1
+        text: POLICY.into(),
+    }
+}
+
+/// The same with `district` open (plaintext): its counts are anybody's.
+fn open_district() -> PolicySource {
+    PolicySource::Text {
+        name: "difference, district open".into(),
+        text: POLICY.replace("district = \"L2\"", "district = \"L1\""),
+    }
+}
+
+const POLICY: &str = r#"version = 1
 [threshold]
 min_group_size = 10
 [dp]
@@ -36,10 +48,7 @@ person_id = { level = "L4", uses = ["pseudonym", "join"] }
 district = "L2"
 sex = "L2"
 age = "L2"
-"#
-        .into(),
-    }
-}
+"#;
 
 /// district-0: 20 F (one of them 99 years old, the only one), 15 M, 5 X — 40 people;
 /// district-1: 39 other people (a count close to district-0's, no one in common);
@@ -105,10 +114,15 @@ struct World {
     domain: Domain,
     file: PathBuf,
     released: Cells,
+    policy: PolicySource,
 }
 
 impl World {
     fn new() -> World {
+        World::under(policy())
+    }
+
+    fn under(policy: PolicySource) -> World {
         let (dir, domain) = temp_domain();
         let file = people(dir.path());
         World {
@@ -116,6 +130,7 @@ impl World {
             domain,
             file,
             released: Cells::new(),
+            policy,
         }
     }
 
@@ -127,7 +142,7 @@ impl World {
         if let Some(s) = sql2 {
             j = j.param("sql2", s);
         }
-        j.policy = policy();
+        j.policy = self.policy.clone();
         let mut s = j.submission();
         s.released = Arc::new(self.released.clone());
         let r = self
@@ -255,6 +270,38 @@ fn a_total_minus_the_visible_groups_is_suppressed() {
     assert!(flagged(&t));
 }
 
+fn a_cell_a_few_short_of_its_open_total_is_suppressed() {
+    // With `district` open, anybody counts a district's people (a query over open columns only,
+    // or the rows themselves): a restricted count that leaves out one of them gives that one
+    // away, whether or not anything was released.
+    let w = World::under(open_district());
+    let open = w.run(
+        "SELECT COUNT(*) AS n FROM people WHERE district = 'district-0'",
+        None,
+    );
+    assert_eq!(counts(&open, 0), vec![40]);
+    assert!(!open.queries[0].aggregate, "not a restricted query");
+    let r = w.run(ALL_BUT_ONE, None);
+    assert_eq!(counts(&r, 0), Vec::<i64>::new());
+    assert!(flagged(&r));
+    // Grouped by the open column: the districts where the condition leaves out 1 to 9 people
+    // are suppressed (district-0 and district-2 lose their 99-year-old), not district-1.
+    let g = w.run(
+        "SELECT district, COUNT(age) AS n FROM people WHERE age < 99 GROUP BY district \
+         ORDER BY district",
+        None,
+    );
+    assert_eq!(counts(&g, 0), vec![39]);
+    assert_eq!(differenced(&g), 2);
+    // A condition that leaves out at least k people shows (district-0 under 30: 24 of 40).
+    let young = w.run(
+        "SELECT COUNT(age) AS n FROM people WHERE district = 'district-0' AND age < 30",
+        None,
+    );
+    assert_eq!(counts(&young, 0), vec![24]);
+    assert!(!flagged(&young));
+}
+
 fn decisions_replay_and_rederive() {
     // Re-derivation suppresses what the job suppressed, from its transcript: the cells it was
     // compared with are not the auditor's to hold.
@@ -273,7 +320,7 @@ fn decisions_replay_and_rederive() {
     assert!(checks.iter().all(|c| c.status == "same"), "{checks:?}");
 }
 
-/// A district of the test residents and an age that 1 to 9 of its (at least 20) people have.
+/// A district of the test residents and an age that 1 to 9 of its (at least 20) women have.
 fn one_of_few(file: &Path) -> (String, i64) {
     use std::collections::BTreeMap;
     let f = std::fs::File::open(file).unwrap();
@@ -292,8 +339,16 @@ fn one_of_few(file: &Path) -> (String, i64) {
         };
         let d = col("district", &DataType::Utf8);
         let a = col("age", &DataType::Int64);
-        let (d, a) = (d.as_string::<i32>(), a.as_primitive::<Int64Type>());
+        let s = col("sex", &DataType::Utf8);
+        let (d, a, s) = (
+            d.as_string::<i32>(),
+            a.as_primitive::<Int64Type>(),
+            s.as_string::<i32>(),
+        );
         for i in 0..b.num_rows() {
+            if s.value(i) != "女" {
+                continue;
+            }
             *by.entry((d.value(i).to_owned(), a.value(i))).or_default() += 1;
             *total.entry(d.value(i).to_owned()).or_default() += 1;
         }
@@ -304,18 +359,18 @@ fn one_of_few(file: &Path) -> (String, i64) {
         .expect("a small age group in a large district")
 }
 
-/// Through the command line: two jobs compute the same count with and without a few people
-/// before either is released; the first is released, the second's release is refused by the
-/// difference check and its output withdrawn (on the record, with the reason); a third job
-/// asking it again after the release has the cell suppressed at query time and its output
-/// flagged.
+/// Through the command line: two jobs compute the same count (the women of a district) with and
+/// without a few of them before either is released — the district's open total is far from
+/// both — the first is released, the second's release is refused by the difference check and
+/// its output withdrawn (on the record, with the reason); a third job asking it again after the
+/// release has the cell suppressed at query time and its output flagged.
 fn a_release_that_would_complete_a_differencing_pair_is_refused() {
     use crate::parties::{cli, ok, refused, set_up, submit};
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let p = set_up(home);
     let (r, d) = (Some(p.reviewer.as_str()), Some(p.dev.as_str()));
-    let out = submit(home, &p.dev, "residents:district,age");
+    let out = submit(home, &p.dev, "residents:district,age,sex");
     assert!(
         out.status.success(),
         "{}",
@@ -324,9 +379,12 @@ fn a_release_that_would_complete_a_differencing_pair_is_refused() {
     let app = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     ok(home, r, &["application", "approve", &app]);
     let (district, age) = one_of_few(&residents(3000));
-    let all = format!("sql=SELECT COUNT(age) AS n FROM residents WHERE district = '{district}'");
+    let all = format!(
+        "sql=SELECT COUNT(age) AS n FROM residents WHERE district = '{district}' AND sex = '女'"
+    );
     let fewer = format!(
-        "sql=SELECT COUNT(age) AS n FROM residents WHERE district = '{district}' AND age <> {age}"
+        "sql=SELECT COUNT(age) AS n FROM residents WHERE district = '{district}' AND sex = '女' \
+         AND age <> {age}"
     );
     let module = example("sql-report");
     let run = |param: &str| {
@@ -410,6 +468,7 @@ pub fn tests() -> Vec<Trial> {
         a_differencing_pair_across_releases_is_suppressed_and_flagged,
         a_differencing_pair_within_one_job_is_suppressed,
         a_total_minus_the_visible_groups_is_suppressed,
+        a_cell_a_few_short_of_its_open_total_is_suppressed,
         decisions_replay_and_rederive
     ]
 }

@@ -44,11 +44,20 @@ pub(crate) fn keep_for_release(root: &std::path::Path, org: i64, run: &str) -> a
     Ok(())
 }
 
+/// Most cells released to one entity the check holds (their sets: about 2 bytes per subject of
+/// a cell, 20 MiB for a cell of 10 million): past it the entity's next jobs fail (closed).
+const MAX_RELEASED_CELLS: usize = 1 << 22;
+
 /// Every cell released to entity `org`: those of its jobs `runs`.
 pub(crate) fn released(home: &Home, org: i64, runs: &[String]) -> anyhow::Result<Arc<Cells>> {
     let mut all = Cells::new();
     for r in runs {
         all.extend(cells_of(home, org, r).with_context(|| format!("the cells of job {r}"))?);
+        anyhow::ensure!(
+            all.len() <= MAX_RELEASED_CELLS,
+            "more than {MAX_RELEASED_CELLS} cells were released to org-{org}: the difference \
+             check cannot hold them"
+        );
     }
     Ok(Arc::new(all))
 }

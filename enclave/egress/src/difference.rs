@@ -172,28 +172,38 @@ pub fn may_be_close(a: Count, b: Count, k: u64) -> bool {
 }
 
 /// Items searchable by subject count: those that may be closer than k to a given count.
+/// Exact counts are searched in order; bounded ones (a union's, one per grouped query) are few
+/// and each is checked.
 #[derive(Debug, Clone, Default)]
 pub struct NearIndex {
-    by_lo: BTreeMap<u64, Vec<usize>>,
-    widest: u64,
+    exact: BTreeMap<u64, Vec<usize>>,
+    bounded: Vec<(Count, usize)>,
 }
 
 impl NearIndex {
     /// Adds item `i` with count `c`.
     pub fn insert(&mut self, c: Count, i: usize) {
-        self.widest = self.widest.max(c.hi.saturating_sub(c.lo));
-        self.by_lo.entry(c.lo).or_default().push(i);
+        if c.lo == c.hi {
+            self.exact.entry(c.lo).or_default().push(i);
+        } else {
+            self.bounded.push((c, i));
+        }
     }
 
-    /// The items whose counts lie within reach of `c` (a superset of those with
-    /// [`may_be_close`]; the caller checks each).
+    /// The items whose counts may be closer than `k` to `c`.
     pub fn near(&self, c: Count, k: u64) -> impl Iterator<Item = usize> + '_ {
         let reach = k.saturating_sub(1);
-        let from = c.lo.saturating_sub(reach).saturating_sub(self.widest);
+        let from = c.lo.saturating_sub(reach);
         let to = c.hi.saturating_add(reach);
-        self.by_lo
+        self.exact
             .range(from..=to)
             .flat_map(|(_, v)| v.iter().copied())
+            .chain(
+                self.bounded
+                    .iter()
+                    .filter(move |(b, _)| may_be_close(*b, c, k))
+                    .map(|(_, i)| *i),
+            )
     }
 }
 
@@ -251,7 +261,7 @@ impl Cells {
     }
 
     /// The cells that may be closer than `k` to a cell with count `c` and definition `def`
-    /// (cells of the same definition are the same cell).
+    /// (a cell of the same definition and count is the same cell).
     pub fn near(&self, def: CellDef, c: Count, k: u64) -> impl Iterator<Item = &Cell> + '_ {
         self.near_indices(def, c, k)
             .filter_map(|i| self.cells.get(i))
@@ -262,7 +272,7 @@ impl Cells {
         self.index.near(c, k).filter(move |&i| {
             self.cells
                 .get(i)
-                .is_some_and(|x| x.def != def && may_be_close(x.count, c, k))
+                .is_some_and(|x| (x.def != def || x.count != c) && may_be_close(x.count, c, k))
         })
     }
 

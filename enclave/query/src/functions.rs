@@ -115,9 +115,10 @@ pub struct Threshold {
     suppressed: Arc<AtomicU64>,
     dominated: Arc<AtomicU64>,
     undefined: Arc<AtomicU64>,
-    /// The sum of the first count of every group suppressed (its subjects, in a plan whose
-    /// first count is a group's subject count).
+    /// The sum, over the groups suppressed, of the least of their subject counts (the counts
+    /// at `subjects`).
     hidden: Arc<AtomicU64>,
+    subjects: Vec<usize>,
     signature: Signature,
 }
 
@@ -129,6 +130,7 @@ impl PartialEq for Threshold {
             && Arc::ptr_eq(&self.dominated, &other.dominated)
             && Arc::ptr_eq(&self.undefined, &other.undefined)
             && Arc::ptr_eq(&self.hidden, &other.hidden)
+            && self.subjects == other.subjects
     }
 }
 impl Eq for Threshold {}
@@ -140,6 +142,7 @@ impl Hash for Threshold {
         (Arc::as_ptr(&self.dominated) as usize).hash(state);
         (Arc::as_ptr(&self.undefined) as usize).hash(state);
         (Arc::as_ptr(&self.hidden) as usize).hash(state);
+        self.subjects.hash(state);
     }
 }
 
@@ -147,20 +150,28 @@ impl Threshold {
     /// The filter for minimum group size `k` over counts only, counting into `suppressed`.
     pub fn udf(k: u64, suppressed: Arc<AtomicU64>) -> ScalarUDF {
         let unused = || Arc::new(AtomicU64::new(0));
-        Threshold::cells(k, usize::MAX, suppressed, [unused(), unused()], unused())
+        Threshold::cells(
+            k,
+            usize::MAX,
+            suppressed,
+            [unused(), unused()],
+            unused(),
+            vec![],
+        )
     }
 
     /// The filter of a group's cells: its first `counts` arguments are subject counts (all must
     /// reach k; groups dropped for them count into `suppressed`), the others dominance codes
     /// (none may fail; groups dropped only for them count into `dominated`; groups kept with an
-    /// undefined code count into `undefined`); the first counts of the groups dropped add up
-    /// in `hidden`.
+    /// undefined code count into `undefined`); over the groups dropped, the least of their
+    /// subject counts (the counts at `subjects`) adds up in `hidden`.
     pub fn cells(
         k: u64,
         counts: usize,
         suppressed: Arc<AtomicU64>,
         [dominated, undefined]: [Arc<AtomicU64>; 2],
         hidden: Arc<AtomicU64>,
+        subjects: Vec<usize>,
     ) -> ScalarUDF {
         ScalarUDF::new_from_impl(Threshold {
             k: i64::try_from(k).unwrap_or(i64::MAX),
@@ -169,6 +180,7 @@ impl Threshold {
             dominated,
             undefined,
             hidden,
+            subjects,
             // Volatile: never folded, pushed or evaluated more than once per row.
             signature: Signature::variadic(vec![DataType::Int64], Volatility::Volatile),
         })
@@ -220,10 +232,16 @@ impl ScalarUDFImpl for Threshold {
                             crate::disclosure::FAILS_NK | crate::disclosure::FAILS_P
                         )
                 });
-                if !(big && safe)
-                    && let Some(first) = counts.first().filter(|c| c.is_valid(i))
-                {
-                    hidden = hidden.saturating_add(u64::try_from(first.value(i)).unwrap_or(0));
+                if !(big && safe) {
+                    let least = self
+                        .subjects
+                        .iter()
+                        .filter_map(|&s| counts.get(s))
+                        .filter(|c| c.is_valid(i))
+                        .map(|c| u64::try_from(c.value(i)).unwrap_or(0))
+                        .min()
+                        .unwrap_or(0);
+                    hidden = hidden.saturating_add(least);
                 }
                 if !big {
                     small += 1;

@@ -259,13 +259,18 @@ impl JobSession {
             }
             tables.insert(name.to_owned(), ds.clone());
         }
-        let guard = tokio::sync::Mutex::new(crate::difference::Guard::new(std::mem::replace(
-            &mut privacy.differences,
-            crate::difference::Differences::Replay {
-                decisions: Default::default(),
-                key: enclave_egress::difference::SubjectKey::new([0; 32]),
-            },
-        )));
+        let cancel = crate::cancel::Cancel::default();
+        let guard = tokio::sync::Mutex::new(crate::difference::Guard::new(
+            std::mem::replace(
+                &mut privacy.differences,
+                crate::difference::Differences::Replay {
+                    decisions: Default::default(),
+                    key: enclave_egress::difference::SubjectKey::new([0; 32]),
+                },
+            ),
+            cancel.clone(),
+            limits.memory_bytes,
+        ));
         Ok(JobSession {
             guard,
             ctx,
@@ -278,7 +283,7 @@ impl JobSession {
             auth,
             uniqueness: std::sync::Mutex::new(uniqueness),
             learned: std::sync::Mutex::new(Vec::new()),
-            cancel: crate::cancel::Cancel::default(),
+            cancel,
         })
     }
 
@@ -576,7 +581,15 @@ impl JobSession {
     fn population_prefix(&self, p: &crate::grammar::Population) -> [u8; 32] {
         let mut h = blake3::Hasher::new_derive_key("enclave v1 cell population");
         h.update(p.input.display_indent().to_string().as_bytes());
-        for e in p.keys.iter().chain(&p.subjects) {
+        h.update(&[0]);
+        h.update(p.variant.as_bytes());
+        // Pseudonyms are the application's: a literal pseudonym in the WHERE selects other
+        // people under another application's key.
+        h.update(&blake3::derive_key(
+            "enclave v1 pseudonym key id",
+            self.auth.pseudonym_key().bytes(),
+        ));
+        for e in p.keys.iter().chain(p.subjects.iter().map(|(_, e)| e)) {
             h.update(&[0]);
             h.update(e.to_string().as_bytes());
         }

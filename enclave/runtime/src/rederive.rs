@@ -309,7 +309,12 @@ pub(crate) fn rederive(
         if q.failed || !q.complete {
             // Opened all the same: the guest was shown some of its cells, and the queries after
             // it are checked and noised in the job's order.
-            let _ = rt.block_on(session.open(&q.sql));
+            if let Err(e) = rt.block_on(session.open(&q.sql)) {
+                report.differ(
+                    format!("query #{index}"),
+                    format!("re-opening it failed: {e}"),
+                );
+            }
             check.note = Some(if q.failed {
                 "the query failed while the job ran".into()
             } else {

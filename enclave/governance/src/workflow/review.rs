@@ -337,8 +337,10 @@ impl<S: Store> Governance<S> {
 
     /// A developer downloads approved output `no` of its own organization's job: the first
     /// download releases it. Refused while pending, once rejected or withdrawn, and while the
-    /// organization is not active.
-    pub fn download_output(
+    /// organization is not active. Without the difference check: for this crate's tests only
+    /// (the domain calls [`Governance::download_output_checked`]).
+    #[cfg(test)]
+    pub(crate) fn download_output(
         &mut self,
         actor: &Actor,
         no: OutputNo,
@@ -396,6 +398,11 @@ impl<S: Store> Governance<S> {
                 .user(review.reviewer)?
                 .ok_or_else(|| GovError::Store("a reviewer is missing".into()))?;
             let first = o.state == ReviewState::Approved;
+            if first && o.run.is_none() {
+                return Err(GovError::Store(format!(
+                    "{no} has no job run whose cells could be checked"
+                )));
+            }
             if first && let Some(run) = &o.run {
                 let released = released_runs_in(tx, o.org)?;
                 if !released.contains(run) {

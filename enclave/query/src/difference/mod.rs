@@ -24,7 +24,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{AggregateUDF, LogicalPlanBuilder};
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::SessionContext;
 use enclave_egress::difference::{
     Cell, CellDef, Cells, Count, NearIndex, SubjectKey, SubjectSet, distance, may_be_close,
@@ -88,6 +88,8 @@ struct Seen {
     margin: Option<(CellDef, Count)>,
     /// Each cell's subjects, once computed.
     sets: Option<Vec<SubjectSet>>,
+    /// Their union, once computed.
+    union: Option<SubjectSet>,
 }
 
 impl Seen {
@@ -115,7 +117,13 @@ enum Ref {
 /// The difference check's state for one job.
 pub(crate) struct Guard {
     mode: Differences,
-    subjects: Arc<AggregateUDF>,
+    /// The job's end: the check's own passes stop with its queries.
+    cancel: crate::cancel::Cancel,
+    /// The memory limit, for errors.
+    memory: u64,
+    /// The domain's subject key, and its name.
+    key: SubjectKey,
+    key_id: [u8; 32],
     seen: Vec<Seen>,
     refs: Vec<(usize, Option<usize>)>,
     index: NearIndex,
@@ -161,14 +169,17 @@ fn internal(e: impl std::fmt::Display) -> QueryError {
 }
 
 impl Guard {
-    pub(crate) fn new(mode: Differences) -> Guard {
+    pub(crate) fn new(mode: Differences, cancel: crate::cancel::Cancel, memory: u64) -> Guard {
         let key = match &mode {
             Differences::Live { key, .. } | Differences::Replay { key, .. } => key.clone(),
         };
         let id = key.id();
         Guard {
             mode,
-            subjects: Arc::new(Subjects::udaf(key, id)),
+            cancel,
+            memory,
+            key,
+            key_id: id,
             seen: Vec::new(),
             refs: Vec::new(),
             index: NearIndex::default(),
@@ -241,8 +252,28 @@ impl Guard {
             Differences::Live { released, .. } => {
                 let released = Arc::clone(released);
                 let k = k.max(1);
+                // 0. A cell's complement within its population before the WHERE's restricted
+                // conditions (a count open columns may give, minus the cell) must hold no one
+                // or at least k subjects: else the cell and that count are a differencing pair.
+                let keys: Vec<&[ScalarValue]> = rows.iter().map(|r| r.2.key.as_slice()).collect();
+                if let Some(open) = self.open_counts(ctx, &population, &keys).await? {
+                    for (i, (_, _, c)) in rows.iter().enumerate() {
+                        let close = match open.get(i).copied().flatten() {
+                            Some(o) => too_close(o.saturating_sub(c.count), k),
+                            // Not found: it cannot be judged, so it is not shown.
+                            None => true,
+                        };
+                        if close {
+                            keep[i] = false;
+                            suppressed.push(c.def);
+                        }
+                    }
+                }
                 // 1. Each cell against every cell of another definition within reach.
                 for i in 0..rows.len() {
+                    if !keep[i] {
+                        continue;
+                    }
                     let (def, count) = (rows[i].2.def, Count::exact(rows[i].2.count));
                     let near = self.near(&released, def, count, k);
                     if near.is_empty() {
@@ -257,7 +288,7 @@ impl Guard {
                         .as_ref()
                         .and_then(|s| s.get(i))
                         .cloned()
-                        .unwrap_or_default();
+                        .ok_or_else(|| internal("a cell's subjects vanished"))?;
                     for r in near {
                         let (c, set) = self.subjects_of(ctx, &released, r).await?;
                         if too_close(distance(count, &mine, c, &set), k) {
@@ -374,6 +405,7 @@ impl Guard {
             cells,
             margin,
             sets: kept_sets,
+            union: None,
         });
         let n_suppressed = suppressed.len() as u64;
         if !suppressed.is_empty() {
@@ -414,7 +446,7 @@ impl Guard {
                 && let Some(s) = self.seen.get(q)
             {
                 let (d, c) = s.count_of(cell);
-                if d != def && may_be_close(c, count, k) {
+                if (d != def || c != count) && may_be_close(c, count, k) {
                     out.push(Ref::Seen(q, cell));
                 }
             }
@@ -439,18 +471,27 @@ impl Guard {
                 self.ensure_sets(ctx, q).await?;
                 let s = self
                     .seen
-                    .get(q)
+                    .get_mut(q)
                     .ok_or_else(|| internal("a query vanished"))?;
                 let (_, count) = s.count_of(cell);
-                let sets = s.sets.as_deref().unwrap_or_default();
+                let sets = s
+                    .sets
+                    .as_deref()
+                    .ok_or_else(|| internal("a query's subjects vanished"))?;
                 let set = match cell {
-                    Some(i) => sets.get(i).cloned().unwrap_or_default(),
+                    Some(i) => sets
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| internal("a cell's subjects vanished"))?,
                     None => {
-                        let mut u = SubjectSet::new();
-                        for x in sets {
-                            u.union_with(x);
+                        if s.union.is_none() {
+                            let mut u = SubjectSet::new();
+                            for x in sets {
+                                u.union_with(x);
+                            }
+                            s.union = Some(u);
                         }
-                        u
+                        s.union.clone().unwrap_or_default()
                     }
                 };
                 Ok((count, set))
@@ -485,26 +526,27 @@ impl Guard {
             .aggregate(
                 population.keys.clone(),
                 vec![
-                    self.subjects
-                        .call(population.subjects.clone())
-                        .alias("__enclave_set"),
+                    Subjects::udaf(
+                        self.key.clone(),
+                        self.key_id,
+                        population.subjects.iter().map(|(n, _)| n.clone()).collect(),
+                    )
+                    .call(population.subjects.iter().map(|(_, e)| e.clone()).collect())
+                    .alias("__enclave_set"),
                 ],
             )
             .and_then(|b| b.build())
             .map_err(internal)?;
-        let batches = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(internal)?
-            .collect()
-            .await
-            .map_err(|e| QueryError::Execution(format!("difference check: {}", e.message())))?;
+        let batches = self.run(ctx, plan).await?;
         let at: HashMap<&[ScalarValue], usize> =
             keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-        let mut out = vec![SubjectSet::new(); keys.len()];
+        let mut out: Vec<Option<SubjectSet>> = vec![None; keys.len()];
         let nkeys = population.keys.len();
         for batch in &batches {
-            let sets = batch.column(nkeys).as_binary::<i32>();
+            let sets = batch
+                .column(nkeys)
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| internal("subject sets of another type"))?;
             for r in 0..batch.num_rows() {
                 let key = (0..nkeys)
                     .map(|c| ScalarValue::try_from_array(batch.column(c), r))
@@ -513,11 +555,80 @@ impl Guard {
                 if let Some(&i) = at.get(key.as_slice())
                     && sets.is_valid(r)
                 {
-                    out[i] = SubjectSet::decode(sets.value(r)).map_err(internal)?;
+                    out[i] = Some(SubjectSet::decode(sets.value(r)).map_err(internal)?);
                 }
             }
         }
-        Ok(out)
+        // A cell whose subjects were not found cannot be compared: the query fails rather than
+        // take it for one far from every other (an empty set would be).
+        out.into_iter()
+            .map(|s| s.ok_or_else(|| internal("a shown cell's subjects were not found")))
+            .collect()
+    }
+
+    /// Runs one of the check's own plans to the end (stopping when the job ends, within the
+    /// session's memory pool).
+    async fn run(
+        &self,
+        ctx: &SessionContext,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<Vec<RecordBatch>, QueryError> {
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(crate::guard::classify_plan_error(self.memory))?;
+        let task = Arc::new(df.task_ctx());
+        let physical = df
+            .create_physical_plan()
+            .await
+            .and_then(|p| crate::cancel::cancellable(p, &self.cancel))
+            .map_err(crate::guard::classify_plan_error(self.memory))?;
+        datafusion::physical_plan::collect(physical, task)
+            .await
+            .map_err(crate::guard::classify_exec_error(self.memory))
+    }
+
+    /// Each cell's count of subjects in its population before the WHERE's restricted
+    /// conditions (`None` where the population has none).
+    async fn open_counts(
+        &self,
+        ctx: &SessionContext,
+        population: &Population,
+        keys: &[&[ScalarValue]],
+    ) -> Result<Option<Vec<Option<u64>>>, QueryError> {
+        use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
+        let Some(open) = &population.open_input else {
+            return Ok(None);
+        };
+        let n = match population.subjects.as_slice() {
+            [(_, s)] if !population.partition => count_distinct(s.clone()),
+            _ => count(datafusion::logical_expr::lit(1i64)),
+        };
+        let plan = LogicalPlanBuilder::from(open.clone())
+            .aggregate(population.keys.clone(), vec![n.alias("__enclave_open")])
+            .and_then(|b| b.build())
+            .map_err(internal)?;
+        let batches = self.run(ctx, plan).await?;
+        let at: HashMap<&[ScalarValue], usize> =
+            keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        let nkeys = population.keys.len();
+        let mut out = vec![None; keys.len()];
+        for batch in &batches {
+            let n = cast(batch.column(nkeys), &DataType::Int64).map_err(internal)?;
+            let n = n.as_primitive::<Int64Type>();
+            for r in 0..batch.num_rows() {
+                let key = (0..nkeys)
+                    .map(|c| ScalarValue::try_from_array(batch.column(c), r))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(internal)?;
+                if let Some(&i) = at.get(key.as_slice())
+                    && n.is_valid(r)
+                {
+                    out[i] = Some(u64::try_from(n.value(r)).unwrap_or(0));
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Every cell this job was shown, with its subjects (computed now where they were not):
@@ -527,7 +638,10 @@ impl Guard {
         for q in 0..self.seen.len() {
             self.ensure_sets(ctx, q).await?;
             let s = &self.seen[q];
-            let sets = s.sets.as_deref().unwrap_or_default();
+            let sets = s
+                .sets
+                .as_deref()
+                .ok_or_else(|| internal("a query's subjects vanished"))?;
             let mut union = SubjectSet::new();
             for (c, set) in s.cells.iter().zip(sets) {
                 union.union_with(set);

@@ -18,33 +18,38 @@ use datafusion::logical_expr::{
 };
 use enclave_egress::difference::{SubjectKey, SubjectSet};
 
-/// `enclave_subjects(s, …)` under one subject key.
+/// `enclave_subjects(s, …)` under one subject key, for subject classes `names` (one argument
+/// each).
 #[derive(Debug)]
 pub struct Subjects {
     key: SubjectKey,
     /// Tells two keys apart without holding them in the clear twice.
     id: [u8; 32],
+    names: Vec<String>,
     signature: Signature,
 }
 
 impl PartialEq for Subjects {
     fn eq(&self, o: &Self) -> bool {
-        self.id == o.id
+        self.id == o.id && self.names == o.names
     }
 }
 impl Eq for Subjects {}
 impl std::hash::Hash for Subjects {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.id.hash(state);
+        self.names.hash(state);
     }
 }
 
 impl Subjects {
-    /// The aggregate under `key` (`id` names the key: a digest of it).
-    pub fn udaf(key: SubjectKey, id: [u8; 32]) -> AggregateUDF {
+    /// The aggregate under `key` (`id` names the key: a digest of it) for subject classes
+    /// `names`.
+    pub fn udaf(key: SubjectKey, id: [u8; 32], names: Vec<String>) -> AggregateUDF {
         AggregateUDF::new_from_impl(Subjects {
             key,
             id,
+            names,
             signature: Signature::variadic_any(Volatility::Immutable),
         })
     }
@@ -66,6 +71,7 @@ impl AggregateUDFImpl for Subjects {
     fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(Acc {
             key: self.key.clone(),
+            names: self.names.clone(),
             set: SubjectSet::new(),
         }))
     }
@@ -82,17 +88,26 @@ impl AggregateUDFImpl for Subjects {
 #[derive(Debug)]
 struct Acc {
     key: SubjectKey,
+    names: Vec<String>,
     set: SubjectSet,
 }
 
 impl Accumulator for Acc {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        for v in values {
+        for (class, v) in values.iter().enumerate() {
             // Every subject column is indexed by its text, so that one identifier read as a
-            // number in one dataset and as text in another is one subject.
+            // number in one dataset and as text in another is one subject; subjects of
+            // different classes (a join's other kind of subject) are told apart by their class's
+            // name.
+            let name = self.names.get(class).map_or(&[][..], |n| n.as_bytes());
             let text = cast(v, &DataType::Utf8)?;
+            let mut buf = Vec::with_capacity(64);
             for s in text.as_string::<i32>().iter().flatten() {
-                self.set.insert(self.key.index(s.as_bytes()));
+                buf.clear();
+                buf.extend_from_slice(name);
+                buf.push(0xff);
+                buf.extend_from_slice(s.as_bytes());
+                self.set.insert(self.key.index(&buf));
             }
         }
         Ok(())

@@ -105,13 +105,22 @@ pub struct Population {
     pub input: LogicalPlan,
     /// The grouping keys over `input`.
     pub keys: Vec<Expr>,
-    /// The raw subject value of each class over `input`.
-    pub subjects: Vec<Expr>,
+    /// The raw subject value of each class over `input`, with the class's name (its datasets'
+    /// subject column: one kind of subject across datasets).
+    pub subjects: Vec<(String, Expr)>,
     /// Whether the groups partition the subjects (one class, one row per subject): then the
     /// union of shown cells has exactly the sum of their counts.
     pub partition: bool,
     /// The datasets read.
     pub datasets: Vec<String>,
+    /// How the plan chose each cell's rows beyond the population (a noised plan whose subjects
+    /// have several rows keeps a keyed choice of groups per subject: its key is part of it), so
+    /// that two cells of one definition have the same subjects.
+    pub variant: String,
+    /// The rows of the population before the WHERE's conditions on restricted columns, when it
+    /// has some (one dataset only): the complement of each cell within it must hold no one or
+    /// at least k subjects.
+    pub open_input: Option<LogicalPlan>,
 }
 
 pub(super) fn df(e: datafusion::error::DataFusionError) -> CheckError {
@@ -225,6 +234,32 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
             )
             .map_err(df)?;
     }
+    // The population before the WHERE's restricted conditions (one dataset: a join is a
+    // condition on restricted join columns itself).
+    let open_input = match &q.predicate {
+        Some(p) if q.instances.len() == 1 => {
+            let (open, restricted): (Vec<Expr>, Vec<Expr>) =
+                datafusion::logical_expr::utils::split_conjunction(p)
+                    .into_iter()
+                    .cloned()
+                    .partition(|c| {
+                        c.column_refs()
+                            .iter()
+                            .all(|col| policy.row_level(&q.instances[0].dataset, &col.name))
+                    });
+            if restricted.is_empty() {
+                None
+            } else {
+                let b = plan.clone();
+                let b = match datafusion::logical_expr::utils::conjunction(open) {
+                    Some(o) => b.filter(o).map_err(df)?,
+                    None => b,
+                };
+                Some(b.build().map_err(df)?)
+            }
+        }
+        _ => None,
+    };
     if let Some(p) = &q.predicate {
         plan = plan.filter(p.clone()).map_err(df)?;
     }
@@ -266,7 +301,7 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
             q,
             cx,
             input,
-            population_input,
+            (population_input, open_input),
             &in_schema,
             &reps,
             single,
@@ -516,7 +551,14 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
         .collect();
     let codes = codes.columns();
     let dominance = !codes.is_empty();
-    plan = plan.filter(cx.cell_filter(counts, codes)).map_err(df)?;
+    // The cell's subject count, for the sum of what the filter hides.
+    let at = hidden
+        .iter()
+        .position(|h| h == "__enclave_subjects")
+        .unwrap_or(0);
+    plan = plan
+        .filter(cx.cell_filter(counts, codes, vec![at]))
+        .map_err(df)?;
     // Noise and the user's aggregate schema.
     let key_refs: Vec<Expr> = keys.clone();
     let mut out: Vec<Expr> = keys.clone();
@@ -603,9 +645,23 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
         population: Some(Population {
             input: population_input,
             keys,
-            subjects: vec![subject_col(unit)],
+            subjects: vec![(subject_of(unit).unwrap_or_default(), subject_col(unit))],
             partition: fast,
             datasets: datasets.clone(),
+            variant: if fast {
+                "noised, one row per subject".to_owned()
+            } else {
+                format!(
+                    "noised, at most {} groups and {} rows per subject, chosen under {}",
+                    dp.max_groups_per_subject,
+                    dp.max_rows_per_subject,
+                    blake3::derive_key("enclave v1 cell choice", &cx.noise_key)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                )
+            },
+            open_input,
         }),
         dp: Some(DpSpend {
             mechanism: dp.mechanism,

@@ -19,7 +19,14 @@ use crate::functions::Threshold;
 
 impl BuildContext<'_> {
     /// The filter of a group's cells: every subject count reaches k, no dominance code fails.
-    pub(super) fn cell_filter(&self, counts: Vec<Expr>, codes: Vec<Expr>) -> Expr {
+    /// `subjects`: the positions among `counts` of the group's subject counts (one per class),
+    /// whose least, over the groups suppressed, adds up in `hidden_subjects`.
+    pub(super) fn cell_filter(
+        &self,
+        counts: Vec<Expr>,
+        codes: Vec<Expr>,
+        subjects: Vec<usize>,
+    ) -> Expr {
         let n = counts.len();
         let mut args = counts;
         args.extend(codes);
@@ -32,6 +39,7 @@ impl BuildContext<'_> {
                 Arc::clone(&self.dominated[1]),
             ],
             Arc::clone(&self.hidden_subjects),
+            subjects,
         ))
         .call(args)
     }

@@ -18,7 +18,7 @@ pub(super) fn finish_plain(
     q: &Restricted,
     cx: &BuildContext<'_>,
     input: LogicalPlan,
-    population_input: LogicalPlan,
+    (population_input, open_input): (LogicalPlan, Option<LogicalPlan>),
     in_schema: &DFSchema,
     reps: &[usize],
     single: bool,
@@ -90,6 +90,13 @@ pub(super) fn finish_plain(
         .iter()
         .map(|h| Expr::Column(Column::from_name(h.clone())))
         .collect();
+    // Each class's subject count, for the sum of what the filter hides.
+    let subject_counts: Vec<usize> = hidden
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.starts_with("__enclave_subjects"))
+        .map(|(i, _)| i)
+        .collect();
     let mut out: Vec<Expr> = q
         .schema
         .iter()
@@ -107,8 +114,20 @@ pub(super) fn finish_plain(
     let population = reps.iter().all(|&r| has_subject(r)).then(|| Population {
         input: population_input,
         keys: keys.clone(),
-        subjects: reps.iter().map(|&r| subject_col(r)).collect(),
+        subjects: reps
+            .iter()
+            .map(|&r| {
+                let name = cx
+                    .policy
+                    .dataset(&q.instances[r].dataset)
+                    .and_then(|d| d.subject.clone())
+                    .unwrap_or_default();
+                (name, subject_col(r))
+            })
+            .collect(),
         partition: reps.len() == 1 && reps.iter().all(|&r| unique(r)),
+        variant: "exact".to_owned(),
+        open_input,
         datasets: {
             let mut d: Vec<String> = q.instances.iter().map(|i| i.dataset.clone()).collect();
             d.sort();
@@ -118,7 +137,7 @@ pub(super) fn finish_plain(
     });
     let plan = LogicalPlanBuilder::from(input)
         .aggregate(keys, aggs)
-        .and_then(|b| b.filter(cx.cell_filter(counts, codes)))
+        .and_then(|b| b.filter(cx.cell_filter(counts, codes, subject_counts)))
         .and_then(|b| b.project(out))
         .and_then(|b| b.build())
         .map_err(df)?;

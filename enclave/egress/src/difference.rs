@@ -65,14 +65,41 @@ impl SubjectSet {
         SubjectSet::default()
     }
 
-    /// Adds subject `index`.
+    /// Adds subject `index` (one at a time: for many, [`SubjectSet::from_indices`]).
     pub fn insert(&mut self, index: u32) {
         self.0.insert(index);
     }
 
+    /// The set of `indices` (in any order, repeats allowed). Built in order: indices are keyed
+    /// hashes, spread over the whole 32-bit range, and a bitmap grown at random places would
+    /// move its containers on every new one.
+    pub fn from_indices(mut indices: Vec<u32>) -> SubjectSet {
+        indices.sort_unstable();
+        indices.dedup();
+        match RoaringBitmap::from_sorted_iter(indices.iter().copied()) {
+            Ok(b) => SubjectSet(b),
+            // Unreachable (sorted, deduplicated); built one by one all the same.
+            Err(_) => SubjectSet(indices.into_iter().collect()),
+        }
+    }
+
+    /// The union of `sets`, built in one ordered pass.
+    pub fn union_all<'a>(sets: impl IntoIterator<Item = &'a SubjectSet>) -> SubjectSet {
+        let mut all: Vec<u32> = Vec::new();
+        for s in sets {
+            all.extend(s.0.iter());
+        }
+        SubjectSet::from_indices(all)
+    }
+
     /// Adds every subject of `other`.
     pub fn union_with(&mut self, other: &SubjectSet) {
-        self.0 |= &other.0;
+        *self = SubjectSet::union_all([&*self, other]);
+    }
+
+    /// The indices, in order.
+    pub fn indices(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter()
     }
 
     /// Subjects held (indices, so at most the subject count).
@@ -494,6 +521,26 @@ mod tests {
         let mut swapped = bytes;
         swapped[16 + 8 + 32] = 0xff;
         assert!(Cells::decode(&swapped).is_err());
+    }
+
+    #[test]
+    fn sets_built_at_once_equal_sets_built_one_by_one() {
+        let xs: Vec<u32> = (0..5000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let one_by_one = set(xs.iter().copied());
+        let mut twice = xs.clone();
+        twice.extend(xs.iter().rev().copied());
+        assert_eq!(SubjectSet::from_indices(twice), one_by_one);
+        let (a, b) = (
+            set(xs[..3000].iter().copied()),
+            set(xs[2000..].iter().copied()),
+        );
+        assert_eq!(SubjectSet::union_all([&a, &b]), one_by_one);
+        let mut c = a.clone();
+        c.union_with(&b);
+        assert_eq!(c, one_by_one);
+        assert_eq!(one_by_one.indices().count(), 5000);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod session;
 mod store;
 mod stream;
 mod tables;
+mod uniqueness;
 
 use std::path::PathBuf;
 

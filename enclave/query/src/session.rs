@@ -11,18 +11,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::datasource::provider_as_source;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use enclave_policy::Authorization;
 
@@ -114,26 +112,26 @@ pub struct DpReport {
 
 /// A job's query session.
 pub struct JobSession {
-    ctx: SessionContext,
-    tables: BTreeMap<String, Dataset>,
+    pub(crate) ctx: SessionContext,
+    pub(crate) tables: BTreeMap<String, Dataset>,
     /// The datasets' files, without the pseudonym views: only plans the host builds scan them.
-    raw: BTreeMap<String, Arc<dyn TableProvider>>,
+    pub(crate) raw: BTreeMap<String, Arc<dyn TableProvider>>,
     privacy: Privacy,
     /// Queries opened so far (the index is part of every noise draw's context).
     opened: std::sync::atomic::AtomicU64,
     /// The schema of each table's file (as inferred or as given).
     schemas: BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
-    limits: SessionLimits,
-    auth: Authorization,
+    pub(crate) limits: SessionLimits,
+    pub(crate) auth: Authorization,
     /// Whether each dataset's file holds at most one row per subject, where known.
-    uniqueness: std::sync::Mutex<BTreeMap<String, bool>>,
+    pub(crate) uniqueness: std::sync::Mutex<BTreeMap<String, bool>>,
     /// The facts of `uniqueness` this session counted (for the domain to keep with the
     /// snapshots).
-    learned: std::sync::Mutex<Vec<(String, bool)>>,
+    pub(crate) learned: std::sync::Mutex<Vec<(String, bool)>>,
     /// Set when the job ends: its queries stop at the next batch boundary.
-    cancel: crate::cancel::Cancel,
+    pub(crate) cancel: crate::cancel::Cancel,
     /// The difference check: the cells this job was shown, and what it suppressed.
-    guard: tokio::sync::Mutex<crate::difference::Guard>,
+    pub(crate) guard: tokio::sync::Mutex<crate::difference::Guard>,
 }
 
 /// A query that was started.
@@ -307,101 +305,6 @@ impl JobSession {
         self.cancel.cancel();
     }
 
-    /// What this session counted of its datasets' subject columns: (table, whether each subject
-    /// has at most one row). The facts hold for the files' snapshots, so a domain keeps them.
-    pub fn learned_uniqueness(&self) -> Vec<(String, bool)> {
-        self.learned.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// Whether table `name`'s file holds at most one row per subject: as known, or counted now
-    /// (once per session) with an exact distinct count over the raw file. A count that fails
-    /// (e.g. the memory limit) answers `false`, the safe side: subjects are then counted
-    /// distinctly and a noised statistic assumes several rows per subject.
-    async fn subject_unique(&self, name: &str) -> bool {
-        if let Some(u) = self
-            .uniqueness
-            .lock()
-            .ok()
-            .and_then(|m| m.get(name).copied())
-        {
-            return u;
-        }
-        let counted = match self.count_uniqueness(name).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(table = name, error = %e, "subject uniqueness not counted");
-                None
-            }
-        };
-        if let Ok(mut m) = self.uniqueness.lock() {
-            m.insert(name.to_owned(), counted.unwrap_or(false));
-        }
-        if let (Some(u), Ok(mut l)) = (counted, self.learned.lock()) {
-            l.push((name.to_owned(), u));
-        }
-        counted.unwrap_or(false)
-    }
-
-    /// `COUNT(*) = COUNT(DISTINCT subject)` over table `name`'s raw file; `None` if the dataset
-    /// has no subject column.
-    pub(crate) async fn count_uniqueness(&self, name: &str) -> Result<Option<bool>, QueryError> {
-        use datafusion::arrow::array::{Array, Int64Array};
-        use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
-        let Some(subject) = self
-            .auth
-            .policy()
-            .dataset(name)
-            .and_then(|d| d.subject.clone())
-        else {
-            return Ok(None);
-        };
-        let table = self
-            .raw
-            .get(name)
-            .ok_or_else(|| QueryError::Internal(format!("no raw table `{name}`")))?;
-        let column = Expr::Column(datafusion::common::Column::new(
-            Some(TableReference::bare(name)),
-            subject,
-        ));
-        let memory = self.limits.memory_bytes;
-        let plan = LogicalPlanBuilder::scan(name, provider_as_source(Arc::clone(table)), None)
-            .and_then(|b| {
-                b.aggregate(
-                    Vec::<Expr>::new(),
-                    vec![
-                        count(datafusion::prelude::lit(1i64)).alias("n"),
-                        count_distinct(column).alias("d"),
-                    ],
-                )
-            })
-            .and_then(|b| b.build())
-            .map_err(|e| QueryError::Internal(e.to_string()))?;
-        let batches = self
-            .ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(classify_plan_error(memory))?
-            .collect()
-            .await
-            .map_err(classify_exec_error(memory))?;
-        let counts = batches.iter().find(|b| b.num_rows() == 1).and_then(|b| {
-            let get = |i: usize| {
-                b.column(i)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .filter(|a| a.is_valid(0))
-                    .map(|a| a.value(0))
-            };
-            Some((get(0)?, get(1)?))
-        });
-        match counts {
-            Some((n, d)) => Ok(Some(n == d)),
-            None => Err(QueryError::Internal(
-                "the subject count returned no counts".into(),
-            )),
-        }
-    }
-
     /// Checks `sql` and starts it. A plan that reads only row-level columns runs as planned;
     /// any other runs only as the host builds it from the aggregation grammar (`grammar`).
     pub async fn open(&self, sql: &str) -> Result<Started, QueryError> {
@@ -492,31 +395,8 @@ impl JobSession {
             None => (plan, 0),
             Some((post, population)) => {
                 let policy_error = |e: crate::check::CheckError| QueryError::Policy(e.to_string());
-                let cells_schema = Arc::clone(plan.schema());
-                let (shown, differenced) = match population {
-                    Some(population) => {
-                        let batches = self.collect(plan).await?;
-                        let prefix = self.population_prefix(&population);
-                        let checked = self
-                            .guard
-                            .lock()
-                            .await
-                            .check(
-                                &self.ctx,
-                                policy.min_group_size,
-                                hidden_subjects.load(std::sync::atomic::Ordering::Relaxed),
-                                population,
-                                prefix,
-                                batches,
-                            )
-                            .await?;
-                        (
-                            shown_cells(&cells_schema, checked.batches)?,
-                            checked.suppressed,
-                        )
-                    }
-                    None => (without_count(plan)?, 0),
-                };
+                let (shown, differenced) =
+                    self.show_cells(plan, population, &hidden_subjects).await?;
                 let finished = optimize(&grammar::apply_post(&post, shown).map_err(policy_error)?)?;
                 grammar::check_total(&finished).map_err(policy_error)?;
                 text.push('\n');
@@ -554,73 +434,6 @@ impl JobSession {
             aggregate,
             grouped,
         })
-    }
-
-    /// Runs `plan` to the end (a restricted query's cells: one row per group), stopping when the
-    /// job ends.
-    async fn collect(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>, QueryError> {
-        let memory = self.limits.memory_bytes;
-        let df = self
-            .ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(classify_plan_error(memory))?;
-        let task = Arc::new(df.task_ctx());
-        let physical = df
-            .create_physical_plan()
-            .await
-            .and_then(|p| crate::cancel::cancellable(p, &self.cancel))
-            .map_err(classify_plan_error(memory))?;
-        datafusion::physical_plan::collect(physical, task)
-            .await
-            .map_err(classify_exec_error(memory))
-    }
-
-    /// The digest of what defines a population's rows: its plan, keys and subjects, and the
-    /// contents of each dataset it reads (its snapshot digest, or its path where none is known).
-    fn population_prefix(&self, p: &crate::grammar::Population) -> [u8; 32] {
-        let mut h = blake3::Hasher::new_derive_key("enclave v1 cell population");
-        h.update(p.input.display_indent().to_string().as_bytes());
-        h.update(&[0]);
-        h.update(p.variant.as_bytes());
-        // Pseudonyms are the application's: a literal pseudonym in the WHERE selects other
-        // people under another application's key.
-        h.update(&blake3::derive_key(
-            "enclave v1 pseudonym key id",
-            self.auth.pseudonym_key().bytes(),
-        ));
-        for e in p.keys.iter().chain(p.subjects.iter().map(|(_, e)| e)) {
-            h.update(&[0]);
-            h.update(e.to_string().as_bytes());
-        }
-        for d in &p.datasets {
-            h.update(&[1]);
-            h.update(d.as_bytes());
-            match self.tables.get(d) {
-                Some(Dataset {
-                    snapshot: Some(s), ..
-                }) => h.update(s),
-                Some(ds) => h.update(ds.path.as_os_str().as_encoded_bytes()),
-                None => h.update(b"?"),
-            };
-        }
-        *h.finalize().as_bytes()
-    }
-
-    /// Per checked query (in order), the definitions of the cells the difference check
-    /// suppressed (for the job's transcript; re-derivation suppresses the same).
-    pub async fn difference_decisions(
-        &self,
-    ) -> BTreeMap<u64, Vec<enclave_egress::difference::CellDef>> {
-        self.guard.lock().await.decisions()
-    }
-
-    /// Every cell this session's queries showed, with its subjects (computed now where the
-    /// check did not need them): what a development entity is released with a job's outputs.
-    /// Computed when a job's first output is released, in the re-derivation of its queries
-    /// (the domain's work, not the job's).
-    pub async fn shown_cells(&self) -> Result<enclave_egress::difference::Cells, QueryError> {
-        self.guard.lock().await.cells(&self.ctx).await
     }
 
     /// Charges a noised query to the ledger before it runs.
@@ -739,68 +552,6 @@ impl JobSession {
             self.tables.keys().cloned().collect::<Vec<_>>().join(", ")
         }
     }
-}
-
-/// The cells shown, as the input of the user's post-aggregate steps: an in-memory table with
-/// the columns of `schema` but its last (the subject count), each under its qualified name.
-fn shown_cells(
-    schema: &datafusion::common::DFSchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<LogicalPlan, QueryError> {
-    use datafusion::arrow::datatypes::{Field, Schema};
-    let internal = |e: &dyn std::fmt::Display| QueryError::Internal(format!("shown cells: {e}"));
-    let width = schema.fields().len().saturating_sub(1);
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .take(width)
-        .enumerate()
-        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), f.is_nullable()))
-        .collect();
-    let plain = Arc::new(Schema::new(fields));
-    let batches = batches
-        .into_iter()
-        .map(|b| RecordBatch::try_new(Arc::clone(&plain), b.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| internal(&e))?;
-    let table = datafusion::datasource::MemTable::try_new(Arc::clone(&plain), vec![batches])
-        .map_err(|e| internal(&e))?;
-    let exprs: Vec<Expr> = (0..width)
-        .map(|i| {
-            let (qualifier, field) = schema.qualified_field(i);
-            Expr::Column(datafusion::common::Column::new(
-                Some(TableReference::bare(CELLS)),
-                format!("c{i}"),
-            ))
-            .alias_qualified(qualifier.cloned(), field.name())
-        })
-        .collect();
-    LogicalPlanBuilder::scan(CELLS, provider_as_source(Arc::new(table)), None)
-        .and_then(|b| b.project(exprs))
-        .and_then(|b| b.build())
-        .map_err(|e| internal(&e))
-}
-
-/// The table name of the shown cells.
-const CELLS: &str = "__enclave_cells";
-
-/// `plan` without its last column (the subject count).
-fn without_count(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
-    let schema = Arc::clone(plan.schema());
-    let width = schema.fields().len().saturating_sub(1);
-    let exprs: Vec<Expr> = (0..width)
-        .map(|i| {
-            let (qualifier, field) = schema.qualified_field(i);
-            Expr::Column(datafusion::common::Column::new(
-                qualifier.cloned(),
-                field.name(),
-            ))
-        })
-        .collect();
-    LogicalPlanBuilder::from(plan)
-        .project(exprs)
-        .and_then(|b| b.build())
-        .map_err(|e| QueryError::Internal(format!("the cells' columns: {e}")))
 }
 
 /// Nodes of a logical plan, subqueries included (a UNION of a thousand branches is large even

@@ -72,7 +72,7 @@ impl AggregateUDFImpl for Subjects {
         Ok(Box::new(Acc {
             key: self.key.clone(),
             names: self.names.clone(),
-            set: SubjectSet::new(),
+            indices: Vec::new(),
         }))
     }
 
@@ -86,10 +86,20 @@ impl AggregateUDFImpl for Subjects {
 }
 
 #[derive(Debug)]
+/// A cell's subject indices as they come (the set is built once, in order, when asked for).
 struct Acc {
     key: SubjectKey,
     names: Vec<String>,
-    set: SubjectSet,
+    indices: Vec<u32>,
+}
+
+impl Acc {
+    /// The set so far; the indices kept deduplicated and in order.
+    fn set(&mut self) -> SubjectSet {
+        let set = SubjectSet::from_indices(std::mem::take(&mut self.indices));
+        self.indices = set.indices().collect();
+        set
+    }
 }
 
 impl Accumulator for Acc {
@@ -107,7 +117,7 @@ impl Accumulator for Acc {
                 buf.extend_from_slice(name);
                 buf.push(0xff);
                 buf.extend_from_slice(s.as_bytes());
-                self.set.insert(self.key.index(&buf));
+                self.indices.push(self.key.index(&buf));
             }
         }
         Ok(())
@@ -124,21 +134,21 @@ impl Accumulator for Acc {
             if s.is_valid(i) {
                 let part = SubjectSet::decode(s.value(i))
                     .map_err(|e| DataFusionError::Internal(e.to_string()))?;
-                self.set.union_with(&part);
+                self.indices.extend(part.indices());
             }
         }
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(Some(self.set.encode()))])
+        Ok(vec![ScalarValue::Binary(Some(self.set().encode()))])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Binary(Some(self.set.encode())))
+        Ok(ScalarValue::Binary(Some(self.set().encode())))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + usize::try_from(self.set.len()).unwrap_or(usize::MAX) * 2
+        std::mem::size_of_val(self) + self.indices.capacity() * std::mem::size_of::<u32>()
     }
 }

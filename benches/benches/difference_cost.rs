@@ -87,6 +87,7 @@ fn main() {
         set.insert(i as u32);
         far.push(Cell {
             def: CellDef(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+            family: None,
             count: Count::exact(1_000_000_000 + i * 100),
             set,
         });
@@ -97,6 +98,7 @@ fn main() {
     for (i, c) in own.cells().iter().enumerate() {
         renamed.push(Cell {
             def: CellDef(*blake3::hash(format!("other {i}").as_bytes()).as_bytes()),
+            family: None,
             count: c.count,
             set: c.set.clone(),
         });

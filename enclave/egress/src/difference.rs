@@ -174,6 +174,10 @@ impl Count {
 pub struct Cell {
     /// Its definition.
     pub def: CellDef,
+    /// Its population's digest where that population's groups are disjoint (each subject has
+    /// one row, so in one group): two cells of one family and different definitions hold
+    /// different people, at least k each, and are never close.
+    pub family: Option<CellDef>,
     /// Its subject count.
     pub count: Count,
     /// Its subjects.
@@ -185,6 +189,21 @@ pub struct Cell {
 /// an index do not make a one-person difference vanish).
 pub fn distance(a: Count, a_set: &SubjectSet, b: Count, b_set: &SubjectSet) -> u64 {
     a_set.symmetric_difference_len(b_set).max(a.gap(b))
+}
+
+/// Whether two cells are one: the same definition and count.
+pub fn same_cell(a: CellDef, a_count: Count, b: CellDef, b_count: Count) -> bool {
+    a == b && a_count == b_count
+}
+
+/// Whether two cells are different groups of one population whose groups are disjoint.
+pub fn disjoint(
+    a: CellDef,
+    a_family: Option<CellDef>,
+    b: CellDef,
+    b_family: Option<CellDef>,
+) -> bool {
+    a != b && a_family.is_some() && a_family == b_family
 }
 
 /// Whether a distance of `d` subjects gives somebody away under threshold `k`: two different
@@ -287,19 +306,34 @@ impl Cells {
         self.cells.is_empty()
     }
 
-    /// The cells that may be closer than `k` to a cell with count `c` and definition `def`
-    /// (a cell of the same definition and count is the same cell).
-    pub fn near(&self, def: CellDef, c: Count, k: u64) -> impl Iterator<Item = &Cell> + '_ {
-        self.near_indices(def, c, k)
+    /// The cells that may be closer than `k` to a cell with count `c`, definition `def` and
+    /// family `family` (a cell of the same definition and count is the same cell; one of the
+    /// same family, a disjoint group).
+    pub fn near(
+        &self,
+        def: CellDef,
+        family: Option<CellDef>,
+        c: Count,
+        k: u64,
+    ) -> impl Iterator<Item = &Cell> + '_ {
+        self.near_indices(def, family, c, k)
             .filter_map(|i| self.cells.get(i))
     }
 
     /// [`Cells::near`], as indices into [`Cells::cells`].
-    pub fn near_indices(&self, def: CellDef, c: Count, k: u64) -> impl Iterator<Item = usize> + '_ {
+    pub fn near_indices(
+        &self,
+        def: CellDef,
+        family: Option<CellDef>,
+        c: Count,
+        k: u64,
+    ) -> impl Iterator<Item = usize> + '_ {
         self.index.near(c, k).filter(move |&i| {
-            self.cells
-                .get(i)
-                .is_some_and(|x| (x.def != def || x.count != c) && may_be_close(x.count, c, k))
+            self.cells.get(i).is_some_and(|x| {
+                !same_cell(x.def, x.count, def, c)
+                    && !disjoint(x.def, x.family, def, family)
+                    && may_be_close(x.count, c, k)
+            })
         })
     }
 
@@ -307,7 +341,7 @@ impl Cells {
     /// (and by some).
     pub fn conflict(&self, new: &Cells, k: u64) -> Option<Conflict> {
         for (i, a) in new.cells.iter().enumerate() {
-            for b in self.near(a.def, a.count, k) {
+            for b in self.near(a.def, a.family, a.count, k) {
                 let d = distance(a.count, &a.set, b.count, &b.set);
                 if too_close(d, k) {
                     return Some(Conflict {
@@ -329,6 +363,13 @@ impl Cells {
             out.extend_from_slice(&c.def.0);
             out.extend_from_slice(&c.count.lo.to_le_bytes());
             out.extend_from_slice(&c.count.hi.to_le_bytes());
+            match c.family {
+                Some(f) => {
+                    out.push(1);
+                    out.extend_from_slice(&f.0);
+                }
+                None => out.push(0),
+            }
             let set = c.set.encode();
             out.extend_from_slice(&(set.len() as u64).to_le_bytes());
             out.extend_from_slice(&set);
@@ -353,10 +394,20 @@ impl Cells {
             if lo > hi {
                 return Err(bad("a cell's count bounds are out of order"));
             }
+            let family = match r.take(1)? {
+                [0] => None,
+                [1] => {
+                    let mut f = [0u8; 32];
+                    f.copy_from_slice(r.take(32)?);
+                    Some(CellDef(f))
+                }
+                _ => return Err(bad("a cell's family flag is neither 0 nor 1")),
+            };
             let len = usize::try_from(r.u64()?).map_err(|_| bad("a set too long"))?;
             let set = SubjectSet::decode(r.take(len)?)?;
             cells.push(Cell {
                 def: CellDef(def),
+                family,
                 count: Count { lo, hi },
                 set,
             });
@@ -418,6 +469,7 @@ mod tests {
         let s = set(xs);
         Cell {
             def: CellDef([tag; 32]),
+            family: None,
             count: Count::exact(s.len()),
             set: s,
         }
@@ -458,22 +510,56 @@ mod tests {
         cells.push(cell(2, 0..5000));
         cells.push(Cell {
             def: CellDef([3; 32]),
+            family: None,
             count: Count { lo: 10, hi: 2000 },
             set: set(0..1500),
         });
         let mut found: Vec<u8> = cells
-            .near(CellDef([9; 32]), Count::exact(1009), 10)
+            .near(CellDef([9; 32]), None, Count::exact(1009), 10)
             .map(|c| c.def.0[0])
             .collect();
         found.sort_unstable();
         assert_eq!(found, vec![1, 3]);
         assert_eq!(
-            cells.near(CellDef([9; 32]), Count::exact(1010), 10).count(),
+            cells
+                .near(CellDef([9; 32]), None, Count::exact(1010), 10)
+                .count(),
             1
         );
         assert_eq!(
-            cells.near(CellDef([1; 32]), Count::exact(1000), 10).count(),
+            cells
+                .near(CellDef([1; 32]), None, Count::exact(1000), 10)
+                .count(),
             1
+        );
+    }
+
+    #[test]
+    fn groups_of_one_disjoint_population_are_not_compared_but_others_are() {
+        let f = Some(CellDef([7; 32]));
+        let mut cells = Cells::new();
+        cells.push(Cell {
+            family: f,
+            ..cell(1, 0..1000)
+        });
+        cells.push(cell(2, 0..1001));
+        let near: Vec<u8> = cells
+            .near(CellDef([3; 32]), f, Count::exact(1005), 10)
+            .map(|c| c.def.0[0])
+            .collect();
+        assert_eq!(near, vec![2], "the same family's other group is disjoint");
+        assert_eq!(
+            cells
+                .near(CellDef([3; 32]), None, Count::exact(1005), 10)
+                .count(),
+            2
+        );
+        // The same definition in the same family, with another count, is compared.
+        assert_eq!(
+            cells
+                .near(CellDef([1; 32]), f, Count::exact(1001), 10)
+                .count(),
+            2
         );
     }
 
@@ -515,8 +601,11 @@ mod tests {
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(Cells::decode(&huge).is_err());
         let mut bad = bytes.clone();
-        bad[16 + 8 + 32 + 8 + 8] = 0xff;
-        assert!(Cells::decode(&bad).is_err());
+        bad[16 + 8 + 32 + 8 + 8] = 2;
+        assert!(Cells::decode(&bad).is_err(), "a family flag of 2");
+        let mut bad = bytes.clone();
+        bad[16 + 8 + 32 + 8 + 8 + 1] = 0xff;
+        assert!(Cells::decode(&bad).is_err(), "a set length past the end");
         // Count bounds out of order.
         let mut swapped = bytes;
         swapped[16 + 8 + 32] = 0xff;

@@ -28,7 +28,8 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 use enclave_egress::difference::{
-    CellDef, Cells, Count, NearIndex, SubjectKey, SubjectSet, distance, may_be_close, too_close,
+    CellDef, Cells, Count, NearIndex, SubjectKey, SubjectSet, disjoint, distance, may_be_close,
+    same_cell, too_close,
 };
 
 pub use subjects::Subjects;
@@ -83,6 +84,10 @@ struct Shown {
 /// A query's shown cells.
 struct Seen {
     population: Population,
+    /// Its population's digest where its groups are disjoint (see [`Cell::family`]).
+    ///
+    /// [`Cell::family`]: enclave_egress::difference::Cell::family
+    family: Option<CellDef>,
     cells: Vec<Shown>,
     /// The union of its cells (a grouped query's).
     margin: Option<(CellDef, Count)>,
@@ -93,6 +98,11 @@ struct Seen {
 }
 
 impl Seen {
+    /// The family of its cell `cell` (a union has none).
+    fn family_of(&self, cell: Option<usize>) -> Option<CellDef> {
+        cell.and(self.family)
+    }
+
     fn count_of(&self, cell: Option<usize>) -> (CellDef, Count) {
         match cell {
             Some(i) => self
@@ -209,6 +219,8 @@ impl Guard {
         batches: Vec<RecordBatch>,
     ) -> Result<Checked, QueryError> {
         let query = self.checks;
+        // Where each subject has one row, this population's groups hold different people.
+        let family = population.partition.then_some(CellDef(prefix));
         self.checks = self.checks.saturating_add(1);
         let nkeys = population.keys.len();
         // Every cell: where it is, its key values, subjects and definition.
@@ -275,7 +287,7 @@ impl Guard {
                         continue;
                     }
                     let (def, count) = (rows[i].2.def, Count::exact(rows[i].2.count));
-                    let near = self.near(&released, def, count, k);
+                    let near = self.near(&released, (def, family), count, k);
                     if near.is_empty() {
                         continue;
                     }
@@ -329,7 +341,7 @@ impl Guard {
                         break;
                     }
                     let (def, count) = union_of(&prefix, &population, &rows, &kept);
-                    let near = self.near(&released, def, count, k);
+                    let near = self.near(&released, (def, None), count, k);
                     if near.is_empty() {
                         break;
                     }
@@ -398,6 +410,7 @@ impl Guard {
         }
         self.seen.push(Seen {
             population,
+            family,
             cells,
             margin,
             sets: kept_sets,
@@ -431,10 +444,17 @@ impl Guard {
         })
     }
 
-    /// The cells within reach of (`def`, `count`): released ones and those this job was shown.
-    fn near(&self, released: &Cells, def: CellDef, count: Count, k: u64) -> Vec<Ref> {
+    /// The cells within reach of (`def`, `family`, `count`): released ones and those this job
+    /// was shown.
+    fn near(
+        &self,
+        released: &Cells,
+        (def, family): (CellDef, Option<CellDef>),
+        count: Count,
+        k: u64,
+    ) -> Vec<Ref> {
         let mut out: Vec<Ref> = released
-            .near_indices(def, count, k)
+            .near_indices(def, family, count, k)
             .map(Ref::Released)
             .collect();
         for item in self.index.near(count, k) {
@@ -442,7 +462,10 @@ impl Guard {
                 && let Some(s) = self.seen.get(q)
             {
                 let (d, c) = s.count_of(cell);
-                if (d != def || c != count) && may_be_close(c, count, k) {
+                if !same_cell(d, c, def, count)
+                    && !disjoint(d, s.family_of(cell), def, family)
+                    && may_be_close(c, count, k)
+                {
                     out.push(Ref::Seen(q, cell));
                 }
             }

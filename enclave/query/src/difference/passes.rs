@@ -214,6 +214,7 @@ impl Guard {
             for (c, set) in s.cells.iter().zip(sets) {
                 out.push(Cell {
                     def: c.def,
+                    family: s.family,
                     count: Count::exact(c.count),
                     set: set.clone(),
                 });
@@ -221,6 +222,7 @@ impl Guard {
             if let Some((def, count)) = s.margin {
                 out.push(Cell {
                     def,
+                    family: None,
                     count,
                     set: union,
                 });

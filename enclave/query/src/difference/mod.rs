@@ -156,8 +156,9 @@ fn cell_def(prefix: &[u8; 32], key: &[ScalarValue]) -> CellDef {
     let mut h = blake3::Hasher::new_derive_key("enclave v1 cell definition");
     h.update(prefix);
     for k in key {
-        h.update(format!("{k:?}").as_bytes());
-        h.update(&[0]);
+        let text = format!("{k:?}");
+        h.update(&(text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
     }
     CellDef(*h.finalize().as_bytes())
 }
@@ -246,6 +247,12 @@ impl Guard {
                 rows.push((b, r, Shown { key, count, def }));
             }
         }
+        if self.shown.saturating_add(rows.len()) > MAX_CELLS {
+            return Err(QueryError::Refused(format!(
+                "the difference check keeps at most {MAX_CELLS} cells per job: this query would \
+                 show more"
+            )));
+        }
         let mut keep = vec![true; rows.len()];
         let mut suppressed: Vec<CellDef> = Vec::new();
         // Subject sets of this query's cells, where the check needed them.
@@ -268,9 +275,10 @@ impl Guard {
                 // conditions (a count open columns may give, minus the cell) must hold no one
                 // or at least k subjects: else the cell and that count are a differencing pair.
                 let keys: Vec<&[ScalarValue]> = rows.iter().map(|r| r.2.key.as_slice()).collect();
-                if let Some(open) = self.open_counts(ctx, &population, &keys).await? {
+                let open = self.open_counts(ctx, &population, &keys).await?;
+                if let Some(open) = &open {
                     for (i, (_, _, c)) in rows.iter().enumerate() {
-                        let close = match open.get(i).copied().flatten() {
+                        let close = match open.cells.get(i).copied().flatten() {
                             Some(o) => too_close(o.saturating_sub(c.count), k),
                             // Not found: it cannot be judged, so it is not shown.
                             None => true,
@@ -315,13 +323,20 @@ impl Guard {
                 // them. Else its smallest shown cell goes too (secondary suppression), which
                 // holds at least k. (Exact where each subject has one row; where subjects have
                 // several, `hidden` bounds the subjects only hidden groups hold from above.)
-                let mut hidden = hidden;
-                for (i, (_, _, c)) in rows.iter().enumerate() {
-                    if !keep[i] {
-                        hidden = hidden.saturating_add(c.count);
-                    }
-                }
-                if nkeys > 0 && hidden > 0 && hidden < k {
+                // What the query hides: the groups its filter dropped and the cells suppressed
+                // here; and, before restricted conditions, its open population minus its shown
+                // cells (groups the WHERE removed whole included). Either too small gives
+                // somebody away; one more shown cell (at least k) makes both large enough.
+                let shown = (0..rows.len())
+                    .filter(|&i| keep[i])
+                    .fold(0u64, |a, i| a.saturating_add(rows[i].2.count));
+                let dropped = rows
+                    .iter()
+                    .zip(&keep)
+                    .filter(|(_, kept)| !**kept)
+                    .fold(hidden, |a, ((_, _, c), _)| a.saturating_add(c.count));
+                let open_hidden = open.as_ref().map_or(0, |o| o.total.saturating_sub(shown));
+                if nkeys > 0 && (too_close(dropped, k) || too_close(open_hidden, k)) {
                     let smallest = (0..rows.len())
                         .filter(|&i| keep[i])
                         .min_by_key(|&i| (rows[i].2.count, rows[i].2.def));
@@ -379,12 +394,6 @@ impl Guard {
         // 4. What is shown is compared with from now on.
         let kept: Vec<usize> = (0..rows.len()).filter(|&i| keep[i]).collect();
         self.shown = self.shown.saturating_add(kept.len());
-        if self.shown > MAX_CELLS {
-            return Err(QueryError::Refused(format!(
-                "the difference check keeps at most {MAX_CELLS} cells per job: this query \
-                 would show more"
-            )));
-        }
         let margin =
             (nkeys > 0 && !kept.is_empty()).then(|| union_of(&prefix, &population, &rows, &kept));
         let kept_sets = sets.map(|s| {

@@ -21,6 +21,14 @@ use super::{Guard, Ref, Subjects, internal};
 use crate::QueryError;
 use crate::grammar::Population;
 
+/// Subject counts of a population before the WHERE's restricted conditions.
+pub(super) struct OpenCounts {
+    /// Per cell (by position), its group's; `None` where the group was not found.
+    pub(super) cells: Vec<Option<u64>>,
+    /// Over every group, shown or not (groups the WHERE removed whole included).
+    pub(super) total: u64,
+}
+
 impl Guard {
     /// The count and subjects of a compared cell (computing a shown query's sets if need be).
     pub(super) async fn subjects_of(
@@ -163,36 +171,53 @@ impl Guard {
         ctx: &SessionContext,
         population: &Population,
         keys: &[&[ScalarValue]],
-    ) -> Result<Option<Vec<Option<u64>>>, QueryError> {
+    ) -> Result<Option<OpenCounts>, QueryError> {
         use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
         let Some(open) = &population.open_input else {
             return Ok(None);
         };
-        let n = match population.subjects.as_slice() {
-            [(_, s)] if !population.partition => count_distinct(s.clone()),
-            _ => count(datafusion::logical_expr::lit(1i64)),
+        // Subjects per group, of every class (as the cells count them).
+        let counts: Vec<datafusion::logical_expr::Expr> = if population.partition {
+            vec![count(datafusion::logical_expr::lit(1i64)).alias("__enclave_open0")]
+        } else {
+            population
+                .subjects
+                .iter()
+                .enumerate()
+                .map(|(i, (_, s))| count_distinct(s.clone()).alias(format!("__enclave_open{i}")))
+                .collect()
         };
+        let width = counts.len();
         let plan = LogicalPlanBuilder::from(open.clone())
-            .aggregate(population.keys.clone(), vec![n.alias("__enclave_open")])
+            .aggregate(population.keys.clone(), counts)
             .and_then(|b| b.build())
             .map_err(internal)?;
         let batches = self.run(ctx, plan).await?;
         let at: HashMap<&[ScalarValue], usize> =
             keys.iter().enumerate().map(|(i, k)| (*k, i)).collect();
         let nkeys = population.keys.len();
-        let mut out = vec![None; keys.len()];
+        let mut out = OpenCounts {
+            cells: vec![None; keys.len()],
+            total: 0,
+        };
         for batch in &batches {
-            let n = cast(batch.column(nkeys), &DataType::Int64).map_err(internal)?;
-            let n = n.as_primitive::<Int64Type>();
+            let mut columns = Vec::with_capacity(width);
+            for c in nkeys..nkeys + width {
+                columns.push(cast(batch.column(c), &DataType::Int64).map_err(internal)?);
+            }
             for r in 0..batch.num_rows() {
+                let n = columns.iter().fold(0u64, |a, c| {
+                    let c = c.as_primitive::<Int64Type>();
+                    let v = if c.is_valid(r) { c.value(r) } else { 0 };
+                    a.saturating_add(u64::try_from(v).unwrap_or(0))
+                });
+                out.total = out.total.saturating_add(n);
                 let key = (0..nkeys)
                     .map(|c| ScalarValue::try_from_array(batch.column(c), r))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(internal)?;
-                if let Some(&i) = at.get(key.as_slice())
-                    && n.is_valid(r)
-                {
-                    out[i] = Some(u64::try_from(n.value(r)).unwrap_or(0));
+                if let Some(&i) = at.get(key.as_slice()) {
+                    out.cells[i] = Some(n);
                 }
             }
         }

@@ -80,6 +80,9 @@ impl JobSession {
         h.update(p.input.display_indent().to_string().as_bytes());
         h.update(&[0]);
         h.update(p.variant.as_bytes());
+        // The display prints string literals unescaped (`'a") OR x = Utf8("b'` reads like two
+        // literals): the WHERE and keys are named by their `Debug` form too.
+        h.update(format!("{:?}\0{:?}", p.predicate, p.keys).as_bytes());
         // Pseudonyms are the application's: a literal pseudonym in the WHERE selects other
         // people under another application's key.
         h.update(&blake3::derive_key(

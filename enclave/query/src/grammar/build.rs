@@ -118,9 +118,11 @@ pub struct Population {
     /// that two cells of one definition have the same subjects.
     pub variant: String,
     /// The rows of the population before the WHERE's conditions on restricted columns, when it
-    /// has some (one dataset only): the complement of each cell within it must hold no one or
-    /// at least k subjects.
+    /// has some: the complement of each cell within it must hold no one or at least k subjects.
     pub open_input: Option<LogicalPlan>,
+    /// The WHERE, whose `Debug` form (literals quoted and escaped) names the population
+    /// unambiguously where the plan's display does not.
+    pub predicate: Option<Expr>,
 }
 
 pub(super) fn df(e: datafusion::error::DataFusionError) -> CheckError {
@@ -234,31 +236,48 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
             )
             .map_err(df)?;
     }
-    // The population before the WHERE's restricted conditions (one dataset: a join is a
-    // condition on restricted join columns itself).
+    // The population before the WHERE's restricted conditions: the joined rows with its open
+    // conditions only. A condition that mixes open and restricted columns is refused: an open
+    // condition hidden under an OR or a NOT beside a restricted one would hide that population.
     let open_input = match &q.predicate {
-        Some(p) if q.instances.len() == 1 => {
-            let (open, restricted): (Vec<Expr>, Vec<Expr>) =
-                datafusion::logical_expr::utils::split_conjunction(p)
-                    .into_iter()
-                    .cloned()
-                    .partition(|c| {
-                        c.column_refs()
-                            .iter()
-                            .all(|col| policy.row_level(&q.instances[0].dataset, &col.name))
-                    });
-            if restricted.is_empty() {
-                None
-            } else {
+        Some(p) => {
+            let open_col = |c: &Column| {
+                let i = match &c.relation {
+                    Some(r) => q.instances.iter().position(|x| &x.qualifier == r),
+                    None if q.instances.len() == 1 => Some(0),
+                    None => None,
+                };
+                i.is_some_and(|i| policy.row_level(&q.instances[i].dataset, &c.name))
+            };
+            let mut open = Vec::new();
+            let mut restricted = false;
+            for c in datafusion::logical_expr::utils::split_conjunction(p) {
+                let cols = c.column_refs();
+                let opened = cols.iter().filter(|col| open_col(col)).count();
+                if opened == cols.len() {
+                    open.push(c.clone());
+                } else if opened == 0 {
+                    restricted = true;
+                } else {
+                    return Err(refuse(format!(
+                        "a condition of the WHERE mixes open and restricted columns (`{c}`): \
+                         write each condition over open columns only or restricted columns \
+                         only, joined by AND"
+                    )));
+                }
+            }
+            if restricted {
                 let b = plan.clone();
                 let b = match datafusion::logical_expr::utils::conjunction(open) {
                     Some(o) => b.filter(o).map_err(df)?,
                     None => b,
                 };
                 Some(b.build().map_err(df)?)
+            } else {
+                None
             }
         }
-        _ => None,
+        None => None,
     };
     if let Some(p) = &q.predicate {
         plan = plan.filter(p.clone()).map_err(df)?;
@@ -662,6 +681,7 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
                 )
             },
             open_input,
+            predicate: q.predicate.clone(),
         }),
         dp: Some(DpSpend {
             mechanism: dp.mechanism,

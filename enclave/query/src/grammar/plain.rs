@@ -128,6 +128,7 @@ pub(super) fn finish_plain(
         partition: reps.len() == 1 && reps.iter().all(|&r| unique(r)),
         variant: "exact".to_owned(),
         open_input,
+        predicate: q.predicate.clone(),
         datasets: {
             let mut d: Vec<String> = q.instances.iter().map(|i| i.dataset.clone()).collect();
             d.sort();

@@ -17,6 +17,7 @@ mod build;
 mod cells;
 mod parse;
 mod plain;
+mod population;
 mod post;
 mod safety;
 
@@ -24,8 +25,9 @@ use datafusion::common::{DFSchemaRef, TableReference};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use enclave_policy::Policy;
 
-pub use build::{BuildContext, Built, DpSpend, Population, SUBJECTS, apply_post, build};
+pub use build::{BuildContext, Built, DpSpend, SUBJECTS, apply_post, build};
 pub use parse::parse;
+pub use population::Population;
 pub use safety::check_total;
 
 use crate::check::CheckError;

@@ -6,7 +6,8 @@ use datafusion::common::{Column, DFSchema};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit, when};
 
-use super::build::{BuildContext, Built, Population, SUBJECTS, df, nullable};
+use super::Population;
+use super::build::{BuildContext, Built, SUBJECTS, df, nullable};
 use super::cells::{Codes, restricted, unshifted};
 use super::{AggKind, Restricted};
 use crate::check::CheckError;

@@ -337,6 +337,111 @@ fn a_cell_a_few_short_of_its_open_total_is_suppressed() {
     assert!(!flagged(&young));
 }
 
+/// Visits: 40 people with a visit in each of two districts, 15 more in district-0 only and 15
+/// in district-1 only, under a policy that noises cost: each subject keeps a keyed choice of one
+/// district, so one cell counts its 15 own people only, not the 40 who chose the other.
+fn capped_cells_have_the_subjects_they_count() {
+    let (dir, domain) = temp_domain();
+    let mut rows: Vec<(String, &str)> = Vec::new();
+    for i in 0..40 {
+        rows.push((format!("p{i:04}"), "district-0"));
+        rows.push((format!("p{i:04}"), "district-1"));
+    }
+    for i in 40..55 {
+        rows.push((format!("p{i:04}"), "district-0"));
+    }
+    for i in 55..70 {
+        rows.push((format!("p{i:04}"), "district-1"));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("district", DataType::Utf8, false),
+        Field::new("cost", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(vec![100i64; rows.len()])),
+        ],
+    )
+    .unwrap();
+    let path = dir.path().join("visits.parquet");
+    let f = std::fs::File::create(&path).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let mut j = Job::new(example_bytes("sql-report"))
+        .table("visits", &path)
+        .param(
+            "sql",
+            "SELECT district, COUNT(*) AS n, SUM(cost) AS total FROM visits GROUP BY district \
+         ORDER BY district",
+        );
+    j.policy = PolicySource::Text {
+        name: "visits".into(),
+        text: r#"version = 1
+[threshold]
+min_group_size = 10
+[dp]
+require = ["L3"]
+epsilon = 1.0
+max_groups_per_subject = 1
+max_rows_per_subject = 1
+[dp.budget]
+epsilon = 100.0
+delta = 1e-5
+[levels]
+L1 = ["plaintext"]
+L2 = ["group_by", "aggregate", "join"]
+L3 = ["aggregate"]
+L4 = ["denied"]
+[datasets.visits]
+subject = "person_id"
+[datasets.visits.columns]
+person_id = { level = "L4", uses = ["pseudonym", "join"] }
+district = "L2"
+cost = { level = "L3", bounds = [0, 1000] }
+"#
+        .into(),
+    };
+    let r = j.run_in(&domain).unwrap();
+    assert!(r.result.is_ok(), "{:?}", r.result);
+    assert!(r.queries[0].dp.is_some());
+    // Each person chose one of their two districts: the cells' counts add up to the 40 people.
+    let mut shown = counts_of(&r, 1);
+    shown.sort_unstable();
+    assert_eq!(shown, vec![15, 55], "one district keeps only its own 15");
+    let (cells, rep) =
+        enclave_runtime::replay::release_cells(&domain, engine(), r.manifest.job).unwrap();
+    assert!(rep.identical, "{:?}", rep.first_difference);
+    // Every cell's set holds exactly the subjects it counts (the chosen ones), no more.
+    let mut exact: Vec<(u64, u64)> = cells
+        .cells()
+        .iter()
+        .filter(|c| c.count.lo == c.count.hi)
+        .map(|c| (c.count.lo, c.set.len()))
+        .collect();
+    exact.sort_unstable();
+    assert_eq!(exact, vec![(15, 15), (55, 55)]);
+}
+
+/// The values of column `col` (a count) of the first output.
+fn counts_of(r: &JobReport, col: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    for b in &r.outputs[0].batches {
+        let c = datafusion::arrow::compute::cast(b.column(col), &DataType::Int64).unwrap();
+        let c = c.as_primitive::<Int64Type>();
+        out.extend((0..c.len()).map(|i| c.value(i)));
+    }
+    out
+}
+
 fn decisions_replay_and_rederive() {
     // Re-derivation suppresses what the job suppressed, from its transcript: the cells it was
     // compared with are not the auditor's to hold.
@@ -504,6 +609,7 @@ pub fn tests() -> Vec<Trial> {
         a_differencing_pair_within_one_job_is_suppressed,
         a_total_minus_the_visible_groups_is_suppressed,
         a_cell_a_few_short_of_its_open_total_is_suppressed,
+        capped_cells_have_the_subjects_they_count,
         decisions_replay_and_rederive
     ]
 }

@@ -383,6 +383,8 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
         }
     }
     let mut plan = LogicalPlanBuilder::from(input);
+    // Where each subject keeps a keyed choice of groups: (keys, subject) rows after the choice.
+    let mut capped: Option<LogicalPlan> = None;
     let total_subjects = "__enclave_subjects".to_owned();
     let mut final_values: BTreeMap<String, Expr> = BTreeMap::new();
     let mut codes = Codes::default();
@@ -449,6 +451,8 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
                 })
                 .map_err(df)?;
         }
+        // The cells' subjects are the ones chosen: their sets come from here.
+        capped = Some(plan.clone().build().map_err(df)?);
         // Stage 2: per keys; each subject's values clamped as a whole.
         let mut a2 = Vec::new();
         for (j, ag) in q.aggs.iter().enumerate() {
@@ -592,9 +596,18 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
         plan,
         post: q.post.clone(),
         population: Some(Population {
-            input: population_input,
+            // The rows of the chosen (keys, subject) pairs where subjects keep a keyed choice of
+            // groups: a cell counts those subjects, and its set must hold only them.
+            subjects: vec![(
+                subject_of(unit).unwrap_or_default(),
+                if capped.is_some() {
+                    Expr::Column(Column::from_name(SUBJECT))
+                } else {
+                    subject_col(unit)
+                },
+            )],
+            input: capped.unwrap_or(population_input),
             keys,
-            subjects: vec![(subject_of(unit).unwrap_or_default(), subject_col(unit))],
             partition: fast,
             datasets: datasets.clone(),
             variant: if fast {

@@ -89,13 +89,29 @@ fn io_err<'a>(
 
 /// Writes `bytes` to a new file `path` with owner-only permissions; fails if it exists.
 fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // Written whole under a name of its own, then linked into place: a process killed midway
+    // leaves no partial file under `path` (a later writer would take a torn key for the one
+    // that won), and the link fails if `path` exists, as `create_new` does.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = format!(
+        ".{}.{}.{}.new",
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let tmp = path.with_file_name(unique);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    let written = opts.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 /// Writes `bytes` to `path` atomically (temporary file, sync, rename).

@@ -181,10 +181,10 @@ impl Guard {
             vec![count(datafusion::logical_expr::lit(1i64)).alias("__enclave_open0")]
         } else {
             population
-                .subjects
+                .open_subjects
                 .iter()
                 .enumerate()
-                .map(|(i, (_, s))| count_distinct(s.clone()).alias(format!("__enclave_open{i}")))
+                .map(|(i, s)| count_distinct(s.clone()).alias(format!("__enclave_open{i}")))
                 .collect()
         };
         let width = counts.len();

@@ -606,6 +606,7 @@ pub fn build(q: &Restricted, cx: &BuildContext<'_>) -> Result<Built, CheckError>
                     subject_col(unit)
                 },
             )],
+            open_subjects: vec![subject_col(unit)],
             input: capped.unwrap_or(population_input),
             keys,
             partition: fast,

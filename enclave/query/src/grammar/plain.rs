@@ -115,6 +115,7 @@ pub(super) fn finish_plain(
     let population = reps.iter().all(|&r| has_subject(r)).then(|| Population {
         input: population_input,
         keys: keys.clone(),
+        open_subjects: reps.iter().map(|&r| subject_col(r)).collect(),
         subjects: reps
             .iter()
             .map(|&r| {

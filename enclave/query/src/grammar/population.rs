@@ -24,6 +24,8 @@ pub struct Population {
     /// The raw subject value of each class over `input`, with the class's name (its datasets'
     /// subject column: one kind of subject across datasets).
     pub subjects: Vec<(String, Expr)>,
+    /// The raw subject value of each class over `open_input`.
+    pub open_subjects: Vec<Expr>,
     /// Whether the groups partition the subjects (one class, one row per subject): then the
     /// union of shown cells has exactly the sum of their counts.
     pub partition: bool,

@@ -6,10 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Float64Type;
 use enclave_egress::evidence::{Check, Verdict};
 use enclave_runtime::{JobReport, PolicySource};
 use enclave_tests::*;
@@ -97,38 +96,7 @@ fn rows(seed: u64, pick: impl Fn(&mut Mix) -> Kind) -> Vec<(String, String, i64)
 }
 
 fn parquet(rows: &[(String, String, i64)], dir: &Path) -> PathBuf {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("person_id", DataType::Utf8, false),
-        Field::new("district", DataType::Utf8, false),
-        Field::new("sex", DataType::Utf8, false),
-        Field::new("income", DataType::Int64, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            Arc::new(StringArray::from(
-                (0..rows.len())
-                    .map(|i| format!("p{i:06}"))
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from(
-                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .unwrap();
-    let path = dir.join("people.parquet");
-    let f = std::fs::File::create(&path).unwrap();
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, schema, None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    path
+    people_table(dir, rows, "income", 6)
 }
 
 /// ACRO's outcome and figure per cell `district|sex`.

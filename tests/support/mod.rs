@@ -295,3 +295,57 @@ pub mod rss {
         let _ = std::fs::write("/proc/self/clear_refs", "5");
     }
 }
+
+/// Writes `batch` to `dir/name.parquet` (a table a test makes for itself).
+pub fn write_parquet(
+    dir: &Path,
+    name: &str,
+    batch: &datafusion::arrow::array::RecordBatch,
+) -> PathBuf {
+    let path = dir.join(format!("{name}.parquet"));
+    let f = std::fs::File::create(&path).expect("parquet file");
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None)
+        .expect("parquet writer");
+    w.write(batch).expect("parquet write");
+    w.close().expect("parquet close");
+    path
+}
+
+/// A people table: `person_id` (`p` and `width` digits, one per row), `district`, `sex` and an
+/// integer column `value` (its name), from `rows` (district, sex, value).
+pub fn people_table(
+    dir: &Path,
+    rows: &[(String, String, i64)],
+    value: &str,
+    width: usize,
+) -> PathBuf {
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("district", DataType::Utf8, false),
+        Field::new("sex", DataType::Utf8, false),
+        Field::new(value, DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            std::sync::Arc::new(StringArray::from(
+                (0..rows.len())
+                    .map(|i| format!("p{i:0width$}"))
+                    .collect::<Vec<_>>(),
+            )),
+            std::sync::Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            )),
+            std::sync::Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+            )),
+            std::sync::Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("people batch");
+    write_parquet(dir, "people", &batch)
+}

@@ -145,20 +145,31 @@ pub fn replay(
 ) -> Result<ReplayReport, RuntimeError> {
     let mut report = ReplayReport::new(job);
     check(domain, engine, job, with_rederive, &mut report, None)?;
+    record_replay(domain, job, with_rederive, &mut report)?;
+    Ok(report)
+}
+
+/// Ends `report` and logs the replay, whatever its outcome.
+fn record_replay(
+    domain: &Domain,
+    job: JobId,
+    rederived: bool,
+    report: &mut ReplayReport,
+) -> Result<(), RuntimeError> {
     report.identical = report.first_difference.is_none();
-    let json = serde_json::to_vec(&report).map_err(|_| {
+    let json = serde_json::to_vec(&*report).map_err(|_| {
         RuntimeError::Job(enclave_core::JobError::internal(
             "the replay report could not be encoded",
         ))
     })?;
     let seqs = domain.record(&[Action::JobReplayed {
         job,
-        rederived: with_rederive,
+        rederived,
         identical: report.identical,
         report: Digest::of(&json),
     }])?;
     report.entry = seqs.first().copied();
-    Ok(report)
+    Ok(())
 }
 
 fn check(
@@ -330,19 +341,7 @@ pub fn release_cells(
     let mut report = ReplayReport::new(job);
     let mut cells = None;
     check(domain, engine, job, true, &mut report, Some(&mut cells))?;
-    report.identical = report.first_difference.is_none();
-    let json = serde_json::to_vec(&report).map_err(|_| {
-        RuntimeError::Job(enclave_core::JobError::internal(
-            "the replay report could not be encoded",
-        ))
-    })?;
-    let seqs = domain.record(&[Action::JobReplayed {
-        job,
-        rederived: true,
-        identical: report.identical,
-        report: Digest::of(&json),
-    }])?;
-    report.entry = seqs.first().copied();
+    record_replay(domain, job, true, &mut report)?;
     match cells {
         Some(c) if report.identical => Ok((c, report)),
         _ => Err(RuntimeError::Job(enclave_core::JobError::internal(

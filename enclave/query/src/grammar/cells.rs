@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::{Expr, ExprSchemable, Operator};
 
-use super::build::BuildContext;
+use super::plan::BuildContext;
 use super::{Agg, Restricted, refuse};
 use crate::check::CheckError;
 use crate::disclosure::Dominance;

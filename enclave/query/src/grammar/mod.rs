@@ -17,6 +17,7 @@ mod build;
 mod cells;
 mod parse;
 mod plain;
+mod plan;
 mod population;
 mod post;
 mod safety;
@@ -25,8 +26,9 @@ use datafusion::common::{DFSchemaRef, TableReference};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use enclave_policy::Policy;
 
-pub use build::{BuildContext, Built, DpSpend, SUBJECTS, apply_post, build};
+pub use build::build;
 pub use parse::parse;
+pub use plan::{BuildContext, Built, DpSpend, SUBJECTS, apply_post};
 pub use population::Population;
 pub use safety::check_total;
 

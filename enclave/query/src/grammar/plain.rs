@@ -7,8 +7,9 @@ use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, lit, when};
 
 use super::Population;
-use super::build::{BuildContext, Built, SUBJECTS, df, nullable};
+use super::build::df;
 use super::cells::{Codes, restricted, unshifted};
+use super::plan::{BuildContext, Built, SUBJECTS, nullable};
 use super::{AggKind, Restricted};
 use crate::check::CheckError;
 
